@@ -1,0 +1,74 @@
+"""Recognising common mistakes: the exercise's named misconceptions first, then generic patterns.
+
+Generic patterns work for any array-valued exercise: an output size off by one or two, swapped spatial axes,
+a flipped sign, a constant factor, a constant offset per channel (a missing or doubled bias).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .cases import Case
+from .compare import compare
+from .oracle import run_reference
+from .spec import Exercise
+
+
+def named_misconception(ex: Exercise, case: Case, got: Any, device: str) -> str | None:
+    """``"name: explanation"`` of the first misconception whose output the answer matches, else None."""
+    for m in ex.misconceptions:
+        try:
+            wrong = run_reference(m.compute, case.call, device)
+        except Exception:  # the wrong variant may not exist for this case (e.g. shapes do not fit)
+            continue
+        if compare(wrong, got, ex.tolerance.rel_floor, tuple(ex.output_names)):
+            return f"{m.name}: {m.explanation}"
+    return None
+
+
+def _shape_hint(expected: np.ndarray, got: np.ndarray) -> str | None:
+    if got.ndim != expected.ndim:
+        return (f"your answer has {got.ndim} dimensions, the expected one {expected.ndim}: "
+                "check which axes you keep (batch N, channels C, then H, W)")
+    diffs = [g - e for g, e in zip(got.shape, expected.shape)]
+    if got.shape == expected.shape[:-2] + expected.shape[-2:][::-1] and got.shape != expected.shape:
+        return "height and width look swapped: rows are the second-to-last axis, columns the last"
+    spatial = diffs[-2:]
+    if any(diffs[:-2]):
+        return "the leading (batch/channel) sizes differ: check how you loop over N and C_out"
+    if all(abs(d) <= 2 for d in spatial) and any(spatial):
+        return (f"off-by-one output size: yours is {got.shape[-2:]}, expected {expected.shape[-2:]}; "
+                "the number of window positions is floor((n + 2p - d(k-1) - 1) / s) + 1")
+    return None
+
+
+def generic_hint(expected: Any, got: Any) -> str | None:
+    """A pattern recognised in a wrong array answer, or None."""
+    if not (isinstance(expected, np.ndarray) and isinstance(got, np.ndarray)):
+        return None
+    if got.shape != expected.shape:
+        return _shape_hint(expected, got)
+    if got.dtype.kind != "f" or not np.all(np.isfinite(got)) or expected.size == 0:
+        return None
+    g = got.astype(np.float64)
+    scale = max(1e-12, float(np.max(np.abs(expected))))
+    close = lambda a, b: float(np.max(np.abs(a - b))) <= 1e-5 * max(scale, 1.0)  # noqa: E731
+    if expected.ndim >= 2 and expected.shape[-1] == expected.shape[-2] and close(g, np.swapaxes(expected, -1, -2)):
+        return "your result is transposed: rows and columns are swapped"
+    if close(g, -expected):
+        return "your result has the opposite sign everywhere"
+    denom = float(np.vdot(expected, expected))
+    if denom > 0:
+        c = float(np.vdot(expected, g)) / denom
+        if abs(c - 1) > 1e-3 and abs(c) > 1e-6 and close(g, c * expected):
+            return f"your result is the expected one times {c:.4g}: a scale factor (averaging, or a missing 2?)"
+    for axis in ((1,) if expected.ndim == 4 else (0,) if expected.ndim == 3 else ()):
+        reduce_axes = tuple(i for i in range(expected.ndim) if i != axis)
+        offset = (g - expected).mean(axis=reduce_axes, keepdims=True)
+        if float(np.max(np.abs(offset))) > 1e-6 * max(scale, 1.0) and close(g - offset, expected):
+            return "off by a constant per output channel: a missing, doubled or misplaced bias?"
+    diff = g - expected
+    if diff.size > 1 and float(np.ptp(diff)) <= 1e-6 * max(scale, 1.0) and abs(float(diff.flat[0])) > 1e-9:
+        return f"off by the constant {float(diff.flat[0]):.4g} everywhere"
+    return None

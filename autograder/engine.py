@@ -1,0 +1,173 @@
+"""Grade one exercise: cases -> oracle -> answer -> comparison -> score and teaching feedback.
+
+The same engine serves the in-notebook check (:mod:`autograder.check`) and the isolated grader: only the
+*answer* differs (a direct call, or a proxy into a sandbox). Scores are computed here, never by student code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .answers import Answer, Outcome
+from .cases import Case
+from .compare import compare
+from .diagnose import generic_hint, named_misconception
+from .oracle import run_reference
+from .shrink import shrink
+from .spec import Exercise
+
+
+@dataclass
+class PartResult:
+    """One graded line of a report: ``name`` is ``<exercise>`` or ``<exercise>: <part>``."""
+
+    name: str
+    score: float
+    max_score: float
+    output: str
+    passed: int = 0
+    total: int = 0
+
+    def to_json(self) -> dict:
+        status = "passed" if self.score >= self.max_score else "failed"
+        return {"name": self.name, "score": self.score, "max_score": self.max_score, "status": status,
+                "output": self.output, "visibility": "visible"}
+
+
+@dataclass
+class ExerciseResult:
+    """All parts of one exercise. ``float(result)`` is the points earned (what an nbgrader test cell ends with)."""
+
+    exercise: str
+    parts: list[PartResult] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return round(sum(p.score for p in self.parts), 4)
+
+    @property
+    def max_score(self) -> float:
+        return sum(p.max_score for p in self.parts)
+
+    def __float__(self) -> float:
+        return float(self.score)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(p.output for p in self.parts)
+
+
+def _fmt_array(a: Any, limit: int = 64) -> str:
+    if isinstance(a, np.ndarray):
+        if a.size <= limit:
+            body = np.array2string(a, precision=4, suppress_small=True, separator=", ", max_line_width=100)
+            return f"shape {a.shape}\n" + "\n".join("      " + line for line in body.splitlines())
+        return f"array of shape {a.shape}"
+    if isinstance(a, tuple) and any(isinstance(v, np.ndarray) for v in a):
+        return "(" + ", ".join(_fmt_array(v, limit) for v in a) + ")"
+    if callable(a):
+        return getattr(a, "__name__", repr(a))
+    return repr(a)
+
+
+def _call_text(ex: Exercise, case: Case) -> str:
+    names = [p.strip().split("=")[0] for p in ex.signature.split("(", 1)[1].rstrip(")").split(",")]
+    lines = []
+    for i, value in enumerate(case.call.args):
+        lines.append(f"    {names[i] if i < len(names) else f'arg{i}'} = {_fmt_array(value)}")
+    for key, value in case.call.kwargs.items():
+        lines.append(f"    {key} = {_fmt_array(value)}")
+    return "\n".join(lines)
+
+
+@dataclass
+class _Trial:
+    case: Case
+    expected: Any
+    outcome: Outcome
+    reason: str = ""
+    details: Sequence[str] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome.ok and not self.reason
+
+
+def _try(ex: Exercise, answer: Answer, case: Case, device: str) -> _Trial:
+    expected = run_reference(ex.oracle, case.call, device)
+    outcome = answer(case.call)
+    if not outcome.ok:
+        return _Trial(case, expected, outcome, outcome.error or "failed")
+    verdict = compare(expected, outcome.value, ex.tolerance.rel_floor, tuple(ex.output_names))
+    return _Trial(case, expected, outcome, "" if verdict else verdict.reason, verdict.details)
+
+
+def _explain_failure(ex: Exercise, answer: Answer, trial: _Trial, device: str, shrink_budget: int) -> list[str]:
+    lines = [f"  First failing case: {ex.describe(trial.case.params)}", f"    {trial.reason}"]
+    lines += [f"      {d}" for d in trial.details]
+    if trial.outcome.ok:
+        hint = named_misconception(ex, trial.case, trial.outcome.value, device) or \
+            generic_hint(trial.expected if not isinstance(trial.expected, tuple) else None, trial.outcome.value)
+        if hint:
+            lines.append(f"  Likely mistake: {hint}")
+    if shrink_budget > 0:
+        small = shrink(ex, trial.case, lambda c: not _try(ex, answer, c, device).passed, shrink_budget)
+        if small is not trial.case:
+            again = _try(ex, answer, small, device)
+            lines.append(f"  Smallest failing input found: {ex.describe(small.params)}")
+            lines.append(_call_text(ex, small))
+            lines.append(f"    expected: {_fmt_array(again.expected)}")
+            got = again.outcome.value if again.outcome.ok else again.outcome.error
+            lines.append(f"    got:      {_fmt_array(got) if again.outcome.ok else got}")
+    return lines
+
+
+def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str = "cpu",
+                      shrink_budget: int = 80, label: str = "") -> PartResult:
+    """Run every case; points are proportional to the cases passed. Feedback explains the first failure."""
+    trials = [_try(ex, answer, case, device) for case in cases]
+    passed = sum(t.passed for t in trials)
+    score = round(ex.points * passed / len(trials), 4) if trials else 0.0
+    head = f"{ex.name}: {passed}/{len(trials)} {label}cases passed, {score:g}/{ex.points:g} points"
+    failures = [t for t in trials if not t.passed]
+    if not failures:
+        lines = [f"\u2714 {head}"]
+    else:
+        errors = {t.outcome.error for t in failures if not t.outcome.ok}
+        if len(failures) == len(trials) and len(errors) == 1 and "NotImplementedError" in next(iter(errors)):
+            return PartResult(ex.name, 0.0, ex.points, f"\u2718 {ex.name}: not implemented yet (raises "
+                                                       "NotImplementedError)", 0, len(trials))
+        lines = [f"\u2718 {head}"]
+        lines += _explain_failure(ex, answer, failures[0], device, shrink_budget)
+        if len(failures) > 1:
+            others = sorted({ex.describe(t.case.params) for t in failures[1:]})
+            more = f" (+{len(others) - 4} more)" if len(others) > 4 else ""
+            lines.append("  Also failing: " + "; ".join(others[:4]) + more)
+    notes = sorted({w for t in trials for w in t.outcome.warnings})
+    if notes:
+        lines.append("  Note: your function emitted: " + "; ".join(notes[:3]))
+    return PartResult(ex.name, score, ex.points, "\n".join(lines), passed, len(trials))
+
+
+def grade_exercise(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str = "cpu",
+                   violations: Sequence[str] = (), shrink_budget: int = 80, label: str = "",
+                   context: dict | None = None) -> ExerciseResult:
+    """Every part of one exercise. ``violations`` (forbidden APIs found in the answer) zero all parts."""
+    result = ExerciseResult(ex.name)
+    if violations:
+        message = (f"\u2718 {ex.name}: 0/{ex.total_points:g} points: this exercise must be written from scratch, "
+                   f"but the answer uses {', '.join(violations)}")
+        result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, len(cases)))
+        result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points, message) for p in ex.parts]
+        return result
+    correctness = grade_correctness(ex, answer, cases, device, shrink_budget, label)
+    result.parts.append(correctness)
+    for part in ex.parts:
+        if correctness.passed < correctness.total:
+            result.parts.append(PartResult(f"{ex.name}: {part.name}", 0.0, part.points,
+                                           f"\u2718 {ex.name}: {part.name}: needs a correct answer first"))
+            continue
+        result.parts.append(part.grade(answer, dict(context or {}, device=device, exercise=ex)))
+    return result

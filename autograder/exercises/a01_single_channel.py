@@ -1,0 +1,133 @@
+"""01-single-channel: the sliding window (``corr2d``, ``convolve2d``, ``sobel_magnitude``)."""
+from __future__ import annotations
+
+from ..registry import register
+from ..spec import Call, Exercise, Misconception
+from ._torch import F, torch
+
+ASSIGNMENT = "01-single-channel"
+
+SOBEL_X = [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]
+SOBEL_Y = [[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]]
+
+
+def _corr(x, k):
+    return F().conv2d(x[None, None], k[None, None])[0, 0]
+
+
+def _draw_image_kernel(rng) -> dict:
+    h, w = int(rng.integers(1, 12)), int(rng.integers(1, 12))
+    return {"H": h, "W": w, "kH": int(rng.integers(1, h + 1)), "kW": int(rng.integers(1, w + 1))}
+
+
+def _image_kernel(p, draw) -> Call:
+    return Call((draw.array(p["H"], p["W"]), draw.array(p["kH"], p["kW"])))
+
+
+def _describe_image_kernel(p) -> str:
+    return f"x ({p['H']}, {p['W']}), k ({p['kH']}, {p['kW']})"
+
+
+_IMAGE_KERNEL = dict(
+    draw_params=_draw_image_kernel,
+    build=_image_kernel,
+    describe=_describe_image_kernel,
+    valid=lambda p: 1 <= p["kH"] <= p["H"] and 1 <= p["kW"] <= p["W"],
+    params_min={"H": 1, "W": 1, "kH": 1, "kW": 1},
+    fixed_params=[
+        {"H": 5, "W": 7, "kH": 2, "kW": 3},   # non-square image and kernel
+        {"H": 4, "W": 6, "kH": 1, "kW": 1},   # 1x1 kernel: a scaled copy
+        {"H": 3, "W": 5, "kH": 3, "kW": 5},   # full-size kernel: one output value
+        {"H": 1, "W": 8, "kH": 1, "kW": 3},   # a single row
+        {"H": 9, "W": 4, "kH": 4, "kW": 2},   # tall image, tall kernel
+    ],
+)
+
+_FLIP_BOTH = Misconception(
+    "flipped kernel",
+    "you flipped the kernel (true convolution). Deep learning's 'convolution' is cross-correlation: "
+    "out[i, j] = sum over (a, b) of x[i + a, j + b] * k[a, b], with no flip.",
+    lambda x, k: _corr(x, k.flip(0, 1)),
+)
+_FLIP_ROWS = Misconception(
+    "kernel flipped along one axis only",
+    "you reversed the kernel's rows but not its columns (or the other way round); "
+    "a true convolution flips both axes: k[::-1, ::-1].",
+    lambda x, k: _corr(x, k.flip(0)),
+)
+_FLIP_COLS = Misconception(
+    "kernel flipped along one axis only",
+    "you reversed the kernel's columns but not its rows; a true convolution flips both axes: k[::-1, ::-1].",
+    lambda x, k: _corr(x, k.flip(1)),
+)
+_NO_FLIP = Misconception(
+    "kernel not flipped",
+    "you computed cross-correlation; true convolution first flips the kernel in both axes "
+    "(out = corr2d(x, k[::-1, ::-1])).",
+    _corr,
+)
+
+corr2d = Exercise(
+    name="corr2d",
+    assignment=ASSIGNMENT,
+    points=3,
+    signature="corr2d(x, k)",
+    oracle=_corr,
+    misconceptions=[_FLIP_BOTH, _FLIP_ROWS, _FLIP_COLS],
+    **_IMAGE_KERNEL,
+)
+
+convolve2d = Exercise(
+    name="convolve2d",
+    assignment=ASSIGNMENT,
+    points=2,
+    signature="convolve2d(x, k)",
+    oracle=lambda x, k: _corr(x, k.flip(0, 1)),
+    misconceptions=[_NO_FLIP,
+                    Misconception(_FLIP_ROWS.name, _FLIP_ROWS.explanation, _FLIP_ROWS.compute),
+                    Misconception(_FLIP_COLS.name, _FLIP_COLS.explanation, _FLIP_COLS.compute)],
+    **_IMAGE_KERNEL,
+)
+
+
+def _sobel_parts(img):
+    t = torch()
+    kx = t.tensor(SOBEL_X, dtype=img.dtype, device=img.device)
+    ky = t.tensor(SOBEL_Y, dtype=img.dtype, device=img.device)
+    return _corr(img, kx), _corr(img, ky)
+
+
+def _sobel(img):
+    gx, gy = _sobel_parts(img)
+    return (gx**2 + gy**2).sqrt()
+
+
+def _draw_image(rng) -> dict:
+    return {"H": int(rng.integers(3, 16)), "W": int(rng.integers(3, 16))}
+
+
+sobel_magnitude = Exercise(
+    name="sobel_magnitude",
+    assignment=ASSIGNMENT,
+    points=2,
+    signature="sobel_magnitude(img)",
+    oracle=_sobel,
+    draw_params=_draw_image,
+    build=lambda p, draw: Call((draw.array(p["H"], p["W"]),)),
+    describe=lambda p: f"img ({p['H']}, {p['W']})",
+    valid=lambda p: p["H"] >= 3 and p["W"] >= 3,
+    params_min={"H": 3, "W": 3},
+    fixed_params=[{"H": 3, "W": 3}, {"H": 4, "W": 9}, {"H": 12, "W": 5}],
+    misconceptions=[
+        Misconception("no square root", "you returned gx**2 + gy**2; the magnitude is its square root.",
+                      lambda img: _sobel(img) ** 2),
+        Misconception("L1 magnitude", "you returned |gx| + |gy|; the gradient magnitude is sqrt(gx**2 + gy**2).",
+                      lambda img: sum(g.abs() for g in _sobel_parts(img))),
+        Misconception("one direction only", "you returned |gx| only; combine both directions.",
+                      lambda img: _sobel_parts(img)[0].abs()),
+        Misconception("one direction only", "you returned |gy| only; combine both directions.",
+                      lambda img: _sobel_parts(img)[1].abs()),
+    ],
+)
+
+register(corr2d, convolve2d, sobel_magnitude)

@@ -1,0 +1,140 @@
+"""Forbidden APIs in from-scratch answers: ready-made convolutions (torch, scipy.signal, scipy.ndimage, ...).
+
+Two scanners share one list:
+- :func:`scan_function` inspects a live function (in a notebook): the names it uses are resolved through its
+  globals and closure, so ``from scipy.signal import correlate2d as c`` is caught when the function calls ``c``;
+  helper functions defined in the notebook are followed.
+- :func:`scan_source` reads source text (the isolated grader, which never runs student code in its own
+  process): imports, aliases, attribute chains and dynamic imports (``__import__``, ``importlib``).
+
+The isolated grader does not rely on scanning: there the forbidden modules are absent from the sandbox. The scan
+names the attempt in the feedback.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+import types
+from typing import Any, Callable, Iterable
+
+#: modules (and their submodules) that no from-scratch answer may use
+FORBIDDEN_MODULES = ("torch", "scipy.signal", "scipy.ndimage", "tensorflow", "jax", "keras", "cv2", "skimage",
+                     "sklearn", "numba", "cupy", "autograder", "astropy.convolution")
+#: single functions that are ready-made convolutions
+FORBIDDEN_CALLS = ("numpy.convolve", "numpy.correlate", "scipy.fft.convolve")
+DYNAMIC = ("__import__", "importlib", "exec", "eval", "compile")
+
+
+FROM_SCRATCH = FORBIDDEN_MODULES + FORBIDDEN_CALLS
+
+
+def is_forbidden(dotted: str, names: Iterable[str] = FROM_SCRATCH) -> bool:
+    """Whether ``dotted`` (e.g. ``scipy.signal.correlate2d``) is one of ``names`` or inside one of them."""
+    return any(dotted == n or dotted.startswith(n + ".") for n in names)
+
+
+def _dotted(node: ast.AST) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+def scan_source(source: str, names: Iterable[str] = FROM_SCRATCH) -> list[str]:
+    """Forbidden uses of ``names`` in ``source`` (a cell or a whole notebook's student code), deduplicated, in order."""
+    names = tuple(names)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    aliases: dict[str, str] = {}
+    found: list[str] = []
+
+    def flag(what: str) -> None:
+        if what not in found:
+            found.append(what)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                aliases[(a.asname or a.name).split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+                if is_forbidden(a.name, names):
+                    flag(f"import {a.name}")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                aliases[a.asname or a.name] = full
+                if is_forbidden(full, names) or is_forbidden(node.module, names):
+                    flag(f"from {node.module} import {a.name}")
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Name)) and isinstance(getattr(node, "ctx", None), ast.Load):
+            dotted = _dotted(node)
+            if not dotted:
+                continue
+            head, _, rest = dotted.partition(".")
+            full = aliases.get(head, head) + ("." + rest if rest else "")
+            if full.startswith("np."):
+                full = "numpy." + full[3:]
+            if is_forbidden(full, names):
+                flag(full)
+            if head in DYNAMIC and isinstance(node, ast.Name):
+                flag(f"dynamic code ({head})")
+    return found
+
+
+def _module_of(obj: Any) -> str:
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__
+    module = getattr(obj, "__module__", None) or ""
+    name = getattr(obj, "__name__", "")
+    return f"{module}.{name}" if module and name else module
+
+
+def scan_function(fn: Callable, names: Iterable[str] = FROM_SCRATCH, _seen: set | None = None) -> list[str]:
+    """Forbidden uses in a live function and the notebook helpers it calls."""
+    names = tuple(names)
+    seen = _seen if _seen is not None else set()
+    if id(fn) in seen:
+        return []
+    seen.add(id(fn))
+    fn = inspect.unwrap(fn)
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        return []
+    found = [f for f in scan_source(source, names) if not f.startswith("dynamic")]
+    namespace = dict(getattr(fn, "__globals__", {}))
+    if getattr(fn, "__closure__", None):
+        namespace.update({name: cell.cell_contents for name, cell in
+                          zip(fn.__code__.co_freevars, fn.__closure__) if _has_contents(cell)})
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute):
+            dotted = _dotted(node) or ""
+            head, _, rest = dotted.partition(".")
+            if isinstance(namespace.get(head), types.ModuleType):
+                full = f"{namespace[head].__name__}.{rest}"
+                if is_forbidden(full, names) and full not in found:
+                    found.append(full)
+            continue
+        if not isinstance(node, ast.Name) or node.id not in namespace:
+            continue
+        obj = namespace[node.id]
+        origin = _module_of(obj)
+        if origin and is_forbidden(origin, names) and origin not in found:
+            found.append(f"{node.id} (from {origin})")
+        elif isinstance(obj, types.FunctionType) and obj.__module__ in ("__main__", fn.__module__):
+            found += [f for f in scan_function(obj, names, seen) if f not in found]
+    return found
+
+
+def _has_contents(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True

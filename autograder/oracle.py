@@ -1,0 +1,91 @@
+"""The torch oracle: runs an exercise's reference on pristine float64 copies of a case, on CPU or CUDA.
+
+TF32 is always off: on CUDA it silently costs ~3e-4 relative error in convolutions, which would make the
+reference less accurate than a correct float32 student answer.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any
+
+import numpy as np
+
+from .spec import Call
+
+
+def torch():
+    import torch as _torch  # imported lazily: `import torch` costs ~1.3 s
+
+    return _torch
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) to a concrete device string."""
+    if device not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', not {device!r}")
+    if device == "cpu":
+        return "cpu"
+    available = torch().cuda.is_available()
+    if device == "cuda" and not available:
+        raise RuntimeError("device='cuda' was asked for, but torch sees no CUDA GPU")
+    return "cuda" if available else "cpu"
+
+
+@contextlib.contextmanager
+def exact_numerics():
+    """Turn TF32 off for convolutions and matmuls (restored afterwards)."""
+    t = torch()
+    saved = (t.backends.cudnn.allow_tf32, t.backends.cuda.matmul.allow_tf32)
+    t.backends.cudnn.allow_tf32 = False
+    t.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        t.backends.cudnn.allow_tf32, t.backends.cuda.matmul.allow_tf32 = saved
+
+
+def to_torch(value: Any, device: str) -> Any:
+    """Arrays (and arrays inside tuples/lists/dicts) to float64 / int64 / bool tensors on ``device``."""
+    t = torch()
+    if isinstance(value, np.ndarray):
+        tensor = t.from_numpy(np.array(value, copy=True))
+        if tensor.is_floating_point():
+            tensor = tensor.to(t.float64)
+        return tensor.to(device)
+    if isinstance(value, tuple):
+        return tuple(to_torch(v, device) for v in value)
+    if isinstance(value, list):
+        return [to_torch(v, device) for v in value]
+    if isinstance(value, dict):
+        return {k: to_torch(v, device) for k, v in value.items()}
+    if hasattr(value, "to") and isinstance(value, t.nn.Module):
+        return copy.deepcopy(value).to(device)
+    return copy.deepcopy(value)
+
+
+def from_torch(value: Any) -> Any:
+    """Tensors back to NumPy (on CPU); numbers and bools to plain Python; tuples stay tuples."""
+    t = torch()
+    if isinstance(value, t.Tensor):
+        value = value.detach().cpu()
+        return value.item() if value.dim() == 0 and not value.is_floating_point() else value.numpy().copy()
+    if isinstance(value, (tuple, list)):
+        return tuple(from_torch(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def run_reference(fn, call: Call, device: str) -> Any:
+    """Evaluate ``fn`` (an oracle or a misconception) on pristine torch copies of ``call``."""
+    with exact_numerics():
+        args = to_torch(call.args, device)
+        kwargs = to_torch(dict(call.kwargs), device)
+        return from_torch(fn(*args, **kwargs))

@@ -1,0 +1,123 @@
+"""Exercise specifications as data.
+
+An :class:`Exercise` says everything the grader needs about one graded function of the curriculum
+(``../shared/CURRICULUM.md``): its name and points, how to draw test cases, the torch oracle, the comparison
+tolerance, and the known wrong variants (misconceptions) used to explain failures. No exercise carries its own
+comparison code: :mod:`autograder.compare` is the one engine for all of them.
+
+Case parameters are flat dicts of small ints (sizes, strides, flags). ``build(params, draw)`` turns them into
+the call's positional and keyword arguments; the shrinker (:mod:`autograder.shrink`) lowers the ints to find the
+smallest failing input, so ``valid(params)`` must say which combinations make sense.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+Params = Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Call:
+    """The arguments of one call of a graded function: ``fn(*args, **kwargs)``."""
+
+    args: tuple
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Misconception:
+    """A known wrong answer. ``compute`` has the oracle's signature (torch tensors in, result out);
+    when a student's answer matches it, the feedback names the mistake and explains it."""
+
+    name: str
+    explanation: str
+    compute: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Extra slack on top of the dtype-derived tolerance, relative to ``max|expected|``.
+
+    The default (0) means: only floating-point rounding of the answer's dtype is forgiven. Exercises whose
+    reference is itself approximate (a finite difference) set a floor here.
+    """
+
+    rel_floor: float = 0.0
+
+
+@dataclass(frozen=True)
+class Part:
+    """An extra graded part beyond correctness (for example ``conv2d_im2col: speed``).
+
+    ``grade(answer, context) -> PartResult`` gets the same answer proxy as the correctness check.
+    """
+
+    name: str
+    points: float
+    grade: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One graded function of the curriculum, as data.
+
+    Attributes:
+        name: the function name, also the nbgrader ``grade_id`` of the answer cell (test cell: ``test_<name>``).
+        assignment: the assignment id, e.g. ``"01-single-channel"``.
+        points: points of the correctness part.
+        signature: the signature shown to students, e.g. ``"corr2d(x, k)"``.
+        draw_params: ``rng -> params``; random parameters for one case.
+        build: ``(params, draw) -> Call``; the arrays and arguments of the case (see :class:`autograder.cases.Draw`).
+        oracle: the torch reference; called like the student function but with float64 torch tensors on the
+            grading device in place of arrays. Returns tensors, numbers, bools or tuples of them.
+        fixed_params: adversarial cases always included in the visible set (1x1 and full-size kernels...).
+        valid: which parameter dicts make sense (the shrinker only proposes valid ones).
+        params_min: the smallest value of each int parameter, for the shrinker.
+        describe: ``params -> str``, the case in words (shapes, stride, padding) for feedback.
+        misconceptions: known wrong variants, recognised in feedback.
+        output_names: names of tuple outputs, e.g. ``("dx", "dw", "db")``.
+        from_scratch: NumPy-only exercise: torch/scipy convolutions are forbidden in the answer.
+        forbidden: extra dotted names forbidden in the answer (beyond the from-scratch list).
+        tolerance: extra slack for approximate references.
+        parts: extra graded parts (speed...).
+        n_visible, n_hidden: numbers of random cases in the visible and hidden sets.
+        ties_free: the inputs avoid ties (documented for max pooling style exercises).
+    """
+
+    name: str
+    assignment: str
+    points: float
+    signature: str
+    draw_params: Callable[[Any], dict]
+    build: Callable[[Params, Any], Call]
+    oracle: Callable[..., Any]
+    describe: Callable[[Params], str]
+    fixed_params: Sequence[dict] = ()
+    valid: Callable[[Params], bool] = lambda p: True
+    params_min: Mapping[str, int] = field(default_factory=dict)
+    misconceptions: Sequence[Misconception] = ()
+    output_names: Sequence[str] = ()
+    from_scratch: bool = True
+    forbidden: Sequence[str] = ()
+    tolerance: Tolerance = Tolerance()
+    parts: Sequence[Part] = ()
+    n_visible: int = 8
+    n_hidden: int = 24
+
+    @property
+    def total_points(self) -> float:
+        return self.points + sum(p.points for p in self.parts)
+
+    @property
+    def forbidden_names(self) -> tuple[str, ...]:
+        """Dotted names the answer may not use: every ready-made convolution for from-scratch exercises, and
+        always the grader itself (its oracle) plus the exercise's own extras."""
+        from .forbidden import FROM_SCRATCH
+
+        base = FROM_SCRATCH if self.from_scratch else ("autograder",)
+        return tuple(base) + tuple(self.forbidden)
+
+    @property
+    def test_id(self) -> str:
+        return f"test_{self.name}"

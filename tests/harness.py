@@ -1,0 +1,34 @@
+"""Shared assertions for exercise tests: correct answers must pass, buggy ones must fail with teaching feedback.
+
+Every exercise test module lists its answers as data and uses these three functions; none re-implements a check.
+Grading here uses the visible and a fixed set of hidden cases on CPU, exactly like the notebook test cells.
+"""
+from __future__ import annotations
+
+from autograder.check import check
+from autograder.engine import ExerciseResult
+
+SEED = 20261121
+
+
+def grade(name: str, fn, device: str = "cpu") -> ExerciseResult:
+    return check(name, fn, hidden=True, device=device, seed=SEED, show=False)
+
+
+def assert_passes(name: str, fn, device: str = "cpu") -> ExerciseResult:
+    result = grade(name, fn, device)
+    assert result.score == result.max_score, f"correct answer {fn.__name__} lost points:\n{result.text}"
+    return result
+
+
+def assert_fails(name: str, fn, *mentions: str, device: str = "cpu") -> ExerciseResult:
+    """The answer loses points, the feedback names the failing case, and mentions each of ``mentions``
+    (for example the misconception's name)."""
+    result = grade(name, fn, device)
+    assert result.score < result.max_score, f"buggy answer {fn.__name__} got full marks:\n{result.text}"
+    text = result.text
+    assert ("First failing case:" in text) or ("must be written from scratch" in text) or \
+        ("needs a correct answer" in text), f"feedback does not name the failing case:\n{text}"
+    for m in mentions:
+        assert m in text, f"feedback for {fn.__name__} does not mention {m!r}:\n{text}"
+    return result
