@@ -45,9 +45,10 @@ def describe_exception(exc: BaseException, limit: int = 3) -> str:
     return f"{head}" + (f"  (at {where})" if where else "")
 
 
-def local_answer(fn: Callable[..., Any]) -> Answer:
+def local_answer(fn: Callable[..., Any], encode: Callable[[Any], Any] | None = None) -> Answer:
     """Call ``fn`` in this process on deep copies of the arguments; stderr and warnings are captured so that
-    nothing reaches the notebook's stderr (nbgrader zeroes a cell that writes there)."""
+    nothing reaches the notebook's stderr (nbgrader zeroes a cell that writes there). ``encode`` (the exercise's)
+    turns the raw return value into plain data before :func:`to_plain`."""
 
     def answer(call: Call) -> Outcome:
         import time
@@ -68,10 +69,13 @@ def local_answer(fn: Callable[..., Any]) -> Answer:
         if captured.getvalue().strip():
             notes += (f"wrote to stderr: {captured.getvalue().strip()[:200]}",)
         try:
-            value = to_plain(raw)
+            value = to_plain(encode(raw) if encode else raw)
         except NotPlainData as exc:
             return Outcome(error=f"returned {exc}, which is not an array or number", warnings=notes,
                            seconds=seconds)
+        except Exception as exc:  # noqa: BLE001 - encoding a malformed object
+            return Outcome(error=f"returned something the grader cannot read ({describe_exception(exc)})",
+                           warnings=notes, seconds=seconds)
         return Outcome(value=value, warnings=notes, seconds=seconds)
 
     return answer

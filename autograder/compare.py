@@ -4,7 +4,7 @@ Rules (the same for every exercise):
 - arrays: exact shape (no broadcasting); NaN or Inf never pass; float answers must be float32 or float64 and are
   compared with a tolerance derived from the answer's dtype, relative to ``max|expected|``; integer and boolean
   arrays are compared exactly;
-- ints and bools exactly, and of the right type (``True`` is not ``1``, ``5.0`` is not ``5``);
+- ints, bools and strings exactly, and of the right type (``True`` is not ``1``, ``5.0`` is not ``5``);
 - tuples element by element, with the exercise's output names.
 
 A :class:`Verdict` carries the reason and the worst entries for feedback.
@@ -30,10 +30,10 @@ class NotPlainData(TypeError):
 def to_plain(value: Any) -> Any:
     """Reduce an answer to plain data: ndarray (base class, own memory), int, float, bool, None, or tuples of those.
 
-    Anything else (strings, dicts, arbitrary objects whose ``__eq__`` lies) raises :class:`NotPlainData`.
+    Strings are kept (for encoded answers such as layer names). Anything else (dicts, arbitrary objects whose ``__eq__`` lies) raises :class:`NotPlainData`.
     Tensors are accepted (detached, moved to CPU) so that torch exercises can return them.
     """
-    if value is None or type(value) in (bool, int, float):
+    if value is None or type(value) in (bool, int, float, str):
         return value
     if isinstance(value, np.bool_):
         return bool(value)
@@ -142,6 +142,10 @@ def compare(expected: Any, got: Any, rel_floor: float = 0.0, names: tuple = ()) 
         if not isinstance(got, np.ndarray):
             return Verdict(False, f"expected an array of shape {expected.shape}, got {describe_value(got)}")
         return _compare_arrays(expected, got, rel_floor)
+    if isinstance(expected, str):
+        if not isinstance(got, str) or got != expected:
+            return Verdict(False, f"expected {expected!r}, got {describe_value(got)}")
+        return Verdict(True)
     if expected is None:
         return Verdict(got is None, "" if got is None else f"expected None, got {describe_value(got)}")
     raise TypeError(f"oracle produced unsupported value {type(expected)}")

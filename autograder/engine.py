@@ -100,7 +100,14 @@ def _try(ex: Exercise, answer: Answer, case: Case, device: str) -> _Trial:
     outcome = answer(case.call)
     if not outcome.ok:
         return _Trial(case, expected, outcome, outcome.error or "failed")
-    verdict = compare(expected, outcome.value, ex.tolerance.rel_floor, tuple(ex.output_names))
+    got = outcome.value
+    if ex.view is not None:
+        try:
+            got = ex.view(got, case.call, device)
+        except Exception as exc:  # noqa: BLE001 - a malformed answer cannot be evaluated
+            return _Trial(case, expected, outcome, f"the answer could not be evaluated: {exc}")
+        outcome = Outcome(value=got, warnings=outcome.warnings, seconds=outcome.seconds)
+    verdict = compare(expected, got, ex.tolerance.rel_floor, tuple(ex.output_names))
     return _Trial(case, expected, outcome, "" if verdict else verdict.reason, verdict.details)
 
 

@@ -82,7 +82,11 @@ class Exercise:
         tolerance: extra slack for approximate references.
         parts: extra graded parts (speed...).
         n_visible, n_hidden: numbers of random cases in the visible and hidden sets.
-        ties_free: the inputs avoid ties (documented for max pooling style exercises).
+        encode: runs where the student's code runs (notebook kernel or sandbox): turns the raw return value
+            into plain data (default: :func:`autograder.compare.to_plain`). For answers that are objects, e.g. an
+            ``nn.Module`` encoded as layer types and weights. Must not rely on trusted state.
+        view: runs in the trusted grader: ``(plain_answer, call, device) -> plain`` values compared with the
+            oracle's (e.g. rebuild the module and evaluate it). The oracle must return the same view.
     """
 
     name: str
@@ -104,6 +108,8 @@ class Exercise:
     parts: Sequence[Part] = ()
     n_visible: int = 8
     n_hidden: int = 24
+    encode: Callable[[Any], Any] | None = None
+    view: Callable[[Any, Call, str], Any] | None = None
 
     @property
     def total_points(self) -> float:
