@@ -84,7 +84,12 @@ def scan_source(source: str, names: Iterable[str] = FROM_SCRATCH) -> list[str]:
                 flag(full)
             if head in DYNAMIC and isinstance(node, ast.Name):
                 flag(f"dynamic code ({head})")
-    return found
+    return _tidy(found)
+
+
+def _tidy(found: list[str]) -> list[str]:
+    """Drop entries that only repeat a longer one (``scipy.signal`` beside ``scipy.signal.correlate2d``)."""
+    return [f for f in found if not any(o != f and o.startswith(f + ".") for o in found)]
 
 
 def _module_of(obj: Any) -> str:
@@ -129,7 +134,7 @@ def scan_function(fn: Callable, names: Iterable[str] = FROM_SCRATCH, _seen: set 
             found.append(f"{node.id} (from {origin})")
         elif isinstance(obj, types.FunctionType) and obj.__module__ in ("__main__", fn.__module__):
             found += [f for f in scan_function(obj, names, seen) if f not in found]
-    return found
+    return _tidy(found)
 
 
 def _has_contents(cell) -> bool:
