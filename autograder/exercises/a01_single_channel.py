@@ -60,6 +60,31 @@ _FLIP_COLS = Misconception(
     "you reversed the kernel's columns but not its rows; a true convolution flips both axes: k[::-1, ::-1].",
     lambda x, k: _corr(x, k.flip(1)),
 )
+
+
+def _padded(x, k, before, after, flip=False):
+    """Cross-correlation (or, with ``flip``, convolution) of ``x`` zero-padded by ``before(kernel_size)`` rows and
+    columns on the top/left and ``after(kernel_size)`` on the bottom/right: the non-valid output sizes."""
+    (kh, kw) = k.shape
+    xp = F().pad(x, (before(kw), after(kw), before(kh), after(kh)))
+    return _corr(xp, k.flip(0, 1) if flip else k)
+
+
+_PADDING_NAME = "zero padding instead of the valid output"
+_PADDING_TEXT = ("your output is as large as the input (or larger): you padded the image with zeros. Asked for "
+                 "is the valid output, (H - kH + 1, W - kW + 1): only the positions where the whole kernel lies "
+                 "inside the image, without padding.")
+
+
+def _padding_misconceptions(flip: bool) -> list[Misconception]:
+    """'same' output (both ways of splitting an even kernel's padding) and 'full' output."""
+    ways = [(lambda n: (n - 1) // 2, lambda n: n // 2),     # PyTorch's padding="same": the extra row after
+            (lambda n: n // 2, lambda n: (n - 1) // 2),     # the extra row before
+            (lambda n: n - 1, lambda n: n - 1)]             # 'full' (np.convolve's default mode)
+    return [Misconception(_PADDING_NAME, _PADDING_TEXT,
+                          lambda x, k, b=b, a=a: _padded(x, k, b, a, flip)) for b, a in ways]
+
+
 _NO_FLIP = Misconception(
     "kernel not flipped",
     "you computed cross-correlation; true convolution first flips the kernel in both axes "
@@ -73,7 +98,7 @@ corr2d = Exercise(
     points=3,
     signature="corr2d(x, k)",
     oracle=_corr,
-    misconceptions=[_FLIP_BOTH, _FLIP_ROWS, _FLIP_COLS],
+    misconceptions=[_FLIP_BOTH, _FLIP_ROWS, _FLIP_COLS, *_padding_misconceptions(flip=False)],
     **_IMAGE_KERNEL,
 )
 
@@ -85,7 +110,21 @@ convolve2d = Exercise(
     oracle=lambda x, k: _corr(x, k.flip(0, 1)),
     misconceptions=[_NO_FLIP,
                     Misconception(_FLIP_ROWS.name, _FLIP_ROWS.explanation, _FLIP_ROWS.compute),
-                    Misconception(_FLIP_COLS.name, _FLIP_COLS.explanation, _FLIP_COLS.compute)],
+                    Misconception(_FLIP_COLS.name, _FLIP_COLS.explanation, _FLIP_COLS.compute),
+                    Misconception("kernel transposed instead of flipped",
+                                  "you used k.T; transposing mirrors the kernel across its diagonal. Convolution "
+                                  "rotates it by 180 degrees: k[::-1, ::-1].",
+                                  lambda x, k: _corr(x, k.T)),
+                    *[Misconception("kernel rotated by 90 degrees, not 180",
+                                    "np.rot90(k) turns the kernel a quarter turn; convolution turns it by 180 "
+                                    "degrees: np.rot90(k, 2), which is k[::-1, ::-1].",
+                                    lambda x, k, turns=turns: _corr(x, torch().rot90(k, turns, (0, 1))))
+                      for turns in (1, -1)],
+                    Misconception("image flipped instead of the kernel",
+                                  "your output is the right one rotated by 180 degrees: you flipped the image "
+                                  "(or the output) instead of the kernel.",
+                                  lambda x, k: _corr(x.flip(0, 1), k)),
+                    *_padding_misconceptions(flip=True)],
     **_IMAGE_KERNEL,
 )
 
@@ -100,6 +139,12 @@ def _sobel_parts(img):
 def _sobel(img):
     gx, gy = _sobel_parts(img)
     return (gx**2 + gy**2).sqrt()
+
+
+def _prewitt(img):
+    t = torch()
+    kx = t.tensor([[-1.0, 0.0, 1.0]] * 3, dtype=img.dtype, device=img.device)
+    return (_corr(img, kx) ** 2 + _corr(img, kx.T) ** 2).sqrt()
 
 
 def _draw_image(rng) -> dict:
@@ -117,7 +162,9 @@ sobel_magnitude = Exercise(
     describe=lambda p: f"img ({p['H']}, {p['W']})",
     valid=lambda p: p["H"] >= 3 and p["W"] >= 3,
     params_min={"H": 3, "W": 3},
-    fixed_params=[{"H": 3, "W": 3}, {"H": 4, "W": 9}, {"H": 12, "W": 5}],
+    # the smallest image (one output value) last: feedback explains the first failing case, and a single value
+    # cannot show a pattern (any wrong number is "the expected one times c")
+    fixed_params=[{"H": 4, "W": 9}, {"H": 12, "W": 5}, {"H": 3, "W": 3}],
     misconceptions=[
         Misconception("no square root", "you returned gx**2 + gy**2; the magnitude is its square root.",
                       lambda img: _sobel(img) ** 2),
@@ -127,6 +174,19 @@ sobel_magnitude = Exercise(
                       lambda img: _sobel_parts(img)[0].abs()),
         Misconception("one direction only", "you returned |gy| only; combine both directions.",
                       lambda img: _sobel_parts(img)[1].abs()),
+        Misconception("the same kernel twice", "your result is sqrt(2) * |gx|: you used SOBEL_X for both gx and "
+                                               "gy; gy needs SOBEL_Y.",
+                      lambda img: _sobel_parts(img)[0].abs() * 2**0.5),
+        Misconception("the same kernel twice", "your result is sqrt(2) * |gy|: you used SOBEL_Y for both gx and "
+                                               "gy; gx needs SOBEL_X.",
+                      lambda img: _sobel_parts(img)[1].abs() * 2**0.5),
+        Misconception("Prewitt instead of Sobel", "you used the Prewitt kernels (rows [-1, 0, 1] with equal "
+                                                  "weights); Sobel weights the middle row (column) by 2: "
+                                                  "[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]].",
+                      _prewitt),
+        Misconception(_PADDING_NAME, "your output has the input's size: you padded the image with zeros. Asked "
+                                     "for is the valid output, (H - 2, W - 2), without padding.",
+                      lambda img: _sobel(F().pad(img, (1, 1, 1, 1)))),
     ],
 )
 
