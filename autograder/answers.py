@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from .compare import NotPlainData, to_plain
+from .oracle import place_modules
 from .spec import Call
 
 
@@ -45,15 +46,19 @@ def describe_exception(exc: BaseException, limit: int = 3) -> str:
     return f"{head}" + (f"  (at {where})" if where else "")
 
 
-def local_answer(fn: Callable[..., Any], encode: Callable[[Any], Any] | None = None) -> Answer:
+def local_answer(fn: Callable[..., Any], encode: Callable[[Any], Any] | None = None, device: str = "cpu") -> Answer:
     """Call ``fn`` in this process on deep copies of the arguments; stderr and warnings are captured so that
     nothing reaches the notebook's stderr (nbgrader zeroes a cell that writes there). ``encode`` (the exercise's)
-    turns the raw return value into plain data before :func:`to_plain`."""
+    turns the raw return value into plain data before :func:`to_plain`. ``nn.Module`` arguments are handed over on
+    ``device`` (the grading device), like the oracle's."""
 
     def answer(call: Call) -> Outcome:
         import time
 
-        args, kwargs = copy.deepcopy(call.args), copy.deepcopy(dict(call.kwargs))
+        args, kwargs = call.args, dict(call.kwargs)
+        if device != "cpu":
+            args, kwargs = place_modules(args, device), place_modules(kwargs, device)
+        args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
         captured = io.StringIO()
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(captured):
             warnings.simplefilter("always")

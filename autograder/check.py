@@ -34,7 +34,7 @@ def check(name: str, fn: Callable, *, hidden: bool = False, device: str = "auto"
             cases = cases + hidden_cases(ex, secret)
             label = "visible+hidden "
         violations = scan_function(fn, ex.forbidden_names)
-        result = grade_exercise(ex, local_answer(fn, ex.encode), cases, dev, violations, label=label)
+        result = grade_exercise(ex, local_answer(fn, ex.encode, dev), cases, dev, violations, label=label)
     if show:
         print(result.text)
     return result

@@ -14,7 +14,7 @@ from .answers import Answer, Outcome
 from .cases import Case
 from .compare import compare
 from .diagnose import generic_hint, named_misconception
-from .oracle import run_reference
+from .oracle import exact_numerics, run_reference
 from .shrink import shrink
 from .spec import Exercise
 
@@ -103,7 +103,8 @@ def _try(ex: Exercise, answer: Answer, case: Case, device: str) -> _Trial:
     got = outcome.value
     if ex.view is not None:
         try:
-            got = ex.view(got, case.call, device)
+            with exact_numerics():
+                got = ex.view(got, case.call, device)
         except Exception as exc:  # noqa: BLE001 - a malformed answer cannot be evaluated
             return _Trial(case, expected, outcome, f"the answer could not be evaluated: {exc}")
         outcome = Outcome(value=got, warnings=outcome.warnings, seconds=outcome.seconds)
@@ -164,7 +165,8 @@ def grade_exercise(ex: Exercise, answer: Answer, cases: Sequence[Case], device: 
     """Every part of one exercise. ``violations`` (forbidden APIs found in the answer) zero all parts."""
     result = ExerciseResult(ex.name)
     if violations:
-        message = (f"\u2718 {ex.name}: 0/{ex.total_points:g} points: this exercise must be written from scratch, "
+        rule = "must be written from scratch" if ex.from_scratch else "may not use ready-made helpers"
+        message = (f"\u2718 {ex.name}: 0/{ex.total_points:g} points: this exercise {rule}, "
                    f"but the answer uses {', '.join(violations)}")
         result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, len(cases)))
         result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points, message) for p in ex.parts]

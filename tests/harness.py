@@ -28,6 +28,7 @@ def assert_fails(name: str, fn, *mentions: str, device: str = "cpu") -> Exercise
     assert result.score < result.max_score, f"buggy answer {fn.__name__} got full marks:\n{result.text}"
     text = result.text
     assert ("First failing case:" in text) or ("must be written from scratch" in text) or \
+        ("may not use ready-made helpers" in text) or \
         ("needs a correct answer" in text), f"feedback does not name the failing case:\n{text}"
     for m in mentions:
         assert m in text, f"feedback for {fn.__name__} does not mention {m!r}:\n{text}"

@@ -1,0 +1,660 @@
+"""06-conv-bn-fusion: folding BatchNorm into convolution (``batchnorm2d_eval``, ``fuse_conv_bn``,
+``fuse_conv_bn_module``, ``fuse_sequential``).
+
+The first two are NumPy, from scratch, compared with ``F.batch_norm(training=False)`` and
+``torch.nn.utils.fusion.fuse_conv_bn_weights``. The last two return ``nn.Module`` objects: their answers travel as
+plain data through :mod:`autograder.module_codec` (``encode`` = ``module_codec.encode_answer``), and the trusted
+``view`` rebuilds the model from an allow-list of layers and reduces it to comparable values:
+
+- ``fuse_conv_bn_module``: ``(layer, hyper-parameters, weight, bias, device, inputs)``;
+- ``fuse_sequential``: ``(layers, outputs, device, inputs)``, where ``outputs`` are the eval-mode outputs on a fixed
+  input derived from the case (its shape is stored with the argument, ``module_codec.argument_meta``).
+
+``device`` says whether the returned model lives where its inputs lived; ``inputs`` whether the answer is a new
+object and the inputs were left untouched (see ``module_codec``: the grader's module arguments are tagged, the
+copies the student receives are fingerprinted, and ``encode_answer`` reports identity and in-place changes).
+The oracle returns the same views, from ``torch.nn.utils.fusion.fuse_conv_bn_eval`` and from the original model.
+"""
+from __future__ import annotations
+
+import copy
+import secrets
+
+import numpy as np
+
+from .. import module_codec
+from ..oracle import exact_numerics
+from ..registry import register
+from ..spec import Call, Exercise, Misconception
+from ._torch import F, torch
+
+ASSIGNMENT = "06-conv-bn-fusion"
+
+EPS = (None, 1e-3, 0.1, 0.5)  # None: the default 1e-5, not passed
+OK_INPUTS = "a new module; the inputs are unchanged"
+SAME_DEVICE = "on the same device as the inputs"
+EXAMPLE_SEED = 20261106
+
+#: ready-made fusion helpers, forbidden in every answer of this assignment
+FUSION_HELPERS = (
+    "torch.nn.utils.fusion",
+    "torch.nn.utils.fuse_conv_bn_eval",
+    "torch.nn.utils.fuse_conv_bn_weights",
+    "torch.nn.utils.fuse_linear_bn_eval",
+    "torch.nn.utils.fuse_linear_bn_weights",
+    "torch.ao.quantization",
+    "torch.quantization",
+    "torch.ao.nn.intrinsic",
+    "torch.nn.intrinsic",
+    "torch.fx.experimental.optimization",
+    "torch.jit.freeze",
+    "torch.jit.optimize_for_inference",
+)
+
+
+def _eps_kwargs(p) -> dict:
+    eps = EPS[p["eps"]]
+    return {} if eps is None else {"eps": eps}
+
+
+def _eps_text(p) -> str:
+    eps = EPS[p["eps"]]
+    return "eps=1e-5 (default)" if eps is None else f"eps={eps:g}"
+
+
+def _bn_stats(draw, c: int, tiny: bool):
+    """mean, var, gamma, beta for ``c`` channels; ``tiny`` variances make eps matter."""
+    mean = draw.array(c)
+    var = draw.positive(c) * 1e-3 if tiny else draw.positive(c)  # 5e-4..2e-3 (simple cases: 1e-3, 2e-3, 3e-3)
+    return mean, var, draw.array(c), draw.array(c)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# batchnorm2d_eval
+# ---------------------------------------------------------------------------------------------------------------
+
+def _bn_eval(x, mean, var, gamma, beta, eps=1e-5):
+    return F().batch_norm(x, mean, var, gamma, beta, training=False, eps=eps)
+
+
+def _chan(v):
+    return v[None, :, None, None]
+
+
+def _draw_bn(rng) -> dict:
+    return {"N": int(rng.integers(1, 4)), "C": int(rng.integers(1, 6)), "H": int(rng.integers(1, 7)),
+            "W": int(rng.integers(1, 7)), "tiny": int(rng.integers(0, 2)), "eps": int(rng.integers(0, 4))}
+
+
+def _build_bn(p, draw) -> Call:
+    x = draw.array(p["N"], p["C"], p["H"], p["W"])
+    mean, var, gamma, beta = _bn_stats(draw, p["C"], bool(p["tiny"]))
+    return Call((x, mean, var, gamma, beta), _eps_kwargs(p))
+
+
+def _describe_bn(p) -> str:
+    small = ", small running variances" if p["tiny"] else ""
+    return f"x ({p['N']}, {p['C']}, {p['H']}, {p['W']}), {_eps_text(p)}{small}"
+
+
+def _bn_batch_stats(x, mean, var, gamma, beta, eps=1e-5):
+    return F().batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+
+
+def _bn_last_axis(x, mean, var, gamma, beta, eps=1e-5):
+    if x.shape[-1] != mean.shape[0]:
+        raise ValueError("not applicable: W != C")
+    return (x - mean) / (var + eps).sqrt() * gamma + beta
+
+
+batchnorm2d_eval = Exercise(
+    name="batchnorm2d_eval",
+    assignment=ASSIGNMENT,
+    points=2,
+    signature="batchnorm2d_eval(x, mean, var, gamma, beta, eps=1e-5)",
+    oracle=_bn_eval,
+    draw_params=_draw_bn,
+    build=_build_bn,
+    describe=_describe_bn,
+    params_min={"N": 1, "C": 1, "H": 1, "W": 1},  # eps and tiny stay: they make the mistakes visible
+    fixed_params=[
+        {"N": 3, "C": 4, "H": 2, "W": 4, "tiny": 0, "eps": 2},   # W == C: statistics on the wrong axis broadcast
+        {"N": 2, "C": 3, "H": 4, "W": 5, "tiny": 1, "eps": 0},   # small variances, default eps
+        {"N": 1, "C": 2, "H": 3, "W": 3, "tiny": 1, "eps": 1},   # a single image, eps 1e-3
+        {"N": 4, "C": 1, "H": 1, "W": 1, "tiny": 0, "eps": 3},   # one channel, one pixel
+    ],
+    misconceptions=[
+        Misconception("eps outside the square root",
+                      "you divided by sqrt(var) + eps; BatchNorm divides by sqrt(var + eps). The difference is "
+                      "invisible for var ~ 1 but large for small running variances.",
+                      lambda x, m, v, g, b, eps=1e-5: (x - _chan(m)) / (_chan(v).sqrt() + eps) * _chan(g) + _chan(b)),
+        Misconception("eps ignored", "you divided by sqrt(var); BatchNorm adds eps first: sqrt(var + eps).",
+                      lambda x, m, v, g, b, eps=1e-5: (x - _chan(m)) / _chan(v).sqrt() * _chan(g) + _chan(b)),
+        Misconception("batch statistics",
+                      "you normalised with the mean and variance of this batch (training mode); in inference "
+                      "BatchNorm uses the running statistics `mean` and `var` it was given, so that an image's "
+                      "output does not depend on the other images in the batch.", _bn_batch_stats),
+        Misconception("variance used as the standard deviation",
+                      "you divided by var + eps; divide by the standard deviation sqrt(var + eps).",
+                      lambda x, m, v, g, b, eps=1e-5: (x - _chan(m)) / (_chan(v) + eps) * _chan(g) + _chan(b)),
+        Misconception("gamma and beta swapped", "gamma scales, beta shifts: (x - mean) / sqrt(var + eps) * gamma "
+                                                "+ beta.",
+                      lambda x, m, v, g, b, eps=1e-5: _bn_eval(x, m, v, b, g, eps)),
+        Misconception("statistics broadcast along the width axis",
+                      "your (C,) vectors were broadcast against the last axis (W); reshape them to (1, C, 1, 1) "
+                      "so that they act per channel (axis 1).", _bn_last_axis),
+    ],
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fuse_conv_bn (NumPy)
+# ---------------------------------------------------------------------------------------------------------------
+
+def _fuse_weights(w, b, mean, var, gamma, beta, eps=1e-5):
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    return fuse_conv_bn_weights(w, b, mean, var, eps, gamma, beta)
+
+
+def _draw_fuse(rng) -> dict:
+    return {"Cout": int(rng.integers(1, 6)), "Cin": int(rng.integers(1, 5)), "kH": int(rng.integers(1, 4)),
+            "kW": int(rng.integers(1, 4)), "bias": int(rng.integers(0, 2)), "tiny": int(rng.integers(0, 2)),
+            "eps": int(rng.integers(0, 4))}
+
+
+def _build_fuse(p, draw) -> Call:
+    w = draw.array(p["Cout"], p["Cin"], p["kH"], p["kW"])
+    b = draw.array(p["Cout"]) if p["bias"] else None
+    mean, var, gamma, beta = _bn_stats(draw, p["Cout"], bool(p["tiny"]))
+    return Call((w, b, mean, var, gamma, beta), _eps_kwargs(p))
+
+
+def _describe_fuse(p) -> str:
+    small = ", small running variances" if p["tiny"] else ""
+    bias = f"b ({p['Cout']},)" if p["bias"] else "b=None"
+    return f"w ({p['Cout']}, {p['Cin']}, {p['kH']}, {p['kW']}), {bias}, {_eps_text(p)}{small}"
+
+
+def _scale(var, gamma, eps):
+    return gamma / (var + eps).sqrt()
+
+
+def _wrong_fuse(scale_fn=None, bias_fn=None, axis=0):
+    """A wrong fusion: ``scale_fn(var, gamma, eps)`` for the per-channel scale, ``bias_fn(b0, mean, beta, s)`` for
+    the bias, the scale applied along weight axis ``axis``."""
+
+    def compute(w, b, mean, var, gamma, beta, eps=1e-5):
+        s = (scale_fn or _scale)(var, gamma, eps)
+        if axis == 1:
+            if w.shape[1] != w.shape[0]:
+                raise ValueError("not applicable")
+            w_fused = w * s.reshape(1, -1, 1, 1)
+        else:
+            w_fused = w * s.reshape(-1, 1, 1, 1)
+        b0 = torch().zeros_like(mean) if b is None else b
+        b_fused = (bias_fn or (lambda b0, m, bt, s: (b0 - m) * s + bt))(b0, mean, beta, s)
+        return w_fused, b_fused
+
+    return compute
+
+
+def _none_bias(w, b, mean, var, gamma, beta, eps=1e-5):
+    if b is not None:
+        raise ValueError("not applicable")
+    return w * _scale(var, gamma, eps).reshape(-1, 1, 1, 1), None
+
+
+def _bias_ignored(w, b, mean, var, gamma, beta, eps=1e-5):
+    if b is None:
+        raise ValueError("not applicable")
+    return _wrong_fuse()(w, None, mean, var, gamma, beta, eps)
+
+
+_EPS_OUTSIDE = "eps outside the square root"
+_EPS_OUTSIDE_TEXT = ("you scaled by gamma / (sqrt(var) + eps); BatchNorm divides by sqrt(var + eps). With small "
+                     "running variances the difference is large.")
+_UNSCALED_BIAS = "unscaled bias"
+_UNSCALED_BIAS_TEXT = ("the fused bias must be scaled too: b' = (b - mean) * gamma / sqrt(var + eps) + beta "
+                       "(you used b - mean + beta, or scaled only part of it).")
+_INPUT_AXIS = "scale on the input-channel axis"
+_INPUT_AXIS_TEXT = ("BatchNorm scales each *output* channel, so the scale multiplies w[c_out, :, :, :] (axis 0 of "
+                    "a Conv2d weight). Axis 1 is right only for a ConvTranspose2d, whose weight is (C_in, C_out, "
+                    "kH, kW).")
+
+fuse_conv_bn = Exercise(
+    name="fuse_conv_bn",
+    assignment=ASSIGNMENT,
+    points=3,
+    signature="fuse_conv_bn(w, b, mean, var, gamma, beta, eps=1e-5)",
+    oracle=_fuse_weights,
+    output_names=("w_fused", "b_fused"),
+    draw_params=_draw_fuse,
+    build=_build_fuse,
+    describe=_describe_fuse,
+    params_min={"Cout": 1, "Cin": 1, "kH": 1, "kW": 1, "bias": 0},
+    fixed_params=[
+        {"Cout": 3, "Cin": 3, "kH": 3, "kW": 3, "bias": 1, "tiny": 1, "eps": 0},   # C_in == C_out, small var
+        {"Cout": 4, "Cin": 2, "kH": 1, "kW": 3, "bias": 0, "tiny": 0, "eps": 1},   # b=None (bias=False conv)
+        {"Cout": 2, "Cin": 5, "kH": 2, "kW": 1, "bias": 1, "tiny": 1, "eps": 2},   # eps 0.1
+        {"Cout": 1, "Cin": 1, "kH": 1, "kW": 1, "bias": 0, "tiny": 0, "eps": 3},   # 1x1, one channel
+    ],
+    misconceptions=[
+        Misconception(_EPS_OUTSIDE, _EPS_OUTSIDE_TEXT,
+                      _wrong_fuse(scale_fn=lambda v, g, eps: g / (v.sqrt() + eps))),
+        Misconception("eps ignored", "the scale is gamma / sqrt(var + eps): you left eps out.",
+                      _wrong_fuse(scale_fn=lambda v, g, eps: g / v.sqrt())),
+        Misconception("variance used as the standard deviation", "the scale is gamma / sqrt(var + eps), not "
+                                                                 "gamma / (var + eps).",
+                      _wrong_fuse(scale_fn=lambda v, g, eps: g / (v + eps))),
+        Misconception(_UNSCALED_BIAS, _UNSCALED_BIAS_TEXT,
+                      _wrong_fuse(bias_fn=lambda b0, m, bt, s: b0 - m + bt)),
+        Misconception(_UNSCALED_BIAS, _UNSCALED_BIAS_TEXT,
+                      _wrong_fuse(bias_fn=lambda b0, m, bt, s: b0 - m * s + bt)),
+        Misconception(_UNSCALED_BIAS, _UNSCALED_BIAS_TEXT,
+                      _wrong_fuse(bias_fn=lambda b0, m, bt, s: b0 + (bt - m) * s)),
+        Misconception("conv bias ignored", "the conv's own bias b is shifted by BatchNorm like every other "
+                                           "output: b' = (b - mean) * scale + beta.", _bias_ignored),
+        Misconception("no bias when b is None",
+                      "a conv without bias still gets one after fusion: BatchNorm's shift "
+                      "beta - mean * scale has to go somewhere. Treat b=None as zeros.", _none_bias),
+        Misconception(_INPUT_AXIS, _INPUT_AXIS_TEXT, _wrong_fuse(axis=1)),
+    ],
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers for the module exercises
+# ---------------------------------------------------------------------------------------------------------------
+
+def _device_kind(device) -> str:
+    return str(device).split(":")[0]
+
+
+def _tensor(a, dtype=None):
+    return torch().from_numpy(np.ascontiguousarray(a)).to(dtype or torch().float64)
+
+
+def _make_conv(draw, cin, cout, k, bias, stride=1, padding=None, groups=1):
+    t = torch()
+    conv = t.nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2 if padding is None else padding, groups=groups,
+                       bias=bool(bias), dtype=t.float64)
+    with t.no_grad():
+        conv.weight.copy_(_tensor(draw.array(*conv.weight.shape)))
+        if conv.bias is not None:
+            conv.bias.copy_(_tensor(draw.array(cout)))
+    return conv.eval()
+
+
+def _make_bn(draw, c, eps_index, tiny=False):
+    t = torch()
+    eps = EPS[eps_index]
+    bn = t.nn.BatchNorm2d(c, eps=1e-5 if eps is None else eps, dtype=t.float64)
+    mean, var, gamma, beta = _bn_stats(draw, c, tiny)
+    with t.no_grad():
+        bn.running_mean.copy_(_tensor(mean))
+        bn.running_var.copy_(_tensor(var))
+        bn.weight.copy_(_tensor(gamma))
+        bn.bias.copy_(_tensor(beta))
+        bn.num_batches_tracked.fill_(int(draw.integers(1, 1000)))
+    return bn.eval()
+
+
+def _hyper_text(m) -> str:
+    return (f"in_channels={m.in_channels}, out_channels={m.out_channels}, kernel_size={tuple(m.kernel_size)}, "
+            f"stride={tuple(m.stride)}, padding={m.padding if isinstance(m.padding, str) else tuple(m.padding)}, "
+            f"dilation={tuple(m.dilation)}, groups={m.groups}, padding_mode={m.padding_mode!r}")
+
+
+def _numpy(t):
+    return None if t is None else t.detach().cpu().numpy().copy()
+
+
+def _device_text(model_device: str, arg_device: str) -> str:
+    if model_device == arg_device:
+        return SAME_DEVICE
+    return (f"on {model_device}, but the inputs were on {arg_device}: create new layers with "
+            f"device=conv.weight.device (or copy.deepcopy the input)")
+
+
+def _inputs_text(problems: str) -> str:
+    if not problems:
+        return OK_INPUTS
+    return (f"{problems}: the function must build a new module (nn.Conv2d(...) or copy.deepcopy) and leave its "
+            "arguments untouched, so that the original model still works")
+
+
+def _decoded(plain, call, device):
+    model, model_device, problems, arg_device = module_codec.decode_answer(plain, device)
+    return model, model_device, problems, arg_device or _device_kind(device)
+
+
+def _module_device(module) -> str:
+    kinds = {t.device.type for t in list(module.parameters()) + list(module.buffers())}
+    return next(iter(kinds)) if len(kinds) == 1 else ("mixed" if kinds else "none")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fuse_conv_bn_module (torch)
+# ---------------------------------------------------------------------------------------------------------------
+
+CONV_VIEW = ("layer", "hyper-parameters", "weight", "bias", "device", "inputs")
+
+
+def _conv_view(m, model_device: str, arg_device: str, problems: str) -> tuple:
+    t = torch()
+    name = type(m).__name__
+    if type(m) is not t.nn.Conv2d:
+        return (name if name == "Conv2d" else f"{name} (expected a single nn.Conv2d)", "-", None, None, "-", "-")
+    return ("Conv2d", _hyper_text(m), _numpy(m.weight), _numpy(m.bias), _device_text(model_device, arg_device),
+            _inputs_text(problems))
+
+
+def _conv_view_of_answer(plain, call, device):
+    model, model_device, problems, arg_device = _decoded(plain, call, device)
+    return _conv_view(model, model_device, arg_device, problems)
+
+
+def _draw_conv_bn(rng) -> dict:
+    return {"g": int(rng.integers(1, 3)), "ci": int(rng.integers(1, 4)), "co": int(rng.integers(1, 4)),
+            "k": int(rng.integers(1, 4)), "stride": int(rng.integers(1, 3)), "pad": int(rng.integers(0, 2)),
+            "bias": int(rng.integers(0, 2)), "tiny": int(rng.integers(0, 2)), "eps": int(rng.integers(0, 4))}
+
+
+def _build_conv_bn(p, draw) -> Call:
+    token = secrets.token_hex(8)
+    conv = _make_conv(draw, p["g"] * p["ci"], p["g"] * p["co"], p["k"], p["bias"], stride=p["stride"],
+                      padding=p["pad"], groups=p["g"])
+    bn = _make_bn(draw, p["g"] * p["co"], p["eps"], bool(p["tiny"]))
+    return Call((module_codec.mark_argument(conv, "conv", token), module_codec.mark_argument(bn, "bn", token)))
+
+
+def _describe_conv_bn(p) -> str:
+    cin, cout = p["g"] * p["ci"], p["g"] * p["co"]
+    extra = [f"stride={p['stride']}", f"padding={p['pad']}"]
+    if p["g"] > 1:
+        extra.append(f"groups={p['g']}")
+    extra.append("bias=True" if p["bias"] else "bias=False")
+    small = ", small running variances" if p["tiny"] else ""
+    return (f"conv = Conv2d({cin}, {cout}, kernel_size={p['k']}, {', '.join(extra)}), "
+            f"bn = BatchNorm2d({cout}, {_eps_text(p)}){small}")
+
+
+def _fused_conv(conv, bn, scale_fn=None, bias_fn=None, axis=0, eps=None, keep_none_bias=False):
+    """A (possibly wrong) fusion in torch, built like fuse_conv_bn_eval: a deep copy of ``conv``."""
+    t = torch()
+    fused = copy.deepcopy(conv)
+    with t.no_grad():
+        compute = _wrong_fuse(scale_fn, bias_fn, axis)
+        w, b = compute(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                       bn.eps if eps is None else eps)
+        fused.weight = t.nn.Parameter(w)
+        fused.bias = None if (keep_none_bias and conv.bias is None) else t.nn.Parameter(b)
+    return fused
+
+
+def _oracle_conv_bn(conv, bn):
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = fuse_conv_bn_eval(conv, bn)
+    return _conv_view(fused, _module_device(fused), _module_device(conv), "")
+
+
+def _conv_misconception(name, text, applies=lambda conv, bn: True, **how):
+    def compute(conv, bn):
+        if not applies(conv, bn):
+            raise ValueError("not applicable")
+        fused = _fused_conv(conv, bn, **how)
+        return _conv_view(fused, _module_device(fused), _module_device(conv), "")
+
+    return Misconception(name, text, compute)
+
+
+fuse_conv_bn_module = Exercise(
+    name="fuse_conv_bn_module",
+    assignment=ASSIGNMENT,
+    points=3,
+    signature="fuse_conv_bn_module(conv, bn)",
+    oracle=_oracle_conv_bn,
+    output_names=CONV_VIEW,
+    draw_params=_draw_conv_bn,
+    build=_build_conv_bn,
+    describe=_describe_conv_bn,
+    params_min={"g": 1, "ci": 1, "co": 1, "k": 1, "stride": 1, "pad": 0, "bias": 0},
+    fixed_params=[
+        {"g": 1, "ci": 3, "co": 3, "k": 3, "stride": 1, "pad": 1, "bias": 0, "tiny": 1, "eps": 1},  # bias=False
+        {"g": 1, "ci": 2, "co": 4, "k": 3, "stride": 2, "pad": 0, "bias": 1, "tiny": 0, "eps": 2},  # stride 2
+        {"g": 2, "ci": 2, "co": 1, "k": 1, "stride": 1, "pad": 0, "bias": 1, "tiny": 1, "eps": 0},  # groups=2
+        {"g": 1, "ci": 1, "co": 1, "k": 2, "stride": 1, "pad": 1, "bias": 1, "tiny": 0, "eps": 3},  # even kernel
+    ],
+    misconceptions=[
+        _conv_misconception(_EPS_OUTSIDE, _EPS_OUTSIDE_TEXT, scale_fn=lambda v, g, eps: g / (v.sqrt() + eps)),
+        _conv_misconception("default eps instead of bn.eps",
+                            "this BatchNorm was built with its own eps; read it from bn.eps instead of assuming "
+                            "1e-5.", applies=lambda conv, bn: bn.eps != 1e-5, eps=1e-5),
+        _conv_misconception(_UNSCALED_BIAS, _UNSCALED_BIAS_TEXT, bias_fn=lambda b0, m, bt, s: b0 - m + bt),
+        _conv_misconception(_UNSCALED_BIAS, _UNSCALED_BIAS_TEXT, bias_fn=lambda b0, m, bt, s: b0 - m * s + bt),
+        _conv_misconception("no bias when the conv has none",
+                            "conv was built with bias=False, but the fused conv needs a bias: BatchNorm's shift "
+                            "beta - mean * scale. Create the new Conv2d with bias=True.",
+                            applies=lambda conv, bn: conv.bias is None, keep_none_bias=True),
+        _conv_misconception(_INPUT_AXIS, _INPUT_AXIS_TEXT, axis=1),
+    ],
+    from_scratch=False,
+    forbidden=FUSION_HELPERS,
+    encode=module_codec.encode_answer,
+    view=_conv_view_of_answer,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fuse_sequential (torch)
+# ---------------------------------------------------------------------------------------------------------------
+
+SEQ_VIEW = ("layers", "outputs", "device", "inputs")
+
+
+def _layer_names(model) -> str:
+    t = torch()
+    if type(model) is not t.nn.Sequential:
+        return f"a {type(model).__name__} (expected an nn.Sequential)"
+    return ", ".join(type(m).__name__ for m in model.children())
+
+
+def _example_input(call_model, model):
+    t = torch()
+    shape = tuple(module_codec.argument_meta(call_model)["input_shape"])
+    g = t.Generator().manual_seed(EXAMPLE_SEED)
+    x = t.randn(shape, generator=g, dtype=t.float64)
+    params = [p for p in model.parameters() if p.is_floating_point()]
+    dtype = params[0].dtype if params else t.float64
+    device = params[0].device if params else "cpu"
+    return x.to(device=device, dtype=dtype)
+
+
+def _outputs(model, example):
+    t = torch()
+    model.eval()
+    try:
+        with t.no_grad(), exact_numerics():
+            return _numpy(model(example))
+    except Exception as exc:  # noqa: BLE001 - a broken model is a wrong answer, not a grader crash
+        return f"running the model raised {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _seq_view(model, call_model, model_device, arg_device, problems) -> tuple:
+    return (_layer_names(model), _outputs(model, _example_input(call_model, model)),
+            _device_text(model_device, arg_device), _inputs_text(problems))
+
+
+def _seq_view_of_answer(plain, call, device):
+    model, model_device, problems, arg_device = _decoded(plain, call, device)
+    return _seq_view(model, call.args[0], model_device, arg_device, problems)
+
+
+def _fusable(layers, i) -> bool:
+    t = torch()
+    return type(layers[i]) is t.nn.Conv2d and i + 1 < len(layers) and type(layers[i + 1]) is t.nn.BatchNorm2d
+
+
+def _oracle_sequential(model):
+    layers = list(model.children())
+    kept = [m for i, m in enumerate(layers) if not (i > 0 and _fusable(layers, i - 1))]
+    names = ", ".join(type(m).__name__ for m in kept)
+    out = _outputs(copy.deepcopy(model), _example_input(model, model))
+    return (names, out, SAME_DEVICE, OK_INPUTS)
+
+
+def _wrong_model(model, first_only=False, keep_bn=False, across=False, drop_lone=False, drop_others=False, **how):
+    """``model`` fused the wrong way, for misconceptions (a variant that happens to be right on this model is
+    harmless: a failing answer never matches it)."""
+    t = torch()
+    layers = list(model.children())
+    out, skip, last_conv, pairs = [], set(), None, 0
+    for i, m in enumerate(layers):
+        if i in skip:
+            continue
+        if _fusable(layers, i) and not (first_only and pairs):
+            out.append(_fused_conv(m, layers[i + 1], **how))
+            pairs, last_conv = pairs + 1, len(out) - 1
+            if keep_bn:
+                out.append(copy.deepcopy(layers[i + 1]))
+            skip.add(i + 1)
+            continue
+        lone_bn = type(m) is t.nn.BatchNorm2d and not (i > 0 and _fusable(layers, i - 1))
+        if lone_bn and across and last_conv is not None:
+            out[last_conv] = _fused_conv(out[last_conv], m, **how)
+            continue
+        if (lone_bn and drop_lone) or (drop_others and type(m) not in (t.nn.Conv2d, t.nn.BatchNorm2d)):
+            continue
+        out.append(copy.deepcopy(m))
+        if type(m) is t.nn.Conv2d:
+            last_conv = len(out) - 1
+    return t.nn.Sequential(*out)
+
+
+def _seq_misconception(name, text, **kw):
+    def compute(model):
+        wrong = _wrong_model(model, **kw)
+        return (_layer_names(wrong), _outputs(wrong, _example_input(model, wrong)), SAME_DEVICE, OK_INPUTS)
+
+    return Misconception(name, text, compute)
+
+
+def _draw_seq(rng) -> dict:
+    return {"blocks": int(rng.integers(1, 4)), "cin": int(rng.integers(1, 4)), "C": int(rng.integers(1, 5)),
+            "k": int(rng.integers(0, 2)), "bias": int(rng.integers(0, 2)), "relu": int(rng.integers(0, 4) > 0),
+            "lone": int(rng.integers(0, 4) == 0), "last_plain": int(rng.integers(0, 3) == 0),
+            "pool": int(rng.integers(0, 2)), "head": int(rng.integers(0, 2)), "H": int(rng.integers(1, 7)),
+            "W": int(rng.integers(1, 7)), "eps": int(rng.integers(0, 4))}
+
+
+def _seq_layout(p) -> list:
+    """The model as a list of (kind, args) from the case parameters."""
+    k = 2 * p["k"] + 1
+    layers, c_in, h, w = [], p["cin"], p["H"], p["W"]
+    for i in range(p["blocks"]):
+        layers.append(("conv", (c_in, p["C"], k)))
+        if not (p["last_plain"] and i == p["blocks"] - 1):
+            layers.append(("bn", p["C"]))
+        if p["relu"]:
+            layers.append(("relu", None))
+        if i == 0 and p["lone"]:
+            layers.append(("bn", p["C"]))
+        if i == 0 and p["pool"]:
+            layers.append(("pool", 2))
+            h, w = h // 2, w // 2
+        c_in = p["C"]
+    if p["head"]:
+        layers += [("flatten", None), ("linear", (p["C"] * h * w, 3))]
+    return layers
+
+
+def _build_seq(p, draw) -> Call:
+    t = torch()
+    mods = []
+    for kind, arg in _seq_layout(p):
+        if kind == "conv":
+            mods.append(_make_conv(draw, *arg, bias=p["bias"]))
+        elif kind == "bn":
+            mods.append(_make_bn(draw, arg, p["eps"]))
+        elif kind == "relu":
+            mods.append(t.nn.ReLU())
+        elif kind == "pool":
+            mods.append(t.nn.MaxPool2d(arg))
+        elif kind == "flatten":
+            mods.append(t.nn.Flatten())
+        else:
+            lin = t.nn.Linear(*arg, dtype=t.float64)
+            with t.no_grad():
+                lin.weight.copy_(_tensor(draw.array(*lin.weight.shape)))
+                lin.bias.copy_(_tensor(draw.array(arg[1])))
+            mods.append(lin)
+    model = t.nn.Sequential(*mods).eval()
+    meta = (("input_shape", (2, p["cin"], p["H"], p["W"])),)
+    return Call((module_codec.mark_argument(model, "model", secrets.token_hex(8), meta),))
+
+
+def _describe_seq(p) -> str:
+    names = {"conv": lambda a: f"Conv2d({a[0]}, {a[1]}, {a[2]})", "bn": lambda a: "BN", "relu": lambda a: "ReLU",
+             "pool": lambda a: "MaxPool2d(2)", "flatten": lambda a: "Flatten", "linear": lambda a: f"Linear({a[0]}, 3)"}
+    body = " - ".join(names[kind](arg) for kind, arg in _seq_layout(p))
+    bias = "conv bias" if p["bias"] else "bias=False"
+    return f"model = {body}; input (2, {p['cin']}, {p['H']}, {p['W']}), BN {_eps_text(p)}, {bias}"
+
+
+fuse_sequential = Exercise(
+    name="fuse_sequential",
+    assignment=ASSIGNMENT,
+    points=4,
+    signature="fuse_sequential(model)",
+    oracle=_oracle_sequential,
+    output_names=SEQ_VIEW,
+    draw_params=_draw_seq,
+    build=_build_seq,
+    describe=_describe_seq,
+    valid=lambda p: not p["pool"] or (p["H"] >= 2 and p["W"] >= 2),
+    params_min={"blocks": 1, "cin": 1, "C": 1, "k": 0, "bias": 0, "relu": 0, "lone": 0, "last_plain": 0,
+                "pool": 0, "head": 0, "H": 1, "W": 1},
+    fixed_params=[
+        # the digits CNN in small: three Conv-BN-ReLU blocks, a pool, a linear head
+        {"blocks": 3, "cin": 2, "C": 3, "k": 1, "bias": 0, "relu": 1, "lone": 0, "last_plain": 0, "pool": 1,
+         "head": 1, "H": 6, "W": 5, "eps": 0},
+        # Conv-BN-Conv-BN with nothing in between, conv biases, eps 0.1
+        {"blocks": 2, "cin": 3, "C": 2, "k": 1, "bias": 1, "relu": 0, "lone": 0, "last_plain": 0, "pool": 0,
+         "head": 0, "H": 4, "W": 4, "eps": 2},
+        # a BatchNorm after a ReLU cannot be folded and must stay; the last conv has no BatchNorm
+        {"blocks": 3, "cin": 1, "C": 3, "k": 1, "bias": 1, "relu": 1, "lone": 1, "last_plain": 1, "pool": 0,
+         "head": 1, "H": 3, "W": 5, "eps": 1},
+        # 1x1 convolutions on 1x1 images
+        {"blocks": 2, "cin": 2, "C": 2, "k": 0, "bias": 0, "relu": 1, "lone": 0, "last_plain": 0, "pool": 0,
+         "head": 0, "H": 1, "W": 1, "eps": 3},
+    ],
+    misconceptions=[
+        _seq_misconception("fused one pair only",
+                           "every Conv2d followed by a BatchNorm2d must be fused, not only the first pair: keep "
+                           "scanning the layers after a fusion.", first_only=True),
+        _seq_misconception("BatchNorm left in",
+                           "after folding a BatchNorm2d into its Conv2d, drop the BatchNorm2d: applying it again "
+                           "normalises twice.", keep_bn=True),
+        _seq_misconception("folded a BatchNorm across a ReLU",
+                           "only a BatchNorm2d that directly follows a Conv2d can be folded into it; one after a "
+                           "ReLU (or a pool) must stay as it is.", across=True),
+        _seq_misconception("removed a BatchNorm that follows no Conv2d",
+                           "a BatchNorm2d that does not directly follow a Conv2d cannot be folded: keep it.",
+                           drop_lone=True),
+        _seq_misconception("other layers dropped",
+                           "keep every layer that is not a fused BatchNorm2d (ReLU, pooling, Flatten, Linear...) "
+                           "in its place.", drop_others=True),
+        _seq_misconception(_EPS_OUTSIDE, _EPS_OUTSIDE_TEXT, scale_fn=lambda v, g, eps: g / (v.sqrt() + eps)),
+        _seq_misconception(_UNSCALED_BIAS, _UNSCALED_BIAS_TEXT, bias_fn=lambda b0, m, bt, s: b0 - m + bt),
+        _seq_misconception("default eps instead of bn.eps",
+                           "each BatchNorm2d has its own eps; read bn.eps instead of assuming 1e-5.", eps=1e-5),
+    ],
+    from_scratch=False,
+    forbidden=FUSION_HELPERS,
+    encode=module_codec.encode_answer,
+    view=_seq_view_of_answer,
+)
+
+register(batchnorm2d_eval, fuse_conv_bn, fuse_conv_bn_module, fuse_sequential)

@@ -1,0 +1,462 @@
+"""Small torch models as plain data, and back: the bridge for exercises whose answer is an ``nn.Module``.
+
+Standalone on purpose: this file imports only NumPy, torch (on first use, so that importing it is cheap) and the
+standard library, so that the isolated grader can copy it into its sandbox. It must never import the rest of
+``autograder``.
+
+Plain data here means nested tuples of ``str``, ``int``, ``float``, ``bool``, ``None`` and NumPy arrays (what
+``autograder.compare.to_plain`` accepts and what the isolated grader ships as JSON + ``.npy``). Never pickle.
+
+Format (``encode_module``)::
+
+    (FORMAT, tree, tag)
+    tree = ("module", type_name, hyper, params, buffers, device, training, children)
+        hyper    = ((name, value), ...)            constructor arguments, e.g. ("stride", (1, 1))
+        params   = ((name, ndarray or None), ...)  e.g. ("weight", array), ("bias", None)
+        buffers  = ((name, ndarray or None), ...)  e.g. BatchNorm's running_mean, running_var, num_batches_tracked
+        device   = "cpu" / "cuda" / "mixed" / None (no tensors of its own)
+        training = bool (this module's own flag)
+        children = ((name, tree), ...)             only for Sequential
+    tag  = None, or (name, token, meta) for a module that the grader built as a call argument (see below)
+
+``decode_module(plain, device)`` rebuilds a model on ``device`` from an allow-list of layer types (:data:`LAYERS`);
+anything else, a wrong shape, an unexpected parameter or an oversized model is rejected with ``ValueError`` and a
+message that says what is wrong. Layers are first built on the ``meta`` device (no memory), then every tensor is
+taken from the plain data, so hostile hyper-parameters cannot allocate memory.
+
+Call arguments, identity and mutation
+-------------------------------------
+An exercise like ``fuse_conv_bn_module(conv, bn)`` must return a *new* module and leave its inputs untouched. The
+answer proxy only sends back the encoded return value, so the check happens where the student's code runs:
+
+1. The grader builds each module argument as a *template* and marks it with :func:`mark_argument` (an
+   :class:`ArgumentTag` in the module's ``__dict__``).
+2. The modules the student receives are registered as the current call's arguments, with a fingerprint
+   (layers, hyper-parameters, every parameter and buffer) and their device:
+   - in a notebook, ``answers.local_answer`` deep-copies the call's arguments: the tag's ``__deepcopy__`` registers
+     the copy (a template's copy is an *argument*; a copy of an argument, e.g. the student's own
+     ``copy.deepcopy(conv)``, is an ordinary module);
+   - in the sandbox, ``encode_module(template)`` carries the tag across and ``decode_module`` registers the module it
+     rebuilds.
+   They are held by weak references, so they are forgotten once the call's arguments are freed.
+3. :func:`encode_answer` (the exercise's ``encode``) encodes the returned model and adds a *provenance* report:
+   whether the returned model is (or contains) one of the argument objects, whether any argument's fingerprint
+   changed during the call (modified in place: weights scaled, BatchNorm removed from the input ``Sequential``...),
+   and the arguments' device. The trusted ``view`` turns the report into values compared with the oracle's.
+
+Limits: the report is produced where the student's code runs; a student who tampers with this module in the same
+process can forge it (in the notebook they can forge anything anyway). A stronger design would have the answer proxy
+send back the encoded arguments after the call, for the trusted side to compare.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+def _torch():
+    """torch, imported on first use: importing it costs over a second, and the grader's exercise specs (which
+    import this module) must load without it."""
+    import torch
+
+    return torch
+
+
+FORMAT = "convlab-module/1"
+ANSWER = "convlab-answer/1"
+
+MAX_DEPTH = 16
+MAX_MODULES = 512
+MAX_ELEMENTS = 20_000_000
+DEVICE_KINDS = ("cpu", "cuda", "mixed", "mps", "xpu")
+
+#: allowed layer types (names in ``torch.nn``): name -> (constructor arguments read back from the module, whether
+#: the constructor takes ``device``/``dtype``)
+LAYERS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "Sequential": ((), False),
+    "Conv2d": (("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias",
+                "padding_mode"), True),
+    "ConvTranspose2d": (("in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding",
+                         "groups", "bias", "dilation", "padding_mode"), True),
+    "BatchNorm2d": (("num_features", "eps", "momentum", "affine", "track_running_stats", "bias"), True),
+    "Linear": (("in_features", "out_features", "bias"), True),
+    "ReLU": (("inplace",), False),
+    "MaxPool2d": (("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"), False),
+    "AvgPool2d": (("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"), False),
+    "AdaptiveAvgPool2d": (("output_size",), False),
+    "Flatten": (("start_dim", "end_dim"), False),
+    "Dropout": (("p", "inplace"), False),
+    "Identity": ((), False),
+}
+
+
+def _layer_name(module) -> str | None:
+    """The allow-list name of ``module``'s exact class (subclasses are not allowed), else None."""
+    name = type(module).__name__
+    return name if name in LAYERS and type(module) is getattr(_torch().nn, name) else None
+
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def allowed_layers() -> str:
+    return ", ".join(LAYERS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# encoding (runs where the student's code runs)
+# ---------------------------------------------------------------------------------------------------------------
+
+def _plain_value(value: Any, what: str) -> Any:
+    if value is None or type(value) in (bool, int, str):
+        return value
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise ValueError(f"{what} is {value}")
+        return value
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, np.floating):
+        return _plain_value(float(value), what)
+    if isinstance(value, (tuple, list)):
+        return tuple(_plain_value(v, what) for v in value)
+    raise ValueError(f"{what} is a {type(value).__name__}, not a plain number, string or tuple")
+
+
+def _array(t: torch.Tensor | None, what: str) -> np.ndarray | None:
+    torch = _torch()
+    if t is None:
+        return None
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{what} is a {type(t).__name__}, not a tensor")
+    if t.device.type == "meta":
+        raise ValueError(f"{what} is on the meta device (it has no values)")
+    if t.dtype not in (torch.float32, torch.float64, torch.int64, torch.int32):
+        raise ValueError(f"{what} has dtype {t.dtype}; only float32, float64 and integer tensors can be graded")
+    return np.array(t.detach().cpu().numpy(), copy=True, order="C")
+
+
+def _hyper(module: nn.Module, name: str) -> Any:
+    if name == "bias":
+        if isinstance(module, _torch().nn.BatchNorm2d) and not module.affine:
+            return True
+        return module.bias is not None
+    return getattr(module, name)
+
+
+def _device_of(tensors) -> str | None:
+    kinds = sorted({t.device.type for t in tensors if t is not None})
+    return kinds[0] if len(kinds) == 1 else ("mixed" if kinds else None)
+
+
+def _encode_tree(module: nn.Module, path: str, depth: int, count: list) -> tuple:
+    count[0] += 1
+    if count[0] > MAX_MODULES:
+        raise ValueError(f"the model has more than {MAX_MODULES} layers")
+    if depth > MAX_DEPTH:
+        raise ValueError(f"the model is nested more than {MAX_DEPTH} levels deep")
+    name = _layer_name(module)
+    where = f" (at {path})" if path else ""
+    if name is None:
+        raise ValueError(f"layer type {type(module).__module__}.{type(module).__qualname__}{where} cannot be graded; "
+                         f"the model may only contain: {allowed_layers()}")
+    hyper_names, _ = LAYERS[name]
+    hyper = tuple((h, _plain_value(_hyper(module, h), f"{name}.{h}{where}")) for h in hyper_names)
+    params = tuple((k, _array(v, f"{name}.{k}{where}")) for k, v in module._parameters.items())
+    buffers = tuple((k, _array(v, f"{name}.{k}{where}")) for k, v in module._buffers.items())
+    if name == "Sequential":
+        children = tuple((str(k), _encode_tree(v, f"{path}.{k}" if path else str(k), depth + 1, count))
+                         for k, v in module._modules.items() if v is not None)
+    else:
+        if any(v is not None for v in module._modules.values()):
+            raise ValueError(f"a {name}{where} with sub-modules cannot be graded")
+        children = ()
+    device = _device_of(list(module._parameters.values()) + list(module._buffers.values()))
+    return ("module", name, hyper, params, buffers, device, bool(module.training), children)
+
+
+def encode_module(module: nn.Module) -> tuple:
+    """Plain data for ``module`` (see the module docstring); raises ``ValueError`` for a layer outside
+    :data:`LAYERS` and ``TypeError`` for something that is not an ``nn.Module``."""
+    if not isinstance(module, _torch().nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(module).__module__}.{type(module).__qualname__}")
+    tag = module.__dict__.get(TAG_ATTR)
+    plain_tag = None
+    if isinstance(tag, ArgumentTag) and tag.state == "template":
+        plain_tag = (tag.name, tag.token, tuple((k, _plain_value(v, "tag")) for k, v in tag.meta))
+    return (FORMAT, _encode_tree(module, "", 0, [0]), plain_tag)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# decoding (the trusted side; also the sandbox, for call arguments)
+# ---------------------------------------------------------------------------------------------------------------
+
+def _expect(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
+
+
+def _pairs(value: Any, what: str) -> list:
+    _expect(isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+                                             for p in value), f"malformed {what}")
+    names = [p[0] for p in value]
+    _expect(len(set(names)) == len(names), f"duplicate names in {what}")
+    return list(value)
+
+
+def _check_hyper_value(value: Any, what: str) -> None:
+    if value is None or type(value) in (bool, int, str):
+        _expect(type(value) is not int or abs(value) <= 1 << 31, f"{what} is out of range")
+        _expect(type(value) is not str or len(value) <= 64, f"{what} is too long")
+        return
+    if type(value) is float:
+        _expect(math.isfinite(value), f"{what} is not finite")
+        return
+    _expect(isinstance(value, tuple) and len(value) <= 4, f"{what} has an unexpected value")
+    for v in value:
+        _expect(type(v) is int and abs(v) <= 1 << 31, f"{what} has an unexpected value")
+
+
+def _tensor(arr: Any, like: torch.Tensor, what: str, device: str, budget: list) -> torch.Tensor:
+    _expect(isinstance(arr, np.ndarray), f"{what} is not an array")
+    _expect(tuple(arr.shape) == tuple(like.shape),
+            f"{what} has shape {tuple(arr.shape)}, but this layer needs {tuple(like.shape)}")
+    budget[0] += arr.size
+    _expect(budget[0] <= MAX_ELEMENTS, f"the model has more than {MAX_ELEMENTS} numbers")
+    if like.dtype.is_floating_point:
+        _expect(arr.dtype in _FLOAT_DTYPES, f"{what} has dtype {arr.dtype}; expected float32 or float64")
+        _expect(bool(np.all(np.isfinite(arr))), f"{what} contains NaN or Inf")
+    else:
+        _expect(arr.dtype.kind in "iu", f"{what} has dtype {arr.dtype}; expected integers")
+        arr = arr.astype(np.int64)
+    return _torch().from_numpy(np.array(arr, copy=True, order="C")).to(device)
+
+
+def _decode_tree(tree: Any, device: str, depth: int, count: list, budget: list, path: str) -> nn.Module:
+    count[0] += 1
+    _expect(count[0] <= MAX_MODULES, f"the model has more than {MAX_MODULES} layers")
+    _expect(depth <= MAX_DEPTH, f"the model is nested more than {MAX_DEPTH} levels deep")
+    _expect(isinstance(tree, tuple) and len(tree) == 8 and tree[0] == "module", "malformed module encoding")
+    _, name, hyper, params, buffers, _device, training, children = tree
+    where = f" (at {path})" if path else ""
+    _expect(isinstance(name, str), "malformed layer type")
+    if name not in LAYERS:
+        raise ValueError(f"layer type {name[:80]!r}{where} is not allowed; the model may only contain: "
+                         f"{allowed_layers()}")
+    hyper_names, factory = LAYERS[name]
+    nn = _torch().nn
+    cls = getattr(nn, name)
+    kwargs = dict(_pairs(hyper, f"hyper-parameters of {name}{where}"))
+    _expect(set(kwargs) == set(hyper_names), f"{name}{where} needs exactly the hyper-parameters "
+                                             f"{', '.join(hyper_names)}")
+    for k, v in kwargs.items():
+        _check_hyper_value(v, f"{name}.{k}{where}")
+    _expect(type(training) is bool, f"malformed training flag{where}")
+    _expect(_device is None or _device in DEVICE_KINDS, f"malformed device{where}")
+    try:
+        module = cls(**kwargs, device="meta") if factory else cls(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - a constructor rejecting the hyper-parameters
+        raise ValueError(f"cannot build {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}){where}: "
+                         f"{exc}") from None
+    for kind, table, given in (("parameter", module._parameters, params), ("buffer", module._buffers, buffers)):
+        got = dict(_pairs(given, f"{kind}s of {name}{where}"))
+        need = {k for k, v in table.items() if v is not None}
+        have = {k for k, v in got.items() if v is not None}
+        _expect(need == have, f"{name}{where} has {kind}s {sorted(have)}, but a {name} with these hyper-parameters "
+                              f"has {sorted(need)}")
+        _expect(set(got) <= set(table), f"{name}{where} has unexpected {kind}s {sorted(set(got) - set(table))}")
+        for k in need:
+            tensor = _tensor(got[k], table[k], f"{name}.{k}{where}", device, budget)
+            table[k] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if kind == "parameter" \
+                else tensor
+    pairs = _pairs(children, f"children of {name}{where}")
+    _expect(name == "Sequential" or not pairs, f"a {name}{where} cannot have sub-modules")
+    for k, child in pairs:
+        _expect(k.isidentifier() or k.isdigit(), f"invalid layer name {k[:40]!r}{where}")
+        module.add_module(k, _decode_tree(child, device, depth + 1, count, budget, f"{path}.{k}" if path else k))
+    module.training = training
+    return module
+
+
+def decode_module(plain: Any, device: str = "cpu", arguments: bool = True) -> nn.Module:
+    """Rebuild a model from :func:`encode_module`'s plain data on ``device`` (allowed layers only).
+
+    With ``arguments`` (the default), a model that the grader marked as a call argument is registered as one (see
+    the module docstring): the sandbox decodes call arguments this way. The trusted side decodes answers with
+    ``arguments=False``.
+    """
+    _expect(isinstance(plain, tuple) and len(plain) == 3 and plain[0] == FORMAT,
+            "not an encoded model (expected the output of module_codec.encode_module)")
+    module = _decode_tree(plain[1], str(device), 0, [0], [0], "")
+    tag = plain[2]
+    if tag is not None and arguments:
+        _expect(isinstance(tag, tuple) and len(tag) == 3 and isinstance(tag[0], str) and isinstance(tag[1], str),
+                "malformed argument tag")
+        meta = tuple(_pairs(tag[2], "argument tag"))
+        module.__dict__[TAG_ATTR] = ArgumentTag(tag[0], tag[1], "argument", meta)
+        _register(tag[1], tag[0], module)
+    return module
+
+
+def plain_device(plain: Any) -> str:
+    """The device type of every tensor in an encoded model: ``"cpu"``, ``"cuda"``, ``"mixed"`` or ``"none"``."""
+    kinds: set = set()
+
+    def walk(tree):
+        if tree[5] is not None:
+            kinds.add(tree[5])
+        for _, child in tree[7]:
+            walk(child)
+
+    walk(plain[1])
+    return next(iter(kinds)) if len(kinds) == 1 else ("mixed" if kinds else "none")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# call arguments: identity and mutation
+# ---------------------------------------------------------------------------------------------------------------
+
+TAG_ATTR = "_convlab_argument"
+
+
+class ArgumentTag:
+    """Marks a module built by the grader as a call argument (see the module docstring).
+
+    ``state``: ``"template"`` (in the grader's case), ``"argument"`` (what the student's function receives) or
+    ``"copy"`` (any further copy). ``meta``: plain ``(key, value)`` pairs for the exercise (e.g. an input shape).
+    """
+
+    __slots__ = ("name", "token", "state", "meta", "owner", "__weakref__")
+
+    def __init__(self, name: str, token: str, state: str, meta: tuple = (), owner: nn.Module | None = None):
+        self.name, self.token, self.state, self.meta, self.owner = name, token, state, tuple(meta), owner
+
+    def __deepcopy__(self, memo):
+        if self.state == "template":
+            copied = memo.get(id(self.owner)) if self.owner is not None else None
+            if copied is not None:  # the module being copied: register it, with the template's fingerprint
+                _register(self.token, self.name, copied, fingerprint(self.owner), _module_device(self.owner))
+            return ArgumentTag(self.name, self.token, "argument", self.meta)
+        return ArgumentTag(self.name, self.token, "copy", self.meta)
+
+    def __copy__(self):
+        return ArgumentTag(self.name, self.token, "copy", self.meta)
+
+    def __repr__(self) -> str:
+        return f"ArgumentTag({self.name!r}, {self.state})"
+
+
+def mark_argument(module: nn.Module, name: str, token: str, meta: tuple = ()) -> nn.Module:
+    """Mark ``module`` (built by the grader) as the template of call argument ``name``; returns it."""
+    module.__dict__[TAG_ATTR] = ArgumentTag(name, token, "template", meta, owner=module)
+    return module
+
+
+def argument_meta(module: nn.Module) -> dict:
+    """The ``meta`` given to :func:`mark_argument` (kept by every copy of the argument)."""
+    tag = module.__dict__.get(TAG_ATTR)
+    return dict(tag.meta) if isinstance(tag, ArgumentTag) else {}
+
+
+#: live call arguments: (name, token, weakref to the module, fingerprint when handed over, device type)
+_ARGUMENTS: list = []
+
+
+def _module_device(module: nn.Module) -> str | None:
+    return _device_of(list(module.parameters()) + list(module.buffers()))
+
+
+def _register(token: str, name: str, module: nn.Module, fp: str | None = None, device: str | None = None) -> None:
+    _ARGUMENTS[:] = [entry for entry in _ARGUMENTS if entry[2]() is not None]
+    fp = fingerprint(module) if fp is None else fp
+    device = _module_device(module) if device is None else device
+    _ARGUMENTS.append((name, token, weakref.ref(module), fp, device))
+
+
+def _tensor_bytes(t: Any) -> bytes:
+    torch = _torch()
+    if t is None:
+        return b"None"
+    if not isinstance(t, torch.Tensor):
+        return repr(t).encode()
+    head = f"{t.dtype}{tuple(t.shape)}".encode()
+    if t.device.type == "meta":
+        return head + b"meta"
+    flat = t.detach().to("cpu").contiguous().reshape(-1)
+    return head + flat.view(torch.uint8).numpy().tobytes()
+
+
+def fingerprint(module: nn.Module) -> str:
+    """A digest of a model's structure, hyper-parameters, parameters and buffers (not its training flag or
+    device): it changes when anything that matters for inference is modified."""
+    h = hashlib.sha256()
+    for name, m in module.named_modules(remove_duplicate=False):
+        try:
+            extra = m.extra_repr()
+        except Exception:  # noqa: BLE001 - a broken layer still gets a fingerprint
+            extra = "?"
+        h.update(f"<{name}|{type(m).__module__}.{type(m).__qualname__}|{extra}>".encode())
+        for table in (m._parameters, m._buffers):
+            for k, v in table.items():
+                h.update(k.encode())
+                h.update(_tensor_bytes(v))
+    return h.hexdigest()
+
+
+def provenance(answer: Any) -> tuple[str, str | None]:
+    """``(problems, argument_device)`` for the live call arguments: ``problems`` is ``""`` when the answer is a new
+    object and every argument is unchanged, else a short description of what happened.
+
+    Every live argument is checked, not only the current call's: the sandbox may decode the arguments of several
+    calls before running them; those not run yet are unchanged, and an argument found modified is reported once
+    (then forgotten), so that it cannot be blamed on a later call."""
+    problems: list[str] = []
+    devices: set = set()
+    inside = {id(m) for m in answer.modules()} if isinstance(answer, _torch().nn.Module) else set()
+    consumed = []
+    for entry in list(_ARGUMENTS):
+        name, _token, ref, fp, device = entry
+        arg = ref()
+        if arg is None:
+            continue
+        if device is not None:
+            devices.add(device)
+        found = []
+        if id(arg) in inside:
+            found.append(f"returned the input `{name}` object itself" if arg is answer else
+                         f"the returned model contains the input `{name}` object")
+        if fingerprint(arg) != fp:
+            found.append(f"modified the input `{name}` in place")
+            consumed.append(entry)
+        problems += [text for text in found if text not in problems]
+    _ARGUMENTS[:] = [entry for entry in _ARGUMENTS if not any(entry is c for c in consumed)]
+    return "; ".join(problems), (next(iter(devices)) if len(devices) == 1 else None)
+
+
+def encode_answer(answer: Any) -> tuple:
+    """The ``encode`` of exercises that return a model: ``(ANSWER, encode_module(answer), problems, device)``
+    with :func:`provenance`'s report."""
+    if not isinstance(answer, _torch().nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(answer).__module__}.{type(answer).__qualname__}")
+    problems, device = provenance(answer)
+    return (ANSWER, encode_module(answer), problems, device)
+
+
+def decode_answer(plain: Any, device: str = "cpu") -> tuple[nn.Module, str, str, str | None]:
+    """Trusted side: ``(model, model_device, problems, argument_device)`` from :func:`encode_answer`'s data;
+    ``model`` is rebuilt on ``device``, ``model_device`` is where the student's model lived."""
+    _expect(isinstance(plain, tuple) and len(plain) == 4 and plain[0] == ANSWER,
+            "not an encoded answer (expected the output of module_codec.encode_answer)")
+    _, encoded, problems, arg_device = plain
+    _expect(isinstance(problems, str) and len(problems) <= 1000, "malformed provenance")
+    _expect(arg_device is None or arg_device in DEVICE_KINDS, "malformed device")
+    model = decode_module(encoded, device, arguments=False)
+    return model, plain_device(encoded), problems, arg_device
