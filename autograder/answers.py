@@ -26,6 +26,7 @@ class Outcome:
     error: str | None = None
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
+    raised: bool = False  # the function itself raised an ``Exception`` (not a timeout, exit or crash)
 
     @property
     def ok(self) -> bool:
@@ -68,7 +69,8 @@ def local_answer(fn: Callable[..., Any], encode: Callable[[Any], Any] | None = N
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # noqa: BLE001 - SystemExit too: it costs the case, not the run
-                return Outcome(error=describe_exception(exc), seconds=time.perf_counter() - start)
+                return Outcome(error=describe_exception(exc), seconds=time.perf_counter() - start,
+                               raised=isinstance(exc, Exception))
             seconds = time.perf_counter() - start
         notes = tuple(f"{w.category.__name__}: {w.message}" for w in caught[:3])
         if captured.getvalue().strip():

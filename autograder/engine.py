@@ -12,11 +12,11 @@ import numpy as np
 
 from .answers import Answer, Outcome
 from .cases import Case
-from .compare import compare
+from .compare import compare, describe_value
 from .diagnose import generic_hint, named_misconception
 from .oracle import exact_numerics, run_reference
 from .shrink import shrink
-from .spec import Exercise
+from .spec import RAISES, Exercise
 
 
 @dataclass
@@ -98,6 +98,12 @@ class _Trial:
 def _try(ex: Exercise, answer: Answer, case: Case, device: str) -> _Trial:
     expected = run_reference(ex.oracle, case.call, device)
     outcome = answer(case.call)
+    if expected is RAISES:
+        if outcome.raised:  # the right answer: recorded as a passing outcome
+            return _Trial(case, expected, Outcome(warnings=outcome.warnings, seconds=outcome.seconds))
+        got = outcome.error if not outcome.ok else f"it returned {describe_value(outcome.value)}"
+        return _Trial(case, expected, Outcome(value=outcome.value, warnings=outcome.warnings),
+                      f"PyTorch rejects these arguments, so your function should raise an exception; {got}")
     if not outcome.ok:
         return _Trial(case, expected, outcome, outcome.error or "failed")
     got = outcome.value
@@ -115,7 +121,7 @@ def _try(ex: Exercise, answer: Answer, case: Case, device: str) -> _Trial:
 def _explain_failure(ex: Exercise, answer: Answer, trial: _Trial, device: str, shrink_budget: int) -> list[str]:
     lines = [f"  First failing case: {ex.describe(trial.case.params)}", f"    {trial.reason}"]
     lines += [f"      {d}" for d in trial.details]
-    if trial.outcome.ok:
+    if trial.outcome.ok and trial.expected is not RAISES:
         hint = named_misconception(ex, trial.case, trial.outcome.value, device) or \
             generic_hint(trial.expected if not isinstance(trial.expected, tuple) else None, trial.outcome.value)
         if hint:

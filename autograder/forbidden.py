@@ -92,6 +92,26 @@ def _tidy(found: list[str]) -> list[str]:
     return [f for f in found if not any(o != f and o.startswith(f + ".") for o in found)]
 
 
+def _local_names(fn_node: ast.AST) -> set[str]:
+    """Names bound inside a function (arguments, assignments, loop/with/except targets, comprehensions, nested
+    defs and imports) minus those declared ``global``: they never refer to the notebook's globals."""
+    bound, declared_global = set(), set()
+    for node in ast.walk(fn_node):
+        if isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node is not fn_node:
+            bound.add(node.name)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Global):
+            declared_global.update(node.names)
+    return bound - declared_global
+
+
 def _module_of(obj: Any) -> str:
     if isinstance(obj, types.ModuleType):
         return obj.__name__
@@ -117,7 +137,12 @@ def scan_function(fn: Callable, names: Iterable[str] = FROM_SCRATCH, _seen: set 
     if getattr(fn, "__closure__", None):
         namespace.update({name: cell.cell_contents for name, cell in
                           zip(fn.__code__.co_freevars, fn.__closure__) if _has_contents(cell)})
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    fn_node = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))),
+                   tree)
+    for name in _local_names(fn_node):
+        namespace.pop(name, None)
+    for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             dotted = _dotted(node) or ""
             head, _, rest = dotted.partition(".")

@@ -17,6 +17,26 @@ from typing import Any, Callable, Mapping, Sequence
 Params = Mapping[str, int]
 
 
+class _Raises:
+    """What an oracle returns for a case that PyTorch rejects: the correct answer is to raise an exception."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "an exception (PyTorch rejects these arguments)"
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+RAISES = _Raises()
+
+
 @dataclass(frozen=True)
 class Call:
     """The arguments of one call of a graded function: ``fn(*args, **kwargs)``."""

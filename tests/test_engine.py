@@ -176,3 +176,28 @@ def test_scan_function_resolves_aliases_and_follows_helpers():
 
     found = scan_function(answer)
     assert any("scipy.signal" in f for f in found)
+
+
+def _cell_function(namespace: dict, name: str, src: str):
+    """Define a function the way a notebook cell does (its source registered in linecache)."""
+    import linecache
+
+    filename = f"<cell-{name}>"
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    exec(compile(src, filename, "exec"), namespace)
+    return namespace[name]
+
+
+def test_scan_function_ignores_locals_that_shadow_globals():
+    import torch
+
+    from autograder.engine import ExerciseResult
+
+    # after a test cell, the global `result` is a grader object and `F` may be torch's functional module
+    namespace = {"result": ExerciseResult("corr2d"), "F": torch.nn.functional, "np": np}
+    honest = _cell_function(namespace, "answer", "def answer(x, F=3):\n    result = np.zeros(3) * F\n"
+                                                 "    for k in range(2):\n        result = result + k\n"
+                                                 "    return result\n")
+    assert scan_function(honest) == []
+    cheat = _cell_function(namespace, "cheat", "def cheat(x):\n    return F.conv2d(x, x)\n")
+    assert any("torch" in f for f in scan_function(cheat))
