@@ -201,3 +201,30 @@ def test_scan_function_ignores_locals_that_shadow_globals():
     assert scan_function(honest) == []
     cheat = _cell_function(namespace, "cheat", "def cheat(x):\n    return F.conv2d(x, x)\n")
     assert any("torch" in f for f in scan_function(cheat))
+
+
+def _half(n):
+    from autograder.spec import RAISES
+
+    return RAISES if n % 2 else n // 2
+
+
+HALF = Exercise(
+    name="half", assignment="00-synthetic", points=2, signature="half(n)",
+    draw_params=lambda rng: {"n": int(rng.integers(0, 40))}, build=lambda p, draw: Call((p["n"],)),
+    oracle=_half, describe=lambda p: f"n={p['n']}", params_min={"n": 0},
+    fixed_params=[{"n": 3}, {"n": 4}],
+)
+
+
+def test_an_answer_must_raise_where_the_oracle_rejects_the_arguments():
+    def strict(n):
+        if n % 2:
+            raise ValueError("odd")
+        return n // 2
+
+    assert grade(strict, HALF).score == 2
+    lenient = grade(lambda n: n // 2, HALF)
+    assert lenient.score < 2 and "should raise an exception" in lenient.text
+    exits = grade(lambda n: __import__("sys").exit(1) if n % 2 else n // 2, HALF)
+    assert exits.score < 2  # sys.exit is not an error report
