@@ -57,7 +57,9 @@ def generic_hint(expected: Any, got: Any) -> str | None:
     g = got.astype(np.float64)
     scale = max(1e-12, float(np.max(np.abs(expected))))
     close = lambda a, b: float(np.max(np.abs(a - b))) <= 1e-5 * max(scale, 1.0)  # noqa: E731
-    if expected.ndim >= 2 and expected.shape[-1] == expected.shape[-2] and close(g, np.swapaxes(expected, -1, -2)):
+    transposed = np.swapaxes(expected, -1, -2) if expected.ndim >= 2 else expected
+    if expected.ndim >= 2 and expected.shape[-1] == expected.shape[-2] and not close(expected, transposed) \
+            and close(g, transposed):
         return "your result is transposed: rows and columns are swapped"
     if close(g, -expected):
         return "your result has the opposite sign everywhere"
