@@ -1,0 +1,163 @@
+"""``python -m autograder``: tamper-proof isolated grading.
+
+    python -m autograder grade NOTEBOOK [NOTEBOOK ...] --out RESULT.json [--device cpu|cuda|auto]
+                               [--format json|junit|md|table]
+    python -m autograder batch SUBMITTED_DIR --out OUT_DIR [--workers N] [--device ...]
+    python -m autograder demo [--out DIR]
+
+Student code runs in a sandbox (bubblewrap when present); the oracle, the cases and the comparison stay in this
+process. Exit status 0 when grading completed, whatever the scores; 1 when the grader itself failed; 2 for a
+usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                   help="where the torch oracle runs (default: cpu)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="secret seed of the hidden cases (default: a fresh one, recorded for the instructor)")
+    p.add_argument("--cases-factor", type=int, default=10, metavar="K",
+                   help="hidden cases per exercise: K times the notebook check's count (default: 10)")
+    p.add_argument("--course", type=Path, default=None,
+                   help="course root holding solutions/<id>/<id>.ipynb (default: this repository)")
+    p.add_argument("--isolation", choices=("auto", "bwrap", "reduced"), default=None,
+                   help="sandbox: bubblewrap, reduced (rlimits and a process group), or auto (default)")
+    p.add_argument("--memory", type=int, default=2048, metavar="MiB", help="address-space limit (default 2048)")
+    p.add_argument("--call-timeout", type=float, default=10.0, metavar="S",
+                   help="wall-clock limit of one call of a student's function (default 10)")
+    p.add_argument("--cell-timeout", type=float, default=30.0, metavar="S",
+                   help="wall-clock limit of one notebook cell (default 30)")
+
+
+def _options(args):
+    from .isolation.grader import Options
+    from .isolation.remote import Settings
+    from .isolation.sandbox import Limits
+    from .oracle import resolve_device
+
+    settings = Settings(cell_timeout=args.cell_timeout, call_timeout=args.call_timeout,
+                        limits=Limits(memory_bytes=args.memory << 20))
+    options = Options(device=resolve_device(args.device), seed=args.seed, case_factor=args.cases_factor,
+                      isolation=args.isolation, settings=settings)
+    if args.course is not None:
+        options.course = args.course.resolve()
+    return options
+
+
+def cmd_grade(args) -> int:
+    from rich.console import Console
+
+    from .isolation import report
+    from .isolation.grader import grade
+
+    missing = [p for p in args.notebooks if not Path(p).exists()]
+    if missing:
+        print(f"error: no such notebook: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    result = grade([Path(p) for p in args.notebooks], _options(args), assignment=args.assignment)
+    out = Path(args.out)
+    report.atomic_write(out, report.render(result, args.format))
+    sidecar = out.with_name(out.name + ".instructor.json")
+    report.atomic_write(sidecar, json.dumps(report.instructor_record(
+        result, command="grade", notebooks_given=[str(p) for p in args.notebooks]), indent=2) + "\n")
+    if not args.quiet:
+        report.render_table(result, Console(stderr=False), feedback=False)
+        print(f"wrote {out} ({args.format}); seed and logs for the instructor: {sidecar}")
+    for nb in result.notebooks:
+        for err in nb.grader_errors:
+            print(f"grader error in {nb.notebook}: {err}", file=sys.stderr)
+    return 1 if result.grader_failed else 0
+
+
+def cmd_batch(args) -> int:
+    from .isolation.batch import run_batch
+
+    summary = run_batch(Path(args.submitted), Path(args.out), _options(args), workers=args.workers,
+                        progress=None if not args.quiet else False)
+    if not args.quiet:
+        print(f"graded {summary.graded} submission(s) of {summary.students} student(s) in {summary.seconds:.1f} s "
+              f"({summary.per_minute:.0f} notebooks/min, {summary.isolation}); "
+              f"grades: {Path(args.out) / 'grades.csv'}")
+    for line in summary.errors:
+        print(f"grader error: {line}", file=sys.stderr)
+    return 1 if summary.errors else 0
+
+
+def cmd_demo(args) -> int:
+    from .isolation.demo import run_demo
+
+    return run_demo(Path(args.out) if args.out else None, _options(args), workers=args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("grade", help="grade one student's notebooks")
+    g.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    g.add_argument("--out", required=True, metavar="RESULT.json")
+    g.add_argument("--format", choices=("json", "junit", "md", "table"), default="json")
+    g.add_argument("--assignment", default=None, help="assignment id (default: recognised from the notebook)")
+    g.add_argument("--quiet", action="store_true", help="print nothing on success")
+    _add_common(g)
+    g.set_defaults(func=cmd_grade)
+
+    b = sub.add_parser("batch", help="grade a class: SUBMITTED_DIR/<student>/<assignment>/<notebook>.ipynb")
+    b.add_argument("submitted", metavar="SUBMITTED_DIR")
+    b.add_argument("--out", required=True, metavar="OUT_DIR")
+    b.add_argument("--workers", type=int, default=None, help="parallel graders (default: CPU count)")
+    b.add_argument("--quiet", action="store_true")
+    _add_common(b)
+    b.set_defaults(func=cmd_batch)
+
+    d = sub.add_parser("demo", help="grade the bundled example submissions and show the feedback")
+    d.add_argument("--out", default=None, help="output folder (default: demo-results/)")
+    d.add_argument("--workers", type=int, default=None)
+    _add_common(d)
+    d.set_defaults(func=cmd_demo)
+    _integration_commands(sub)
+    return parser
+
+
+def _integration_commands(sub) -> None:
+    """Subcommands contributed by :mod:`autograder.integrations` modules: each module may define
+    ``add_command(subparsers, add_common, options_from_args)``, which adds its parser and sets ``func``."""
+    import importlib
+    import pkgutil
+
+    try:
+        package = importlib.import_module(f"{__package__}.integrations")
+    except ImportError:
+        return
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        try:
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+        except ImportError:
+            continue
+        hook = getattr(module, "add_command", None)
+        if callable(hook):
+            hook(sub, _add_common, _options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (RuntimeError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,383 @@
+"""Grade one student's notebooks in isolation: every exercise of the assignment gets a result, whatever happens.
+
+For each notebook: recognise the assignment, pair its cells with the pristine source (:mod:`.submission`), then
+for each exercise the shared engine's :func:`~autograder.engine.grade_exercise` runs with a
+:class:`~.remote.RemoteAnswer` into a sandbox and the forbidden APIs :func:`~autograder.forbidden.scan_source`
+finds in the student's cells that the answer reaches. The oracle, the cases and the comparison stay here.
+
+Exercises run in sandboxes of their profile: NumPy ("from scratch") exercises where torch, scipy.signal and
+scipy.ndimage do not exist, torch exercises where torch exists without its fusion helpers. A notebook that mixes
+both is executed once in each.
+
+Many more cases are checked than in the notebook: the visible set plus ``case_factor`` times as many hidden cases
+as the notebook's own hidden check uses, drawn from a fresh secret seed unless one is given.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .. import registry
+from ..cases import Case, hidden_cases, visible_cases
+from ..engine import ExerciseResult, PartResult, grade_exercise
+from ..forbidden import scan_source
+from ..seeds import fresh_seed
+from ..spec import Exercise
+from . import sandbox, submission
+from .remote import SessionFailed, Settings, WorkerSession
+from .submission import NotebookError, Program
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Options:
+    """How to grade. ``course`` is the course root holding ``solutions/<id>/<id>.ipynb``."""
+
+    device: str = "cpu"
+    seed: int | None = None
+    case_factor: int = 10
+    course: Path = REPO
+    isolation: str | None = None         # auto | bwrap | reduced (default: $CONVLAB_ISOLATION or auto)
+    settings: Settings = field(default_factory=Settings)
+    shrink_budget: int = 80
+    notebook_budget: float = 900.0
+
+
+@dataclass
+class NotebookResult:
+    notebook: str
+    assignment: str | None
+    exercises: list[ExerciseResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)          # for the student
+    grader_errors: list[str] = field(default_factory=list)  # internal failures (exit status != 0)
+    cases: dict[str, int] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)            # for the instructor only
+    seconds: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return round(sum(r.score for r in self.exercises), 4)
+
+    @property
+    def max_score(self) -> float:
+        return sum(r.max_score for r in self.exercises)
+
+
+@dataclass
+class SubmissionResult:
+    notebooks: list[NotebookResult]
+    seed: int
+    isolation: str
+    isolation_note: str
+    seconds: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return round(sum(n.score for n in self.notebooks), 4)
+
+    @property
+    def max_score(self) -> float:
+        return sum(n.max_score for n in self.notebooks)
+
+    @property
+    def grader_failed(self) -> bool:
+        return any(n.grader_errors for n in self.notebooks)
+
+    @property
+    def parts(self) -> list[tuple[str | None, PartResult]]:
+        return [(n.assignment, p) for n in self.notebooks for r in n.exercises for p in r.parts]
+
+
+# ------------------------------------------------------------------------------------------ cases and oracle
+
+_CASES: dict[tuple, list[Case]] = {}
+_ORACLES: dict[tuple, Exercise] = {}
+
+
+def notebook_case_count(ex: Exercise) -> int:
+    """How many cases the notebook's own hidden check runs (visible + hidden)."""
+    return len(ex.fixed_params) + ex.n_visible + ex.n_hidden
+
+
+def grading_cases(ex: Exercise, seed: int, factor: int) -> list[Case]:
+    """The visible cases plus ``factor`` times the notebook check's count of fresh hidden cases (cached per run)."""
+    key = (ex.assignment, ex.name, seed, factor)
+    if key not in _CASES:
+        if len(_CASES) > 256:
+            _CASES.clear()
+        _CASES[key] = visible_cases(ex) + hidden_cases(ex, seed, count=max(1, factor) * notebook_case_count(ex))
+    return _CASES[key]
+
+
+def _fingerprint(value: Any, torch) -> Any:
+    if isinstance(value, torch.Tensor):
+        t = value.detach()
+        data = t.cpu().contiguous().numpy().tobytes() if t.numel() else b""
+        return ("T", str(t.dtype), tuple(t.shape), str(t.device), hashlib.blake2b(data, digest_size=16).digest())
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, tuple(_fingerprint(v, torch) for v in value))
+    if isinstance(value, dict):
+        return ("D", tuple(sorted((str(k), _fingerprint(v, torch)) for k, v in value.items())))
+    if value is None or type(value) in (bool, int, float, str):
+        return (type(value).__name__, value)
+    raise TypeError("not fingerprintable")
+
+
+def memoised(ex: Exercise) -> Exercise:
+    """The exercise with its oracle memoised by the content of its arguments: a batch grades every student on the
+    same cases, so each reference is computed once per grading process."""
+    if ex.name in _ORACLES and _ORACLES[ex.name].oracle.__wrapped__ is ex.oracle:  # type: ignore[attr-defined]
+        return _ORACLES[ex.name]
+    from ..oracle import torch as _torch
+
+    torch = _torch()
+    memo: dict = {}
+    oracle = ex.oracle
+
+    def cached(*args, **kwargs):
+        try:
+            key = (_fingerprint(args, torch), _fingerprint(kwargs, torch))
+        except TypeError:
+            return oracle(*args, **kwargs)
+        if key not in memo:
+            if len(memo) > 20000:
+                memo.clear()
+            memo[key] = oracle(*args, **kwargs)
+        return memo[key]
+
+    cached.__wrapped__ = oracle  # type: ignore[attr-defined]
+    _ORACLES[ex.name] = dataclasses.replace(ex, oracle=cached)
+    return _ORACLES[ex.name]
+
+
+# ------------------------------------------------------------------------------------------ results
+
+def zero_result(ex: Exercise, reason: str, n_cases: int = 0) -> ExerciseResult:
+    """Every part of ``ex`` at 0 points with ``reason`` (the engine's wording for a violation)."""
+    message = f"\u2718 {ex.name}: 0/{ex.total_points:g} points: {reason}"
+    result = ExerciseResult(ex.name)
+    result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, n_cases))
+    result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points, message) for p in ex.parts]
+    return result
+
+
+def _with_note(result: ExerciseResult, note: str) -> ExerciseResult:
+    if result.parts:
+        first = result.parts[0]
+        result.parts[0] = dataclasses.replace(first, output=f"{first.output}\n  Note: {note}")
+    return result
+
+
+def violations_for(ex: Exercise, program: Program) -> list[str]:
+    """Forbidden APIs in the student cells this exercise's answer reaches."""
+    found: list[str] = []
+    for cell in submission.cells_reached(program, ex.name):
+        for v in scan_source(cell.source, ex.forbidden_names):
+            text = v if cell.kind == "answer" and cell.name == ex.name else f"{v} (in {cell.label})"
+            if text not in found:
+                found.append(text)
+    return found
+
+
+def _profile(ex: Exercise) -> str:
+    return "scratch" if ex.from_scratch else "torch"
+
+
+# ------------------------------------------------------------------------------------------ grading
+
+def source_notebook(course: Path, assignment: str) -> Path:
+    return Path(course) / "solutions" / assignment / f"{assignment}.ipynb"
+
+
+_SOURCES: dict[tuple, dict] = {}
+
+
+def known_sources(course: Path) -> dict[str, dict]:
+    """Assignment id -> its source notebook, for every assignment with one (cached while the files stay put)."""
+    out = {}
+    for aid in registry.assignments():
+        path = source_notebook(course, aid)
+        try:
+            key = (str(path), path.stat().st_mtime_ns)
+        except OSError:
+            continue
+        if key not in _SOURCES:
+            try:
+                _SOURCES[key] = submission.read_notebook(path)
+            except NotebookError:
+                continue
+        out[aid] = _SOURCES[key]
+    return out
+
+
+def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignment: str | None = None) -> NotebookResult:
+    """Grade one notebook. Student faults become 0 points with a reason; grader faults are recorded in
+    ``grader_errors`` (and still every exercise appears)."""
+    start = time.monotonic()
+    path = Path(path)
+    result = NotebookResult(path.name, assignment)
+    assignments = registry.assignments()
+    names = {aid: [e.name for e in exs] for aid, exs in assignments.items()}
+    nb: dict | None = None
+    problem: str | None = None
+    try:
+        nb = submission.read_notebook(path)
+    except NotebookError as exc:
+        problem = str(exc)
+    if result.assignment is None:
+        result.assignment = submission.recognise(nb, path, known_sources(options.course), names)
+    if result.assignment not in assignments:
+        result.notes.append(problem or f"{path.name} does not look like any assignment of this course "
+                                       f"({', '.join(assignments)}); nothing was graded")
+        if result.assignment is not None:
+            result.grader_errors.append(f"unknown assignment {result.assignment!r}")
+        result.seconds = time.monotonic() - start
+        return result
+    exercises = assignments[result.assignment]
+    n_cases = {ex.name: len(grading_cases(ex, seed, options.case_factor)) for ex in exercises}
+    result.cases = dict(n_cases)
+    if problem is None and nb is not None:
+        problem = submission.kernel_problem(nb)
+    src_path = source_notebook(options.course, result.assignment)
+    try:
+        source = submission.read_notebook(src_path)
+    except NotebookError as exc:
+        result.grader_errors.append(f"the source notebook {src_path} is unusable: {exc}")
+        problem = problem or "the grader could not read the assignment's source notebook (not your fault)"
+        source = None
+    if problem is not None or source is None or nb is None:
+        result.notes.append(problem or "the notebook could not be read")
+        result.exercises = [zero_result(ex, problem or "the notebook could not be read", n_cases[ex.name])
+                            for ex in exercises]
+        result.seconds = time.monotonic() - start
+        return result
+
+    program = submission.build_program(nb, source, result.assignment, [e.name for e in exercises])
+    result.notes += program.notes
+    deadline = start + options.notebook_budget
+    by_name: dict[str, ExerciseResult] = {}
+    for profile in ("scratch", "torch"):
+        group = [ex for ex in exercises if _profile(ex) == profile]
+        if not group:
+            continue
+        session = WorkerSession(program.cells, profile, mode, options.settings, deadline)
+        try:
+            for ex in group:
+                try:
+                    by_name[ex.name] = _grade_one(ex, session, program, options, seed, mode)
+                except Exception as exc:  # noqa: BLE001 - a grader bug must not lose the other exercises
+                    result.grader_errors.append(f"{ex.name}: {type(exc).__name__}: {exc}\n"
+                                                + traceback.format_exc(limit=8))
+                    by_name[ex.name] = zero_result(ex, "the grader failed on this exercise (not your fault; "
+                                                       "the instructor has been told)", n_cases[ex.name])
+        finally:
+            session.close()
+            result.log += [f"[{profile} sandbox output]\n{o}" for o in session.outputs]
+            for cell, why in session.fatal.items():
+                if not any(cell == ex.name for ex in group):
+                    note = f"{cell} {why}; it was skipped"
+                    if note not in result.notes:
+                        result.notes.append(note)
+            for cell, error in session.cell_errors.items():
+                if cell.startswith("added cell"):
+                    note = f"{cell} raised {error}"
+                    if note not in result.notes:
+                        result.notes.append(note)
+    result.exercises = [by_name[ex.name] for ex in exercises]
+    for cell in program.student_cells:
+        if cell.kind == "added":
+            names_found = scan_source(cell.source)
+            reached = any(any(c is cell for c in submission.cells_reached(program, ex.name)) for ex in exercises)
+            if names_found and not reached:
+                result.notes.append(f"{cell.name} uses {', '.join(names_found)} (not available while grading)")
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _grade_one(ex: Exercise, session: WorkerSession, program: Program, options: Options, seed: int,
+               mode: str) -> ExerciseResult:
+    cases = grading_cases(ex, seed, options.case_factor)
+    graded = memoised(ex)
+    violations = violations_for(ex, program)
+    if violations:
+        return grade_exercise(graded, _no_answer, cases, options.device, violations)
+    answer_cell = program.answers.get(ex.name)
+    try:
+        handle = session.exercise(ex)
+    except SessionFailed as exc:
+        return zero_result(ex, f"the notebook could not be run: {exc}", len(cases))
+    with handle:
+        state = handle.probe(ex.name)
+        if state != "callable":
+            return zero_result(ex, _why_missing(ex, state, answer_cell, session), len(cases))
+        answer = handle.answer(cases)
+        context = {"isolated": True, "isolation": mode}
+        result = grade_exercise(graded, answer, cases, options.device, (), options.shrink_budget, "", context)
+    error = session.cell_errors.get(ex.name)
+    if error:
+        result = _with_note(result, f"your answer cell raised {error}")
+    return result
+
+
+def _no_answer(call) -> Any:  # pragma: no cover - the engine never calls it when there are violations
+    raise AssertionError("not called")
+
+
+def _why_missing(ex: Exercise, state: str, answer_cell, session: WorkerSession) -> str:
+    if state == "unavailable":
+        return "the sandbox stopped before this exercise could be graded"
+    if state == "not callable":
+        return f"{ex.name} is defined but is not a function"
+    if session.fatal.get(ex.name):
+        return f"your answer cell {session.fatal[ex.name]}, so {ex.name} is not defined"
+    if answer_cell is None:
+        return f"the answer cell {ex.name} is missing and no cell defines {ex.name}"
+    error = session.cell_errors.get(ex.name)
+    if error:
+        return f"{ex.name} is not defined: your answer cell raised {error}"
+    return f"{ex.name} is not defined (the answer cell does not define a function of that name)"
+
+
+def grade(paths: Sequence[Path], options: Options, assignment: str | None = None) -> SubmissionResult:
+    """Grade one student's notebooks; never raises for anything the notebooks contain."""
+    start = time.monotonic()
+    mode, why = sandbox.isolation_mode(options.isolation)
+    note = "" if mode == "bwrap" else (
+        f"Isolation is reduced on this machine ({why}): student code ran in a separate process under resource "
+        "limits, without a private filesystem or namespaces.")
+    seed = options.seed if options.seed is not None else fresh_seed()
+    notebooks: list[NotebookResult] = []
+    seen: dict[str, str] = {}
+    with single_threaded_torch():
+        for path in paths:
+            nb = grade_notebook(Path(path), options, seed, mode, assignment)
+            if nb.assignment in seen and nb.exercises:
+                nb.notes.insert(0, f"{nb.notebook} is a second notebook for {nb.assignment} "
+                                   f"(after {seen[nb.assignment]}); only the first counts")
+                nb.exercises = []
+            elif nb.assignment:
+                seen[nb.assignment] = nb.notebook
+            notebooks.append(nb)
+    return SubmissionResult(notebooks, seed, mode, note, time.monotonic() - start)
+
+
+@contextlib.contextmanager
+def single_threaded_torch():
+    """The oracle's tensors are tiny: torch's thread pool only adds overhead, and spins against the sandbox
+    (and against the other graders of a batch) for the cores."""
+    from ..oracle import torch as _torch
+
+    t = _torch()
+    threads = t.get_num_threads()
+    t.set_num_threads(1)
+    try:
+        yield
+    finally:
+        t.set_num_threads(threads)

@@ -1,0 +1,297 @@
+"""Plain-data messages between the trusted grader and the sandboxed worker.
+
+STANDALONE: this file imports only the standard library and NumPy, because it is copied into the sandbox next to
+``worker.py``. Nothing here ever unpickles: arrays travel as ``.npy`` bytes loaded with ``allow_pickle=False``,
+everything else as JSON.
+
+A frame is ``MAGIC | u32 header length | header JSON | blob 0 | blob 1 | ...``; the header is
+``{"m": <message tree>, "b": [blob lengths]}``. A message tree is JSON where
+
+- a JSON array is a tuple, ``{"$list": [...]}`` a list, ``{"$dict": [[k, v], ...]}`` a dict with keys that are not
+  plain strings (or start with ``$``), any other JSON object a dict with string keys;
+- ``{"$npy": i}`` is the array stored in blob ``i`` (dtype bool, int, uint or float only);
+- ``{"$float": "nan" | "inf" | "-inf"}`` a non-finite float;
+- ``{"$fn": "module:name"}`` and ``{"$module": tree}`` are references the receiving side resolves (a test
+  function passed as an argument, an ``nn.Module`` encoded as plain data); a side without a resolver rejects them.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import select
+import struct
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+MAGIC = b"CVL1"
+MAX_HEADER = 16 << 20
+DEFAULT_MAX_BYTES = 512 << 20
+ARRAY_KINDS = "biuf"
+_HEAD = struct.Struct(">4sI")
+
+
+class ProtocolError(Exception):
+    """A malformed, oversized or unexpected message."""
+
+
+class Closed(ProtocolError):
+    """The other side closed the channel (the process exited or was killed)."""
+
+
+class Timeout(ProtocolError):
+    """No complete message before the deadline."""
+
+
+_NPY_MAGIC = b"\x93NUMPY\x01\x00"
+_NPY_HEADER = re.compile(rb"\{'descr': '([<>|][biuf][1248])', 'fortran_order': (False|True), "
+                         rb"'shape': \(((?:\d+, )*(?:\d+,?)?)\), \} *\n")
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    """A version 1.0 ``.npy`` file (what ``np.save`` writes), without NumPy's slower general path."""
+    if arr.dtype.kind not in ARRAY_KINDS:
+        raise TypeError(f"an array of dtype {arr.dtype} (expected numbers)")
+    arr = np.ndarray.view(arr, np.ndarray)
+    if not arr.flags.c_contiguous:
+        arr = arr.copy(order="C")
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    descr = np.lib.format.dtype_to_descr(arr.dtype)
+    shape = f"({arr.shape[0]},)" if arr.ndim == 1 else "(" + ", ".join(str(d) for d in arr.shape) + ")"
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
+    total = len(_NPY_MAGIC) + 2 + len(header) + 1
+    header += " " * ((64 - total % 64) % 64) + "\n"
+    return _NPY_MAGIC + struct.pack("<H", len(header)) + header.encode("latin1") + arr.tobytes()
+
+
+def _npy_array(data: bytes) -> np.ndarray:
+    """Parse ``.npy`` bytes strictly (never pickle); a fresh, writable, C-contiguous array."""
+    if data[:8] == _NPY_MAGIC and len(data) >= 10:
+        (hlen,) = struct.unpack("<H", data[8:10])
+        m = _NPY_HEADER.fullmatch(data[10:10 + hlen])
+        if m:
+            dtype = np.dtype(m.group(1).decode())
+            shape = tuple(int(d) for d in m.group(3).split(b",") if d.strip())
+            count = math.prod(shape)
+            if len(data) - 10 - hlen != count * dtype.itemsize:
+                raise ProtocolError("array payload of the wrong size")
+            arr = np.frombuffer(data, dtype, count=count, offset=10 + hlen)
+            arr = arr.reshape(shape[::-1]).T if m.group(2) == b"True" else arr.reshape(shape)
+            return np.array(arr, order="C", copy=True)
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any malformed payload
+        raise ProtocolError(f"malformed array payload: {exc}") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in ARRAY_KINDS:
+        raise ProtocolError("array payload of a non-numeric dtype")
+    return arr
+
+
+def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None, depth: int = 0) -> Any:
+    """Encode ``value`` as a message tree, appending array payloads to ``blobs``. ``default(value)`` may encode
+    other objects (returning a tree) or raise TypeError."""
+    if depth > 64:
+        raise TypeError("nested too deeply")
+    t = type(value)
+    if value is None or t is bool or t is int or t is str:
+        return value
+    if t is float:
+        return value if math.isfinite(value) else {"$float": repr(value)}
+    if isinstance(value, np.ndarray):
+        blobs.append(_npy_bytes(value))
+        return {"$npy": len(blobs) - 1}
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return to_tree(float(value), blobs)
+    if t is tuple:
+        return [to_tree(v, blobs, default, depth + 1) for v in value]
+    if t is list:
+        return {"$list": [to_tree(v, blobs, default, depth + 1) for v in value]}
+    if t is dict:
+        if all(type(k) is str and not k.startswith("$") for k in value):
+            return {k: to_tree(v, blobs, default, depth + 1) for k, v in value.items()}
+        return {"$dict": [[to_tree(k, blobs, default, depth + 1), to_tree(v, blobs, default, depth + 1)]
+                          for k, v in value.items()]}
+    if default is not None:
+        return default(value)
+    raise TypeError(f"a {t.__module__}.{t.__qualname__}")
+
+
+def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None = None, depth: int = 0) -> Any:
+    """Decode a message tree. ``resolve(kind, payload)`` handles ``$fn`` / ``$module`` references."""
+    if depth > 64:
+        raise ProtocolError("nested too deeply")
+    if tree is None or type(tree) in (bool, int, float, str):
+        return tree
+    if type(tree) is list:
+        return tuple(from_tree(v, blobs, resolve, depth + 1) for v in tree)
+    if type(tree) is not dict:
+        raise ProtocolError(f"unexpected JSON value {type(tree).__name__}")
+    if len(tree) == 1:
+        (key, payload), = tree.items()
+        if key == "$npy":
+            if type(payload) is not int or not 0 <= payload < len(blobs):
+                raise ProtocolError("bad array reference")
+            return _npy_array(blobs[payload])
+        if key == "$float":
+            if payload not in ("nan", "inf", "-inf"):
+                raise ProtocolError("bad float")
+            return float(payload)
+        if key == "$list":
+            if type(payload) is not list:
+                raise ProtocolError("bad list")
+            return [from_tree(v, blobs, resolve, depth + 1) for v in payload]
+        if key == "$dict":
+            if type(payload) is not list or not all(type(p) is list and len(p) == 2 for p in payload):
+                raise ProtocolError("bad dict")
+            out = {}
+            for k, v in payload:
+                k = from_tree(k, blobs, resolve, depth + 1)
+                try:
+                    out[k] = from_tree(v, blobs, resolve, depth + 1)
+                except TypeError:
+                    raise ProtocolError("unhashable dict key") from None
+            return out
+        if key in ("$fn", "$module"):
+            if resolve is None:
+                raise ProtocolError(f"unexpected reference {key}")
+            return resolve(key, payload if key == "$fn" else from_tree(payload, blobs, resolve, depth + 1))
+    if any(k.startswith("$") for k in tree):
+        raise ProtocolError("unknown tagged value")
+    return {k: from_tree(v, blobs, resolve, depth + 1) for k, v in tree.items()}
+
+
+def pack(message: dict, default: Callable[[Any], Any] | None = None) -> bytes:
+    """One frame for ``message`` (a dict of str keys)."""
+    blobs: list[bytes] = []
+    tree = to_tree(message, blobs, default)
+    header = json.dumps({"m": tree, "b": [len(b) for b in blobs]}, allow_nan=False,
+                        separators=(",", ":")).encode()
+    return b"".join([_HEAD.pack(MAGIC, len(header)), header, *blobs])
+
+
+def _parse_header(header: bytes, max_bytes: int) -> tuple[Any, list[int]]:
+    try:
+        doc = json.loads(header)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"malformed header: {exc}") from None
+    if type(doc) is not dict or "m" not in doc or type(doc.get("b")) is not list:
+        raise ProtocolError("malformed header")
+    sizes = doc["b"]
+    if not all(type(n) is int and n >= 0 for n in sizes) or sum(sizes) > max_bytes:
+        raise ProtocolError("message too large or malformed")
+    return doc["m"], sizes
+
+
+def unpack(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None = None) -> dict:
+    message = from_tree(tree, blobs, resolve)
+    if type(message) is not dict:
+        raise ProtocolError("a message must be a JSON object")
+    return message
+
+
+# ---------------------------------------------------------------- blocking I/O (the worker's side)
+
+def _read_exact(fd: int, n: int) -> bytes:
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise Closed("channel closed")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Any, list]:
+    """Blocking read of one frame: ``(tree, blobs)``."""
+    magic, size = _HEAD.unpack(_read_exact(fd, _HEAD.size))
+    if magic != MAGIC or size > MAX_HEADER:
+        raise ProtocolError("bad frame")
+    tree, sizes = _parse_header(_read_exact(fd, size), max_bytes)
+    return tree, [_read_exact(fd, n) for n in sizes]
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view[: 1 << 20])
+        view = view[n:]
+
+
+# ---------------------------------------------------------------- I/O with deadlines (the grader's side)
+
+class Channel:
+    """The grader's end of a worker's two pipes: frames in, frames out, every operation bounded by a deadline
+    and every incoming message bounded in size. A misbehaving peer can waste time until the deadline, never
+    block the grader or make it allocate more than ``max_bytes``."""
+
+    def __init__(self, read_fd: int, write_fd: int, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.read_fd, self.write_fd, self.max_bytes = read_fd, write_fd, max_bytes
+        os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
+        self._buf = bytearray()
+        self.last_frame_at = 0.0  # monotonic time at which the last complete frame arrived
+
+    def _wait(self, fd: int, events: int, deadline: float) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Timeout("deadline passed")
+        poller = select.poll()
+        poller.register(fd, events)
+        if not poller.poll(max(1, int(left * 1000))):
+            raise Timeout("deadline passed")
+
+    def send(self, data: bytes, deadline: float) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.write_fd, view[: 1 << 20])
+            except BlockingIOError:
+                self._wait(self.write_fd, select.POLLOUT, deadline)
+                continue
+            except (BrokenPipeError, OSError) as exc:
+                raise Closed(f"channel closed ({exc.__class__.__name__})") from None
+            view = view[n:]
+
+    def _fill(self, need: int, deadline: float) -> None:
+        while len(self._buf) < need:
+            try:
+                chunk = os.read(self.read_fd, max(need - len(self._buf), 1 << 16))
+            except BlockingIOError:
+                self._wait(self.read_fd, select.POLLIN, deadline)
+                continue
+            if not chunk:
+                raise Closed("channel closed")
+            self._buf += chunk
+
+    def _take(self, n: int, deadline: float) -> bytes:
+        self._fill(n, deadline)
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    def receive(self, deadline: float) -> tuple[Any, list]:
+        """One frame ``(tree, blobs)`` before ``deadline`` (``time.monotonic()``), else :class:`Timeout`."""
+        magic, size = _HEAD.unpack(self._take(_HEAD.size, deadline))
+        if magic != MAGIC or size > MAX_HEADER:
+            raise ProtocolError("bad frame")
+        tree, sizes = _parse_header(self._take(size, deadline), self.max_bytes)
+        blobs = [self._take(n, deadline) for n in sizes]
+        self.last_frame_at = time.monotonic()
+        return tree, blobs
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

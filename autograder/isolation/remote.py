@@ -1,0 +1,395 @@
+"""The trusted side of the boundary: a notebook's worker session, and the engine's Answer proxy into it.
+
+:class:`WorkerSession` starts a sandbox for one notebook and one profile, executes the program's cells (each
+under a wall-clock limit) and, when the sandbox dies or hangs, starts a new one and replays the cells except the
+ones that killed it. :meth:`WorkerSession.exercise` forks a fresh child of the worker for one exercise, so that
+nothing an answer does (global state, threads, ``sys.exit``, ``os._exit``, a crash) reaches the next exercise.
+
+:class:`RemoteAnswer` is the engine's ``Answer``: ``Call -> Outcome``. Arguments leave as plain data (arrays as
+``.npy``), results come back as plain data and go through :func:`autograder.compare.to_plain` here; a call that
+hangs past its limit or kills its process costs the rest of that exercise only (later calls fail at once with the
+reason; the next exercise gets a fresh process). The cases of the correctness check are sent in one batch and
+their replies read one by one, each under the per-call limit.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ..answers import Outcome
+from ..compare import NotPlainData, to_plain
+from ..spec import Call, Exercise
+from . import sandbox, stubs
+from .protocol import Closed, ProtocolError, Timeout, pack, to_tree, unpack
+from .submission import Cell
+
+REFERENCE_MODULES = ("autograder.probe_functions", "autograder.module_codec")
+MAX_ERROR_TEXT = 1500
+#: whether the engine distinguishes an answer that raised an exception (for arguments PyTorch rejects)
+_HAS_RAISED = "raised" in getattr(Outcome, "__dataclass_fields__", {})
+
+
+@dataclass
+class Settings:
+    """Limits of one grading run (seconds are wall-clock)."""
+
+    cell_timeout: float = 30.0
+    call_timeout: float = 10.0
+    exercise_budget: float = 120.0
+    max_restarts: int = 6
+    limits: sandbox.Limits = field(default_factory=sandbox.Limits)
+
+
+class SessionFailed(Exception):
+    """The notebook cannot be run any further in this profile (the message is for the student)."""
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox could not start before any student code ran: the grader's failure, not the student's."""
+
+
+def reference(obj: Any) -> str:
+    """``"module:qualname"`` of a function the sandbox can import (from its copies of the standalone modules)."""
+    module, name = getattr(obj, "__module__", ""), getattr(obj, "__qualname__", "")
+    if module not in REFERENCE_MODULES or not name or "<" in name:
+        raise TypeError(f"{module}.{name} cannot cross into the sandbox: define it in one of "
+                        f"{', '.join(REFERENCE_MODULES)}")
+    return f"{module}:{name}"
+
+
+def encode_reference(exercise: Exercise) -> str | None:
+    """The exercise's ``encode`` hook, by name (it runs inside the sandbox)."""
+    if exercise.encode is None or exercise.encode is to_plain:
+        return None
+    return reference(exercise.encode)
+
+
+def pack_call(message: dict) -> bytes:
+    """Like :func:`protocol.pack`, with grader-side objects in a case's arguments encoded: test functions by
+    name (``$fn``), ``nn.Module`` as plain data (``$module``, rebuilt in the sandbox by ``module_codec``)."""
+    import json
+
+    from .protocol import _HEAD, MAGIC
+
+    blobs: list[bytes] = []
+
+    def default(value: Any) -> Any:
+        cls = type(value)
+        if (cls.__module__ or "").startswith("torch"):
+            import torch
+
+            if isinstance(value, torch.nn.Module):
+                try:
+                    from .. import module_codec  # type: ignore[attr-defined]
+                except ImportError:
+                    raise TypeError("an nn.Module argument, but autograder.module_codec is missing") from None
+                return {"$module": to_tree(module_codec.encode_module(value), blobs, default)}
+            if isinstance(value, torch.Tensor):
+                return to_tree(value.detach().cpu().numpy(), blobs)
+        if callable(value):
+            return {"$fn": reference(value)}
+        raise TypeError(f"a {cls.__module__}.{cls.__qualname__} in a case's arguments")
+
+    tree = to_tree(message, blobs, default)
+    header = json.dumps({"m": tree, "b": [len(b) for b in blobs]}, allow_nan=False,
+                        separators=(",", ":")).encode()
+    return b"".join([_HEAD.pack(MAGIC, len(header)), header, *blobs])
+
+
+def _text(value: Any, limit: int = MAX_ERROR_TEXT) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+class WorkerSession:
+    """One notebook's program running in sandboxes of one profile."""
+
+    def __init__(self, cells: Sequence[Cell], profile: str, mode: str, settings: Settings,
+                 deadline: float | None = None):
+        self.cells, self.profile, self.mode, self.settings = list(cells), profile, mode, settings
+        self.deadline = deadline or (time.monotonic() + 3600)
+        self.layout = stubs.layout()
+        self.box: sandbox.Sandbox | None = None
+        self.fatal: dict[str, str] = {}         # cell name -> why it killed the sandbox (not replayed)
+        self.cell_errors: dict[str, str] = {}   # cell name -> the exception it raised
+        self.restarts = 0
+        self.outputs: list[str] = []            # captured fd-level output of finished sandboxes (instructor log)
+
+    # -- the sandbox
+    def _rpc(self, message: dict, timeout: float) -> dict:
+        assert self.box is not None
+        deadline = time.monotonic() + timeout
+        self.box.channel.send(pack(message), deadline)
+        return unpack(*self.box.channel.receive(deadline))
+
+    def kill(self) -> None:
+        if self.box is not None:
+            sandbox.stop(self.box)
+            text = self.box.output_text().strip()
+            if text:
+                self.outputs.append(text[-4000:])
+            self.box = None
+
+    def ensure(self) -> None:
+        """A live sandbox with every cell executed (replaying after a crash, skipping fatal cells)."""
+        if self.box is not None and self.box.alive:
+            return
+        self.kill()
+        while True:
+            if time.monotonic() > self.deadline:
+                raise SessionFailed("the notebook's time budget ran out")
+            try:
+                self.box = sandbox.start(self.layout, self.profile, self.mode, self.settings.limits)
+            except RuntimeError as exc:
+                raise SandboxUnavailable(f"the sandbox could not start: {exc}") from None
+            if self._run_cells():
+                return
+            self.restarts += 1
+            if self.restarts > self.settings.max_restarts:
+                raise SessionFailed("the notebook's cells crashed the sandbox too many times: "
+                                    + "; ".join(f"{k}: {v}" for k, v in self.fatal.items()))
+
+    def _run_cells(self) -> bool:
+        for cell in self.cells:
+            if cell.name in self.fatal:
+                continue
+            try:
+                reply = self._rpc({"op": "exec", "name": cell.name, "source": cell.source,
+                                   "trusted": cell.trusted}, self.settings.cell_timeout)
+            except Timeout:
+                self.fatal[cell.name] = f"did not finish within {self.settings.cell_timeout:g} s"
+                self.kill()
+                return False
+            except ProtocolError as exc:
+                how = self._death()
+                self.fatal[cell.name] = f"ended the process running it ({how})" if isinstance(exc, Closed) \
+                    else f"broke the grader's protocol ({exc})"
+                self.kill()
+                return False
+            error = reply.get("error")
+            if error:
+                self.cell_errors[cell.name] = _text(error)
+            else:
+                self.cell_errors.pop(cell.name, None)
+        return True
+
+    def _death(self) -> str:
+        """How the sandbox's main process ended, in words (best effort)."""
+        if self.box is None:
+            return "stopped"
+        try:
+            code = self.box.process.wait(timeout=2)
+        except Exception:  # noqa: BLE001
+            return "stopped responding"
+        if code is None:
+            return "stopped responding"
+        if code < 0 or code > 128:
+            return f"killed by signal {abs(code) if code < 0 else code - 128} (out of memory or CPU time?)"
+        return f"exit status {code}: sys.exit, os._exit or a crash"
+
+    def exercise(self, exercise: Exercise) -> "ExerciseHandle":
+        """A forked child of the worker that serves this exercise's calls."""
+        for _attempt in range(2):
+            self.ensure()
+            try:
+                reply = self._rpc({"op": "fork"}, 15)
+                if reply.get("ok"):
+                    return ExerciseHandle(self, exercise)
+            except ProtocolError:
+                pass
+            self.kill()
+        raise SessionFailed("the sandbox could not start a process for this exercise")
+
+    def close(self) -> None:
+        if self.box is not None and self.box.alive:
+            try:
+                self.box.channel.send(pack({"op": "bye"}), time.monotonic() + 1)
+            except ProtocolError:
+                pass
+        self.kill()
+
+
+class ExerciseHandle:
+    """The child process serving one exercise; ``with`` ends it (and waits for the parent's ``joined``)."""
+
+    def __init__(self, session: WorkerSession, exercise: Exercise):
+        self.session, self.exercise = session, exercise
+        self.box = session.box
+        self.child_alive = True
+        self.poison: str | None = None
+        self.spent = 0.0
+
+    def __enter__(self) -> "ExerciseHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def usable(self) -> bool:
+        return self.session.box is self.box and self.box is not None and self.box.alive
+
+    def probe(self, name: str) -> str:
+        """``callable``, ``missing`` or ``not callable`` (or ``unavailable`` when the sandbox is gone)."""
+        if not self.usable:
+            return "unavailable"
+        try:
+            reply = self.session._rpc({"op": "probe", "names": [name]}, 10)
+            found = reply.get("found")
+            if isinstance(found, dict) and isinstance(found.get(name), str):
+                return found[name]
+            if reply.get("op") == "joined":
+                self.child_alive = False
+        except ProtocolError:
+            self.session.kill()
+        return "unavailable"
+
+    def fail(self, why: str, kill: bool) -> None:
+        self.poison = why
+        if kill:
+            self.session.kill()
+
+    def close(self) -> None:
+        if not self.usable:
+            return
+        if not self.child_alive:
+            return
+        deadline = time.monotonic() + 10
+        try:
+            assert self.box is not None
+            self.box.channel.send(pack({"op": "end"}), deadline)
+            while True:  # skip replies still queued, up to the parent's report
+                reply = unpack(*self.box.channel.receive(deadline))
+                if reply.get("op") == "joined":
+                    break
+        except ProtocolError:
+            self.session.kill()
+        self.child_alive = False
+
+    def answer(self, cases: Sequence = ()) -> "RemoteAnswer":
+        return RemoteAnswer(self, cases)
+
+
+class RemoteAnswer:
+    """The engine's Answer: ``Call -> Outcome`` through the sandbox (see the module docstring)."""
+
+    def __init__(self, handle: ExerciseHandle, cases: Sequence = ()):
+        self.handle = handle
+        self.fn = handle.exercise.name
+        self.encode = encode_reference(handle.exercise)
+        self.settings = handle.session.settings
+        self._batch = deque(c.call for c in cases)
+        self._queued: deque = deque()   # calls sent in a batch whose replies are not read yet
+
+    # -- sending
+    def _message(self, calls: Sequence[Call]) -> dict:
+        if len(calls) == 1:
+            c = calls[0]
+            return {"op": "call", "fn": self.fn, "args": tuple(c.args), "kwargs": dict(c.kwargs),
+                    "encode": self.encode}
+        return {"op": "calls", "fn": self.fn, "encode": self.encode,
+                "calls": tuple({"args": tuple(c.args), "kwargs": dict(c.kwargs)} for c in calls)}
+
+    def _send(self, calls: Sequence[Call]) -> bool:
+        box = self.handle.box
+        try:
+            data = pack_call(self._message(calls))
+        except TypeError as exc:
+            raise RuntimeError(f"grader error: a case of {self.fn} cannot be sent to the sandbox ({exc})") from None
+        try:
+            assert box is not None
+            box.channel.send(data, time.monotonic() + max(self.settings.call_timeout, 5.0))
+        except ProtocolError as exc:
+            self.handle.fail(f"the sandbox stopped accepting calls ({exc})", kill=True)
+            return False
+        return True
+
+    # -- receiving
+    def _receive(self, started: float) -> Outcome:
+        box = self.handle.box
+        limit = self.settings.call_timeout
+        try:
+            assert box is not None
+            reply = unpack(*box.channel.receive(time.monotonic() + limit))
+        except Timeout:
+            self.handle.fail(f"{self.fn} did not return within {limit:g} s (an infinite loop, or far too slow); "
+                             "the remaining cases of this exercise were not run", kill=True)
+            return Outcome(error=self.handle.poison)
+        except Closed:
+            how = self.handle.session._death()
+            self.handle.fail(f"the process running {self.fn} ended ({how}); the remaining cases of this "
+                             "exercise were not run", kill=True)
+            return Outcome(error=self.handle.poison)
+        except ProtocolError as exc:
+            self.handle.fail(f"the sandbox broke the grader's protocol while running {self.fn} ({exc}); the "
+                             "remaining cases of this exercise were not run", kill=True)
+            return Outcome(error=self.handle.poison)
+        measured = time.monotonic() - started
+        self.handle.spent += measured
+        if reply.get("op") == "joined":
+            self.handle.child_alive = False
+            self._queued.clear()
+            how = reply.get("how") if isinstance(reply.get("how"), str) else "it ended"
+            self.handle.fail(f"the process running {self.fn} ended ({_text(how, 80)}): sys.exit, os._exit, a "
+                             "crash, or running out of memory; the remaining cases of this exercise were not run",
+                             kill=False)
+            return Outcome(error=self.handle.poison, seconds=measured)
+        return self._outcome(reply, measured)
+
+    def _outcome(self, reply: dict, measured: float) -> Outcome:
+        notes = reply.get("warnings")
+        notes = tuple(_text(n, 300) for n in notes[:3] if isinstance(n, str)) if isinstance(notes, list) else ()
+        reported = reply.get("seconds")
+        seconds = measured
+        if type(reported) is float and 0 <= reported:
+            seconds = min(reported, measured) if measured > 0 else reported
+        if "error" in reply:
+            return Outcome(error=_text(reply["error"]), warnings=notes, seconds=seconds,
+                           **({"raised": True} if reply.get("raised") is True and _HAS_RAISED else {}))
+        if "value" not in reply:
+            return Outcome(error="the sandbox sent a reply without a value", warnings=notes, seconds=seconds)
+        try:
+            value = to_plain(reply["value"])
+        except NotPlainData as exc:
+            return Outcome(error=f"returned {exc}, which is not an array or number", warnings=notes,
+                           seconds=seconds)
+        return Outcome(value=value, warnings=notes, seconds=seconds)
+
+    def _drain(self) -> None:
+        while self._queued and not self.handle.poison:
+            self._queued.popleft()
+            self._receive(time.monotonic())
+        self._queued.clear()
+
+    def __call__(self, call: Call) -> Outcome:
+        if self.handle.poison:
+            return Outcome(error=self.handle.poison)
+        if self.handle.spent > self.settings.exercise_budget:
+            self.handle.fail(f"{self.fn} used more than {self.settings.exercise_budget:g} s in total; the "
+                             "remaining cases of this exercise were not run", kill=False)
+            return Outcome(error=self.handle.poison)
+        if not self.handle.usable or not self.handle.child_alive:
+            how = self.handle.session._death() if self.handle.box is not None else "stopped"
+            self.handle.fail(f"the process running {self.fn} ended ({how}); the remaining cases of this "
+                             "exercise were not run", kill=True)
+            return Outcome(error=self.handle.poison)
+        if self._batch and self._batch[0] is call and not self._queued:
+            batch = list(self._batch)
+            self._batch.clear()
+            if not self._send(batch):
+                return Outcome(error=self.handle.poison)
+            self._queued.extend(batch)
+        if self._queued and self._queued[0] is call:
+            self._queued.popleft()
+            return self._receive(time.monotonic())
+        if self._queued:  # the engine asked out of order: read what is in flight, then call directly
+            self._drain()
+            if self.handle.poison:
+                return Outcome(error=self.handle.poison)
+        self._batch.clear()
+        started = time.monotonic()
+        if not self._send([call]):
+            return Outcome(error=self.handle.poison)
+        return self._receive(started)

@@ -1,0 +1,433 @@
+"""Start the worker in a limited process, and make sure that every process it starts is gone afterwards.
+
+Two isolation levels:
+
+- ``bwrap`` (bubblewrap present): new user, pid, network, ipc and uts namespaces; a filesystem built from
+  read-only binds of the system and the Python installation, where the repository, ``solutions/``, the
+  gradebook, the output directory and every other student's files simply do not exist; a private tmpfs as
+  working directory; the modules a profile forbids replaced by directories whose ``__init__`` raises
+  ``ModuleNotFoundError`` (absent, not hooked). Killing the outer ``bwrap`` kills the namespace's init and with
+  it every process inside, ``setsid`` and double forks included (the kernel tears the pid namespace down).
+- ``reduced`` (no bubblewrap, or ``CONVLAB_ISOLATION=reduced``): the same worker in a new session with the same
+  rlimits, a private working directory, a clean environment and an import blocker; cleanup kills the process
+  group, the session, every process carrying the sandbox's token in its environment and orphans re-parented to
+  the worker's shim (a child subreaper that also kills them). Files are not hidden: the report says that isolation is reduced.
+
+In both, the worker sets its own rlimits (address space, CPU time, file size, open files, no core dumps) before it
+reads its first message, i.e. before any student code exists in the process; its stdout and stderr go to a pipe
+that the grader drains and caps, and that nothing ever parses.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import site
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import stubs
+from .protocol import Channel
+
+SANDBOX_ROOT = "/opt/convlab"   # where the layout appears inside the bwrap sandbox
+WORKDIR = "/home/student"        # the private working directory inside the bwrap sandbox
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandbox. Times are wall-clock seconds unless named cpu."""
+
+    memory_bytes: int = 2 << 30
+    cpu_seconds: int = 900
+    file_bytes: int = 64 << 20
+    open_files: int = 256
+    tmp_bytes: int = 256 << 20
+    output_bytes: int = 64 << 10
+    startup_timeout: float = 30.0
+
+    def argv(self) -> list[str]:
+        return ["--limits", f"{self.memory_bytes},{self.cpu_seconds},{self.file_bytes},{self.open_files}"]
+
+
+# ------------------------------------------------------------------------------------------ detection
+
+_BWRAP_STATE: dict[str, object] = {}
+
+
+def isolation_mode(requested: str | None = None) -> tuple[str, str]:
+    """``(mode, why)``: ``"bwrap"`` or ``"reduced"``. ``requested`` (or ``$CONVLAB_ISOLATION``) is ``auto``,
+    ``bwrap`` (fail if unavailable) or ``reduced``."""
+    want = (requested or os.environ.get("CONVLAB_ISOLATION") or "auto").lower()
+    if want not in ("auto", "bwrap", "reduced"):
+        raise ValueError(f"isolation must be auto, bwrap or reduced, not {want!r}")
+    if want == "reduced":
+        return "reduced", "reduced isolation was requested"
+    ok, why = bwrap_works()
+    if ok:
+        return "bwrap", "bubblewrap"
+    if want == "bwrap":
+        raise RuntimeError(f"bubblewrap isolation was requested but is unavailable: {why}")
+    return "reduced", why
+
+
+def bwrap_works() -> tuple[bool, str]:
+    """Whether bubblewrap can start a sandbox here (probed once per process), and which flags it accepts."""
+    if "ok" in _BWRAP_STATE:
+        return bool(_BWRAP_STATE["ok"]), str(_BWRAP_STATE["why"])
+    exe = shutil.which("bwrap")
+    if not exe:
+        _BWRAP_STATE.update(ok=False, why="bubblewrap (bwrap) is not installed")
+        return False, str(_BWRAP_STATE["why"])
+    last = ""
+    for userns in (["--unshare-user", "--disable-userns"], ["--unshare-user"], []):
+        cmd = [exe, *userns, "--unshare-pid", "--unshare-net", "--die-with-parent", *_system_binds(),
+               "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"]
+        try:
+            r = subprocess.run(cmd, capture_output=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            last = str(exc)
+            continue
+        if r.returncode == 0:
+            _BWRAP_STATE.update(ok=True, why="bubblewrap", exe=exe, userns=userns)
+            return True, "bubblewrap"
+        last = r.stderr.decode(errors="replace").strip()[:200]
+    _BWRAP_STATE.update(ok=False, why=f"bubblewrap cannot start a sandbox here ({last})")
+    return False, str(_BWRAP_STATE["why"])
+
+
+def _system_binds() -> list[str]:
+    """Read-only system directories: /usr, and /bin /lib /lib64 /sbin as the host has them (links or dirs)."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(name):
+            args += ["--symlink", os.readlink(name), name]
+        elif os.path.isdir(name):
+            args += ["--ro-bind", name, name]
+    for name in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
+        if os.path.exists(name):
+            args += ["--ro-bind", name, name]
+    return args
+
+
+# ------------------------------------------------------------------------------------------ python layout
+
+def python_executable() -> str:
+    return os.path.realpath(sys.executable)
+
+
+def site_dirs() -> list[str]:
+    """The site-packages directories of this interpreter (the worker sees the same packages, minus the hidden)."""
+    dirs = []
+    for d in site.getsitepackages() + [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]:
+        d = os.path.realpath(d)
+        if os.path.isdir(d) and d not in dirs:
+            dirs.append(d)
+    return dirs
+
+
+def python_roots() -> list[str]:
+    """Directories to bind so that the interpreter and its standard library work (outside /usr)."""
+    roots = []
+    for d in (sys.base_prefix, sys.base_exec_prefix, os.path.dirname(os.path.dirname(python_executable()))):
+        d = os.path.realpath(d)
+        if not d.startswith("/usr/") and d != "/usr" and d not in roots and os.path.isdir(d):
+            roots.append(d)
+    return roots
+
+
+def all_site_like_dirs() -> list[str]:
+    """Every site-packages or dist-packages directory visible inside the sandbox (to hide modules in all)."""
+    found = list(site_dirs())
+    for root in python_roots() + ["/usr", "/usr/local"]:
+        for sub in ("lib", "lib64"):
+            base = Path(root) / sub
+            if not base.is_dir():
+                continue
+            for py in base.glob("python3*"):
+                for name in ("site-packages", "dist-packages"):
+                    d = os.path.realpath(py / name)
+                    if os.path.isdir(d) and d not in found:
+                        found.append(d)
+    for d in Path("/usr/lib/python3").glob("dist-packages"):
+        if os.path.realpath(d) not in found:
+            found.append(os.path.realpath(d))
+    return found
+
+
+# ------------------------------------------------------------------------------------------ processes
+
+def _proc_stat(pid: int) -> tuple[int, int, int, int] | None:
+    """``(ppid, pgrp, session, starttime)`` of a live (not zombie) process, or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2:].split()
+    if not fields or fields[0] in ("Z", "X"):
+        return None
+    try:
+        return int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _all_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from the host's /proc)."""
+    children: dict[int, list[int]] = {}
+    for p in _all_pids():
+        st = _proc_stat(p)
+        if st:
+            children.setdefault(st[0], []).append(p)
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _has_token(pid: int, token: bytes) -> bool:
+    try:
+        return token in Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# ------------------------------------------------------------------------------------------ the sandbox
+
+@dataclass
+class Sandbox:
+    """One running worker: its process, its channel, and its captured output."""
+
+    mode: str
+    process: subprocess.Popen
+    channel: Channel
+    token: bytes
+    workdir: str | None
+    started: float = field(default_factory=time.monotonic)
+    output: bytearray = field(default_factory=bytearray)
+    output_dropped: int = 0
+    start_tick: int = 0
+    _drain: threading.Thread | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output_text(self) -> str:
+        text = self.output.decode(errors="replace")
+        return text + (f"\n... ({self.output_dropped} more bytes)" if self.output_dropped else "")
+
+    def kill(self) -> None:
+        """Kill the worker and every process it started (idempotent)."""
+        self.channel.close()
+        if self.mode == "bwrap":
+            _kill(self.process.pid)  # bwrap's init dies with it (--die-with-parent), and the pid namespace too
+            self._reap()
+            # belt and braces: anything still below the outer bwrap
+            for pid in descendants(self.process.pid):
+                _kill(pid)
+        else:
+            self._kill_reduced()
+        self._reap()
+        if self._drain is not None:
+            self._drain.join(timeout=2)
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def _reap(self) -> None:
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def _kill_reduced(self) -> None:
+        pid = self.process.pid
+        me = os.getpid()
+        for _ in range(10):
+            victims = set(descendants(pid))
+            for p in _all_pids():
+                st = _proc_stat(p)
+                if p == me or st is None:
+                    continue
+                ppid, pgrp, sid, start = st
+                if p == pid or pgrp == pid or sid == pid or _has_token(p, self.token):
+                    victims.add(p)
+            victims.discard(me)
+            if not victims:
+                break
+            for p in victims:
+                _kill(p)
+            time.sleep(0.02)
+
+
+_LIVE: set = set()
+
+
+_MOUNTS: dict[tuple, list[str]] = {}
+
+
+def _bwrap_mounts(layout: stubs.Layout, profile: str) -> list[str]:
+    """The filesystem part of the bwrap command line (computed once per layout and profile)."""
+    key = (str(layout.root), profile)
+    if key in _MOUNTS:
+        return _MOUNTS[key]
+    args = _system_binds()
+    for root in python_roots():
+        args += ["--ro-bind", root, root]
+    for d in site_dirs():
+        args += ["--ro-bind", d, d]
+    visible = python_roots() + site_dirs() + ["/usr"]
+    for target, source in layout.hidden(profile, all_site_like_dirs()):
+        if any(target == v or target.startswith(v.rstrip("/") + "/") for v in visible):
+            args += ["--ro-bind", source, target]
+    args += ["--ro-bind", str(layout.root), SANDBOX_ROOT]
+    if layout.datasets:
+        args += ["--ro-bind", str(layout.datasets), f"{SANDBOX_ROOT}/datasets"]
+    _MOUNTS[key] = args
+    return args
+
+
+def _bwrap_command(layout: stubs.Layout, profile: str, limits: Limits, fds: tuple[int, int]) -> list[str]:
+    exe = str(_BWRAP_STATE.get("exe") or shutil.which("bwrap"))
+    args = [exe, *list(_BWRAP_STATE.get("userns") or []), "--unshare-pid", "--unshare-net", "--unshare-ipc",
+            "--unshare-uts", "--hostname", "sandbox", "--die-with-parent", "--new-session"]
+    args += _bwrap_mounts(layout, profile)
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+             "--size", str(limits.tmp_bytes), "--tmpfs", WORKDIR,
+             "--chdir", WORKDIR, "--clearenv"]
+    for key, value in _environment(f"{SANDBOX_ROOT}/datasets" if layout.datasets else "", WORKDIR, "/tmp").items():
+        args += ["--setenv", key, value]
+    path = os.pathsep.join([f"{SANDBOX_ROOT}/stub", *site_dirs()])
+    args += ["--", python_executable(), "-I", "-S", "-B", f"{SANDBOX_ROOT}/lib/worker.py",
+             "--in", str(fds[0]), "--out", str(fds[1]), "--path", path, *limits.argv()]
+    return args
+
+
+def _environment(datasets: str, home: str, tmp: str) -> dict[str, str]:
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": tmp,
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": os.path.join(tmp, "matplotlib"),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "NUMEXPR_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "CONVLAB_SANDBOX": "1",
+    }
+    if datasets:
+        env["CONVLAB_DATASETS"] = datasets
+    return env
+
+
+def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sandbox:
+    """Start a worker for ``profile`` (``"scratch"`` or ``"torch"``) and say hello. Raises RuntimeError when the
+    worker cannot start (a grader failure, not the student's)."""
+    req_r, req_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    out_r, out_w = os.pipe()
+    token = os.urandom(12).hex().encode()
+    workdir = None
+    try:
+        if mode == "bwrap":
+            cmd = _bwrap_command(layout, profile, limits, (req_r, rep_w))
+            env = None
+            cwd = None
+            block: list[str] = []
+        else:
+            workdir = tempfile.mkdtemp(prefix="convlab-work-")
+            os.makedirs(os.path.join(workdir, "tmp"))
+            path = os.pathsep.join([str(layout.root / "stub"), *site_dirs()])
+            cmd = [python_executable(), "-I", "-S", "-B", str(layout.root / "lib" / "worker.py"), "--shim",
+                   "--in", str(req_r), "--out", str(rep_w), "--path", path, *limits.argv()]
+            env = _environment(str(layout.datasets or ""), workdir, os.path.join(workdir, "tmp"))
+            env["CONVLAB_SANDBOX_TOKEN"] = token.decode()
+            cwd = workdir
+            block = [m for m in stubs.hidden_modules(profile) if m != "autograder"] + ["__editable__"]
+        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, cwd=cwd, env=env,
+                                   pass_fds=(req_r, rep_w), start_new_session=True, close_fds=True)
+    finally:
+        for fd in (req_r, rep_w, out_w):
+            os.close(fd)
+    if mode == "reduced":
+        token_line = b"CONVLAB_SANDBOX_TOKEN=" + token
+    else:
+        token_line = token
+    box = Sandbox(mode, process, Channel(rep_r, req_w), token_line, workdir)
+    box.start_tick = (_proc_stat(process.pid) or (0, 0, 0, 0))[3]
+    _LIVE.add(process)
+    box._drain = threading.Thread(target=_drain_output, args=(out_r, box, limits.output_bytes), daemon=True)
+    box._drain.start()
+    from .protocol import pack
+
+    try:
+        deadline = time.monotonic() + limits.startup_timeout
+        box.channel.send(pack({"op": "hello", "block": block}), deadline)
+        from .protocol import unpack
+
+        reply = unpack(*box.channel.receive(deadline))
+        if not reply.get("ok"):
+            raise RuntimeError(str(reply.get("error")))
+    except Exception as exc:  # noqa: BLE001 - the sandbox could not start: a grader failure
+        box.kill()
+        _LIVE.discard(process)
+        raise RuntimeError(f"the sandbox did not start ({type(exc).__name__}: {exc}); its output: "
+                           f"{box.output_text()[-800:]}") from None
+    return box
+
+
+def stop(box: Sandbox) -> None:
+    box.kill()
+    _LIVE.discard(box.process)
+
+
+def _drain_output(fd: int, box: Sandbox, cap: int) -> None:
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            room = cap - len(box.output)
+            if room > 0:
+                box.output += chunk[:room]
+            box.output_dropped += max(0, len(chunk) - max(room, 0))
+    finally:
+        os.close(fd)
+
+
+@atexit.register
+def _kill_all_live() -> None:
+    for process in list(_LIVE):
+        try:
+            process.kill()
+        except OSError:
+            pass
