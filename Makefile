@@ -29,9 +29,10 @@ test: setup
 test-fast: setup
 	$(RUN) $(BIN)/python -m pytest -n $(WORKERS) -q -p no:cacheprovider -m "not slow"
 
-# Regenerate the student release from solutions/ (instructors; the result is committed).
+# Regenerate the student release from solutions/, then the example submissions built on it (both committed).
 release: setup
 	$(RUN) $(BIN)/python -m autograder.release
+	$(RUN) $(BIN)/python examples/make_examples.py
 
 lock: setup
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu//' > requirements.lock.tmp && \
