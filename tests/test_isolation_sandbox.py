@@ -46,7 +46,7 @@ def test_the_repository_and_the_course_are_invisible(tmp_path):
     assert json.loads(lines[0]) == {str(p): False for p in paths}
     cwd, files, root = json.loads(lines[1])
     assert cwd == sandbox.WORKDIR and files == []
-    assert "work" in root and "opt" in root
+    assert "opt" in root and "tmp" in root  # the stub layout and the private tmp; the checkout itself is absent
 
 
 @needs_bwrap

@@ -311,11 +311,13 @@ def _bwrap_command(layout: stubs.Layout, profile: str, limits: Limits, fds: tupl
     exe = str(_BWRAP_STATE.get("exe") or shutil.which("bwrap"))
     args = [exe, *list(_BWRAP_STATE.get("userns") or []), "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--hostname", "sandbox", "--die-with-parent", "--new-session"]
-    args += _bwrap_mounts(layout, profile)
+    # the private tmpfs mounts come first: a bind that follows may live under /tmp (a checkout and its .venv
+    # in /tmp, as on CI machines) and must stay visible on top of them, not be shadowed by them
     args += ["--proc", "/proc", "--dev", "/dev",
              "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
-             "--size", str(limits.tmp_bytes), "--tmpfs", WORKDIR,
-             "--chdir", WORKDIR, "--clearenv"]
+             "--size", str(limits.tmp_bytes), "--tmpfs", WORKDIR]
+    args += _bwrap_mounts(layout, profile)
+    args += ["--chdir", WORKDIR, "--clearenv"]
     for key, value in _environment(f"{SANDBOX_ROOT}/datasets" if layout.datasets else "", WORKDIR, "/tmp").items():
         args += ["--setenv", key, value]
     path = os.pathsep.join([f"{SANDBOX_ROOT}/stub", *site_dirs()])
