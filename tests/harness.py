@@ -33,3 +33,23 @@ def assert_fails(name: str, fn, *mentions: str, device: str = "cpu") -> Exercise
     for m in mentions:
         assert m in text, f"feedback for {fn.__name__} does not mention {m!r}:\n{text}"
     return result
+
+
+def reference_answers(assignment: str, preamble: str = "import numpy as np") -> dict:
+    """The solution notebook's answer cells, exec'd in notebook order in one namespace after ``preamble`` (the
+    setup cell's imports). Each cell's source is registered with :mod:`linecache`, as IPython does, so the
+    forbidden-API scan reads the reference exactly like a student's answer."""
+    import linecache
+
+    from autograder import registry
+    from tests.coursecopy import solution_answers
+
+    namespace: dict = {"__name__": f"solution_{assignment.replace('-', '_')}"}
+    exec(preamble, namespace)  # noqa: S102 - our own notebooks
+    for grade_id, source in solution_answers(assignment).items():
+        filename = f"<solution {assignment}: {grade_id}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), namespace)  # noqa: S102
+    missing = [ex.name for ex in registry.assignments()[assignment] if ex.name not in namespace]
+    assert not missing, f"answer cells missing from the {assignment} solution notebook: {missing}"
+    return namespace

@@ -5,39 +5,18 @@ The reference solutions are executed from the solution notebook's answer cells, 
 """
 from __future__ import annotations
 
-import linecache
-from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
-from tests.harness import assert_fails, assert_passes
+from tests.harness import assert_fails, assert_passes, reference_answers
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "01-single-channel" / "01-single-channel.ipynb"
-EXERCISES = ("corr2d", "convolve2d", "sobel_magnitude")
 SOBEL_X = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 SOBEL_Y = SOBEL_X.T
 
 
-def _reference() -> dict:
-    """Run the notebook's answer cells (in notebook order) in one namespace that has only ``np``.
-
-    Each cell's source is registered with :mod:`linecache`, as IPython does, so that the grader's forbidden-API
-    scan reads the reference like any notebook answer."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    namespace = {"np": np, "__name__": "a01_reference"}
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.cell_type == "code" and grade_id in EXERCISES:
-            filename = f"<{NOTEBOOK.name}:{grade_id}>"
-            linecache.cache[filename] = (len(cell.source), None, cell.source.splitlines(True), filename)
-            exec(compile(cell.source, filename, "exec"), namespace)  # noqa: S102 - our own solution notebook
-    missing = [name for name in EXERCISES if name not in namespace]
-    assert not missing, f"answer cells missing from {NOTEBOOK}: {missing}"
-    return namespace
 
 
-REF = _reference()
+REF = reference_answers("01-single-channel")
 
 
 # --- corr2d: correct answers ------------------------------------------------------------------------------------

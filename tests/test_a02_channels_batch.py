@@ -5,40 +5,20 @@ The reference solutions are executed from the solution notebook's answer cells, 
 """
 from __future__ import annotations
 
-import linecache
 import math
-from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from harness import assert_fails, assert_passes
+from harness import assert_fails, assert_passes, reference_answers
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "02-channels-batch" / "02-channels-batch.ipynb"
-EXERCISES = ("conv2d_multi", "conv2d_batch", "conv2d_grouped", "conv2d_im2col", "conv2d_param_count",
-             "conv2d_flops")
 swv = np.lib.stride_tricks.sliding_window_view
 
 
-def _reference() -> dict:
-    """Run the notebook's answer cells (in notebook order) in one namespace that has only ``np``; each cell's
-    source is registered with :mod:`linecache`, as IPython does, so the forbidden-API scan reads it."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    namespace = {"np": np, "__name__": "a02_reference"}
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.cell_type == "code" and grade_id in EXERCISES:
-            filename = f"<{NOTEBOOK.name}:{grade_id}>"
-            linecache.cache[filename] = (len(cell.source), None, cell.source.splitlines(True), filename)
-            exec(compile(cell.source, filename, "exec"), namespace)  # noqa: S102 - our own solution notebook
-    missing = [name for name in EXERCISES if name not in namespace]
-    assert not missing, f"answer cells missing from {NOTEBOOK}: {missing}"
-    return namespace
 
 
-REF = _reference()
+REF = reference_answers("02-channels-batch")
 
 
 def _bias(y, b):

@@ -6,41 +6,22 @@ The reference solutions are executed from the solution notebook's answer cells, 
 from __future__ import annotations
 
 import itertools
-import linecache
 import math
-from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from harness import assert_fails, assert_passes
+from harness import assert_fails, assert_passes, reference_answers
 
 from autograder.exercises.a03_stride_padding import torch_accepts_conv, torch_accepts_pool
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "03-stride-padding" / "03-stride-padding.ipynb"
-EXERCISES = ("conv_output_size", "pool_output_size", "same_padding", "pad2d", "conv2d", "receptive_field")
 swv = np.lib.stride_tricks.sliding_window_view
 
 
-def _reference() -> dict:
-    """Run the notebook's answer cells (in notebook order) in one namespace that has only ``np``; each cell's
-    source is registered with :mod:`linecache`, as IPython does, so the forbidden-API scan reads it."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    namespace = {"np": np, "__name__": "a03_reference"}
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.cell_type == "code" and grade_id in EXERCISES:
-            filename = f"<{NOTEBOOK.name}:{grade_id}>"
-            linecache.cache[filename] = (len(cell.source), None, cell.source.splitlines(True), filename)
-            exec(compile(cell.source, filename, "exec"), namespace)  # noqa: S102 - our own solution notebook
-    missing = [name for name in EXERCISES if name not in namespace]
-    assert not missing, f"answer cells missing from {NOTEBOOK}: {missing}"
-    return namespace
 
 
-REF = _reference()
+REF = reference_answers("03-stride-padding")
 
 
 # --- conv_output_size -------------------------------------------------------------------------------------------

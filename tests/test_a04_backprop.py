@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import linecache
 from pathlib import Path
 
 import numpy as np
@@ -13,25 +12,15 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from autograder import probe_functions
 from autograder.exercises.a04_backprop import TWINS
-from tests.coursecopy import ROOT, solution_answers
-from tests.harness import assert_fails, assert_passes
+from tests.coursecopy import ROOT
+from tests.harness import assert_fails, assert_passes, reference_answers
 
 ASSIGNMENT = "04-backprop"
 
 
-def _reference(assignment: str) -> dict:
-    """The answer cells of the solution notebook, exec'd in one namespace as the notebook kernel would (each cell's
-    source is put in linecache so that the forbidden-API scan reads it, as it does in a notebook)."""
-    ns: dict = {"__name__": f"solution_{assignment.replace('-', '_')}"}
-    exec("import numpy as np", ns)
-    for gid, source in solution_answers(assignment).items():
-        filename = f"<solution {assignment}: {gid}>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        exec(compile(source, filename, "exec"), ns)
-    return ns
 
 
-REF = _reference(ASSIGNMENT)
+REF = reference_answers("04-backprop")
 
 
 def _named(fn, name: str):

@@ -3,31 +3,19 @@
 case and the mistake."""
 from __future__ import annotations
 
-import linecache
 
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tests.coursecopy import solution_answers
-from tests.harness import assert_fails, assert_passes
+from tests.harness import assert_fails, assert_passes, reference_answers
 
 ASSIGNMENT = "05-transposed-conv"
 
 
-def _reference(assignment: str) -> dict:
-    """The answer cells of the solution notebook, exec'd in one namespace as the notebook kernel would (each cell's
-    source is put in linecache so that the forbidden-API scan reads it, as it does in a notebook)."""
-    ns: dict = {"__name__": f"solution_{assignment.replace('-', '_')}"}
-    exec("import numpy as np", ns)
-    for gid, source in solution_answers(assignment).items():
-        filename = f"<solution {assignment}: {gid}>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        exec(compile(source, filename, "exec"), ns)
-    return ns
 
 
-REF = _reference(ASSIGNMENT)
+REF = reference_answers("05-transposed-conv")
 
 
 def _named(fn, name: str):

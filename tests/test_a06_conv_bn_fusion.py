@@ -7,7 +7,6 @@ round trips, plain data only, rejection of unknown layers and malformed data, id
 from __future__ import annotations
 
 import copy
-import linecache
 from collections import OrderedDict
 
 import numpy as np
@@ -21,8 +20,7 @@ from autograder.cases import hidden_cases, visible_cases
 from autograder.compare import to_plain
 from autograder.engine import grade_exercise
 from autograder.forbidden import scan_function, scan_source
-from tests.coursecopy import solution_answers
-from tests.harness import SEED, assert_fails, assert_passes
+from tests.harness import SEED, assert_fails, assert_passes, reference_answers
 
 ASSIGNMENT = "06-conv-bn-fusion"
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
@@ -37,19 +35,9 @@ def one_thread():
     torch.set_num_threads(saved)
 
 
-def _reference(assignment: str) -> dict:
-    """The answer cells of the solution notebook, exec'd in one namespace after the setup cell's imports (each
-    cell's source is put in linecache so that the forbidden-API scan reads it, as it does in a notebook)."""
-    ns: dict = {"__name__": f"solution_{assignment.replace('-', '_')}"}
-    exec("import copy\nimport numpy as np\nimport torch\nfrom torch import nn", ns)
-    for gid, source in solution_answers(assignment).items():
-        filename = f"<solution {assignment}: {gid}>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        exec(compile(source, filename, "exec"), ns)
-    return ns
 
 
-REF = _reference(ASSIGNMENT)
+REF = reference_answers("06-conv-bn-fusion", "import copy\nimport numpy as np\nimport torch\nfrom torch import nn")
 
 
 def _chan(v):

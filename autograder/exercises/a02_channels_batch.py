@@ -30,8 +30,6 @@ machine alone, vectorised answers measured 1-10x and the pixel loop 200-380x):
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
 import time
 
 import numpy as np
@@ -52,28 +50,8 @@ SPEED_RUNS, SPEED_BUDGET_S = 7, 2.0
 SPEED_POINTS = 2
 
 
-def _one_thread(fn):
-    """Run a torch oracle (or misconception) with one intra-op thread. The cases are tiny: extra threads only add
-    OpenMP synchronisation, and on an oversubscribed 2-core machine (pytest -n 2, other jobs) a tiny op then takes
-    60-80 ms instead of 0.1 ms (measured)."""
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        t = torch()
-        threads = t.get_num_threads()
-        if threads == 1:
-            return fn(*args, **kwargs)
-        t.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            t.set_num_threads(threads)
-    return run
 
 
-def _single_threaded(ex: Exercise) -> Exercise:
-    """The exercise with its oracle and misconceptions wrapped by :func:`_one_thread`."""
-    return dataclasses.replace(ex, oracle=_one_thread(ex.oracle), misconceptions=[
-        Misconception(m.name, m.explanation, _one_thread(m.compute)) for m in ex.misconceptions])
 
 
 def _not_applicable():
@@ -693,11 +671,5 @@ conv2d_flops = Exercise(
 )
 
 
-conv2d_multi = _single_threaded(conv2d_multi)
-conv2d_batch = _single_threaded(conv2d_batch)
-conv2d_grouped = _single_threaded(conv2d_grouped)
-conv2d_im2col = _single_threaded(conv2d_im2col)
-conv2d_param_count = _single_threaded(conv2d_param_count)
-conv2d_flops = _single_threaded(conv2d_flops)
 
 register(conv2d_multi, conv2d_batch, conv2d_grouped, conv2d_im2col, conv2d_param_count, conv2d_flops)

@@ -21,8 +21,6 @@ distance between the first input positions of output units 0 and 1.
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
 import warnings
 
 import numpy as np
@@ -34,28 +32,8 @@ from ._torch import F, torch
 ASSIGNMENT = "03-stride-padding"
 
 
-def _one_thread(fn):
-    """Run a torch oracle (or misconception) with one intra-op thread. The cases are tiny: extra threads only add
-    OpenMP synchronisation, and on an oversubscribed 2-core machine (pytest -n 2, other jobs) a tiny op then takes
-    60-80 ms instead of 0.1 ms (measured)."""
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        t = torch()
-        threads = t.get_num_threads()
-        if threads == 1:
-            return fn(*args, **kwargs)
-        t.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            t.set_num_threads(threads)
-    return run
 
 
-def _single_threaded(ex: Exercise) -> Exercise:
-    """The exercise with its oracle and misconceptions wrapped by :func:`_one_thread`."""
-    return dataclasses.replace(ex, oracle=_one_thread(ex.oracle), misconceptions=[
-        Misconception(m.name, m.explanation, _one_thread(m.compute)) for m in ex.misconceptions])
 
 
 def _not_applicable():
@@ -709,11 +687,5 @@ receptive_field = Exercise(
 )
 
 
-conv_output_size = _single_threaded(conv_output_size)
-pool_output_size = _single_threaded(pool_output_size)
-same_padding = _single_threaded(same_padding)
-pad2d = _single_threaded(pad2d)
-conv2d = _single_threaded(conv2d)
-receptive_field = _single_threaded(receptive_field)
 
 register(conv_output_size, pool_output_size, same_padding, pad2d, conv2d, receptive_field)
