@@ -2,12 +2,14 @@
 
     python -m autograder grade NOTEBOOK [NOTEBOOK ...] --out RESULT.json [--device cpu|cuda|auto]
                                [--format json|junit|md|table]
-    python -m autograder batch SUBMITTED_DIR --out OUT_DIR [--workers N] [--device ...]
+    python -m autograder batch SUBMITTED_DIR --out OUT_DIR [--workers N] [--device ...] [--fresh]
+                               [--executor local|dask] [--scheduler ADDRESS]
     python -m autograder demo [--out DIR]
 
 Student code runs in a sandbox (bubblewrap when present); the oracle, the cases and the comparison stay in this
 process. Exit status 0 when grading completed, whatever the scores; 1 when the grader itself failed; 2 for a
-usage error.
+usage error; 3 when another batch is already grading into the same OUT_DIR; 130 when interrupted (run the same
+batch command again to resume: finished, unchanged results are reused).
 """
 from __future__ import annotations
 
@@ -78,13 +80,31 @@ def cmd_grade(args) -> int:
 
 def cmd_batch(args) -> int:
     from .isolation.batch import run_batch
+    from .isolation.resume import BatchLocked
 
-    summary = run_batch(Path(args.submitted), Path(args.out), _options(args), workers=args.workers,
-                        progress=None if not args.quiet else False)
+    if args.scheduler and args.executor != "dask":
+        print("error: --scheduler needs --executor dask", file=sys.stderr)
+        return 2
+    if args.executor == "dask" and not args.scheduler:
+        print("error: --executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786)", file=sys.stderr)
+        return 2
+    device = args.device
+    if args.executor == "dask":
+        args.device = "cpu"         # resolved where the grading runs: on the Dask workers
+    options = _options(args)
+    options.device = device if args.executor == "dask" else options.device
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    try:
+        summary = run_batch(Path(args.submitted), Path(args.out), options, workers=args.workers,
+                            progress=None if not args.quiet else False, executor=args.executor,
+                            scheduler=args.scheduler, fresh=args.fresh, log=say)
+    except BatchLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     if not args.quiet:
-        print(f"graded {summary.graded} submission(s) of {summary.students} student(s) in {summary.seconds:.1f} s "
-              f"({summary.per_minute:.0f} notebooks/min, {summary.isolation}); "
-              f"grades: {Path(args.out) / 'grades.csv'}")
+        print(f"graded {summary.graded} submission(s), reused {summary.reused} unchanged, of "
+              f"{summary.students} student(s) in {summary.seconds:.1f} s ({summary.per_minute:.0f} notebooks/min, "
+              f"{summary.executor}, {summary.isolation}); grades: {Path(args.out) / 'grades.csv'}")
     for line in summary.errors:
         print(f"grader error: {line}", file=sys.stderr)
     return 1 if summary.errors else 0
@@ -112,7 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("batch", help="grade a class: SUBMITTED_DIR/<student>/<assignment>/<notebook>.ipynb")
     b.add_argument("submitted", metavar="SUBMITTED_DIR")
     b.add_argument("--out", required=True, metavar="OUT_DIR")
-    b.add_argument("--workers", type=int, default=None, help="parallel graders (default: CPU count)")
+    b.add_argument("--workers", type=int, default=None,
+                   help="parallel graders with --executor local (default: CPU count)")
+    b.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local processes (default), or the workers of a Dask cluster (docs/SCALING.md)")
+    b.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="the Dask scheduler, e.g. tcp://10.0.0.5:8786 (with --executor dask)")
+    b.add_argument("--fresh", action="store_true",
+                   help="ignore earlier results and the earlier seed in OUT_DIR: regrade everything")
     b.add_argument("--quiet", action="store_true")
     _add_common(b)
     b.set_defaults(func=cmd_batch)

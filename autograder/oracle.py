@@ -34,15 +34,22 @@ def resolve_device(device: str = "auto") -> str:
 
 @contextlib.contextmanager
 def exact_numerics():
-    """Turn TF32 off for convolutions and matmuls (restored afterwards)."""
+    """Turn TF32 off for convolutions and matmuls (restored afterwards). torch 2.13 has two switches: the old
+    ``allow_tf32`` flags and the newer ``fp32_precision`` settings ("tf32" by default for cuDNN convolutions);
+    both are set to full float32 precision ("ieee")."""
     t = torch()
-    saved = (t.backends.cudnn.allow_tf32, t.backends.cuda.matmul.allow_tf32)
-    t.backends.cudnn.allow_tf32 = False
-    t.backends.cuda.matmul.allow_tf32 = False
+    switches = [(t.backends.cudnn, "allow_tf32", False), (t.backends.cuda.matmul, "allow_tf32", False)]
+    for backend in (getattr(t.backends.cudnn, "conv", None), getattr(t.backends.cuda, "matmul", None)):
+        if backend is not None and hasattr(backend, "fp32_precision"):
+            switches.append((backend, "fp32_precision", "ieee"))
+    saved = [getattr(obj, name) for obj, name, _ in switches]
+    for obj, name, value in switches:
+        setattr(obj, name, value)
     try:
         yield
     finally:
-        t.backends.cudnn.allow_tf32, t.backends.cuda.matmul.allow_tf32 = saved
+        for (obj, name, _), value in reversed(list(zip(switches, saved))):
+            setattr(obj, name, value)
 
 
 def to_torch(value: Any, device: str) -> Any:

@@ -27,10 +27,13 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
 
 def test_tf32_is_off_inside_the_oracle_and_restored_after():
     torch.backends.cudnn.allow_tf32 = True
+    before = torch.backends.cudnn.conv.fp32_precision
     with exact_numerics():
         assert torch.backends.cudnn.allow_tf32 is False
         assert torch.backends.cuda.matmul.allow_tf32 is False
+        assert torch.backends.cudnn.conv.fp32_precision == "ieee"
     assert torch.backends.cudnn.allow_tf32 is True
+    assert torch.backends.cudnn.conv.fp32_precision == before
 
 
 def test_oracle_results_are_float64():

@@ -1,27 +1,39 @@
 """Grade a class: ``SUBMITTED_DIR/<student>/<assignment>/<notebook>.ipynb`` (nbgrader's layout).
 
 Writes ``OUT_DIR/<student>/<assignment>.json`` (Gradescope schema) for each submission and ``OUT_DIR/grades.csv``;
-the instructor-only records (the secret seed of the run, per-submission logs) go to ``OUT_DIR/.instructor/``.
-Submissions are graded by a pool of processes (each keeps the oracle's results for the run's cases, which every
-student shares); all files are written atomically by this parent process. A progress bar shows on a terminal.
+the instructor-only records (the secret seed of the run, per-submission logs and keys) go to ``OUT_DIR/.instructor/``.
+All files are written atomically by this process; submissions are graded by an executor (:mod:`.executors`): this
+process, a local pool of processes, or a Dask cluster. A progress bar shows on a terminal.
+
+Interruptions (:mod:`.resume`): a batch holds an exclusive lock on ``OUT_DIR`` (a second one is refused), and each
+result is recorded with the content hash of the notebooks it graded and the hash of the run's settings. Running the
+same command again after Ctrl-C, ``kill -9`` or a crash regrades only what is missing, changed (a notebook's bytes)
+or failed in the grader; finished unchanged results are reused as they are (same file, same ``result_id``). The
+seed of the previous run in ``OUT_DIR`` is kept unless ``--seed`` or ``fresh`` says otherwise, so that the whole class
+is graded on the same cases. ``grades.csv`` is rebuilt from the per-student files at the end of every complete run
+(and removed while a run that has work to do is under way): when it exists, it matches them.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
-import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .. import registry
 from ..seeds import fresh_seed
-from . import report, stubs
+from . import report, resume, stubs
+from .executors import make_executor, options_to_plain
 from .grader import NotebookResult, Options, SubmissionResult, grade, grading_cases, zero_result
 
 
@@ -34,12 +46,16 @@ class Job:
 
 @dataclass
 class BatchSummary:
-    graded: int = 0
+    graded: int = 0                  # graded by this run
+    reused: int = 0                  # finished earlier, unchanged, kept as they were
     students: int = 0
     seconds: float = 0.0
     isolation: str = ""
     errors: list[str] = field(default_factory=list)
     seed: int = 0
+    submissions: int = 0
+    executor: str = ""
+    seed_reused: bool = False
 
     @property
     def per_minute(self) -> float:
@@ -113,75 +129,192 @@ def _test_order() -> list[str]:
     return names
 
 
-def run_batch(submitted: Path, out: Path, options: Options, workers: int | None = None,
-              progress: bool | None = None) -> BatchSummary:
-    """Grade every submission under ``submitted`` into ``out`` (see the module docstring)."""
-    from .sandbox import isolation_mode
+def _failure(job: Job, options: Options, seed: int, mode: str, exc: BaseException) -> dict:
+    """The outcome of a submission whose grader died or raised: a complete zero report, flagged as the grader's
+    failure (retried by the next run)."""
+    result = _empty_result(job, options, seed, mode, "the grader failed on this submission (not your fault)")
+    return {"results": report.results_json(result), "instructor": {"error": repr(exc)},
+            "errors": [f"{job.student}/{job.assignment}: {type(exc).__name__}: {exc}"]}
 
+
+def _task(job: Job) -> dict:
+    """A submission as plain data: its notebooks' names, bytes, sizes and digests, read now."""
+    notebooks = []
+    for path in job.notebooks:
+        try:
+            data, size, digest = resume.read_for_grading(path)
+        except OSError:
+            data, size, digest = b"", 0, "unreadable"
+        notebooks.append({"name": path.name, "data": data, "size": size, "sha256": digest})
+    return {"student": job.student, "assignment": job.assignment, "notebooks": notebooks}
+
+
+def _digests(job: Job) -> list[tuple[str, str]]:
+    out = []
+    for path in job.notebooks:
+        try:
+            out.append((path.name, resume.read_for_grading(path)[2]))
+        except OSError:
+            out.append((path.name, "unreadable"))
+    return out
+
+
+def _row(out: Path, job: Job) -> dict:
+    """grades.csv's row of one submission, from its files (what students got)."""
+    res = resume.load_json(resume.result_path(out, job.student, job.assignment))
+    record = resume.load_json(resume.record_path(out, job.student, job.assignment)) or {}
+    if not isinstance(res, dict):
+        return {"student": job.student, "assignment": job.assignment, "score": 0.0, "max_score": 0.0,
+                "status": "missing", "tests": {}}
+    return {"student": job.student, "assignment": job.assignment, "score": res["score"],
+            "max_score": res["extra_data"]["max_score"],
+            "status": "grader error" if record.get("errors") else "graded",
+            "tests": {t["name"]: f"{t['score']:g}" for t in res["tests"]}}
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a cluster scheduler's or a service manager's stop) ends the batch like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_batch(submitted: Path, out: Path, options: Options, workers: int | None = None,
+              progress: bool | None = None, *, executor: str = "local", scheduler=None, fresh: bool = False,
+              log: Callable[[str], None] | None = None) -> BatchSummary:
+    """Grade every submission under ``submitted`` into ``out`` (see the module docstring).
+
+    ``executor``: ``"local"`` (``workers`` processes, default: the CPU count) or ``"dask"`` (``scheduler``: an
+    address or a ``distributed.Client``). ``fresh``: ignore the results and the seed of earlier runs in ``out``.
+    ``log``: where to say what is reused and how an interruption can be resumed (default: nowhere).
+    Raises :class:`~.resume.BatchLocked` when another batch holds ``out``; KeyboardInterrupt after cleaning up."""
+    say = log or (lambda line: None)
     start = time.monotonic()
     submitted, out = Path(submitted).resolve(), Path(out).resolve()
     if not submitted.is_dir():
         raise RuntimeError(f"{submitted} is not a folder of submissions")
-    jobs = discover(submitted)
-    mode, why = isolation_mode(options.isolation)  # probed once here, inherited by the pool's processes
-    stubs.layout()                                 # one sandbox layout for the whole run (removed at exit)
-    seed = options.seed if options.seed is not None else fresh_seed()
-    summary = BatchSummary(students=len({j.student for j in jobs}), isolation=mode if mode == "bwrap" else
-                           f"reduced isolation: {why}", seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     private = out / ".instructor"
     private.mkdir(exist_ok=True)
     os.chmod(private, 0o700)
-    with open(private / "seeds.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": seed,
-                             "submitted": str(submitted), "cases_factor": options.case_factor,
-                             "submissions": len(jobs)}) + "\n")
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
-    show = sys.stderr.isatty() if progress is None else progress
-    rows: list[dict] = []
-
-    def record(job: Job, outcome: dict) -> None:
-        res = outcome["results"]
-        report.atomic_write(out / job.student / f"{job.assignment}.json", json.dumps(res, indent=2) + "\n")
-        report.atomic_write(private / job.student / f"{job.assignment}.json",
-                            json.dumps(outcome["instructor"], indent=2) + "\n")
-        summary.errors += outcome["errors"]
-        rows.append({"student": job.student, "assignment": job.assignment, "score": res["score"],
-                     "max_score": res["extra_data"]["max_score"],
-                     "status": "grader error" if outcome["errors"] else "graded",
-                     "tests": {t["name"]: f"{t['score']:g}" for t in res["tests"]}})
-        summary.graded += 1
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(jobs), unit="nb", desc="grading", disable=not show, file=sys.stderr)
+    lock = resume.OutputLock(out).acquire(" ".join(sys.argv))
+    engine = None
+    summary = BatchSummary()
     try:
-        if workers == 1:
+        with _sigterm_interrupts():
+            resume.remove_partial_writes(out)
+            jobs = discover(submitted)
+            workers = max(1, workers or os.cpu_count() or 1)
+            engine = make_executor(executor, workers, scheduler, close_fds=(lock.fd,) if lock.fd else ())
+            engine.start(options)                   # probes the isolation (here, or on every Dask worker)
+            for line in engine.warnings:
+                say(f"warning: {line}")
+            modes = sorted(engine.modes)
+            mode = modes[0] if len(modes) == 1 else "mixed"
+            if executor == "local":
+                stubs.layout()                      # one sandbox layout for the whole run (removed at exit)
+            state = {} if fresh else resume.read_state(out)
+            if options.seed is not None:
+                seed = options.seed
+            elif isinstance(state.get("seed"), int):
+                seed, summary.seed_reused = state["seed"], True
+            else:
+                seed = fresh_seed()
+            settings = resume.settings_key(options, seed, "+".join(modes))
+            summary.students, summary.seed, summary.submissions = len({j.student for j in jobs}), seed, len(jobs)
+            summary.isolation = "bwrap" if modes == ["bwrap"] else f"reduced isolation: {engine.note or mode}"
+            summary.executor = engine.describe()
+
+            todo: list[tuple[Job, str]] = []
             for job in jobs:
-                record(job, grade_job(job, options, seed))
-                bar.update()
-        else:
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-                futures = {pool.submit(grade_job, job, options, seed): job for job in jobs}
-                for future in as_completed(futures):
-                    job = futures[future]
-                    try:
-                        outcome = future.result()
-                    except Exception as exc:  # noqa: BLE001 - a pool process died
-                        result = _empty_result(job, options, seed, mode, "the grader failed on this submission "
-                                                                         "(not your fault)")
-                        outcome = {"results": report.results_json(result),
-                                   "instructor": {"error": repr(exc)},
-                                   "errors": [f"{job.student}/{job.assignment}: {type(exc).__name__}: {exc}"]}
-                    record(job, outcome)
+                content = resume.content_key(job.assignment, _digests(job))
+                if not fresh and resume.complete_record(out, job.student, job.assignment, content, settings):
+                    summary.reused += 1
+                else:
+                    todo.append((job, content))
+            if summary.reused:
+                say(f"resuming in {out}: {summary.reused} of {len(jobs)} submission(s) already graded and "
+                    f"unchanged (reused), {len(todo)} to grade"
+                    + ("; the previous run's seed is kept (--fresh for a new one)" if summary.seed_reused else ""))
+            if todo:
+                try:
+                    (out / "grades.csv").unlink()   # back once this run is complete, consistent with the files
+                except FileNotFoundError:
+                    pass
+            report.atomic_write(private / resume.STATE_NAME, json.dumps({
+                "seed": seed, "settings": settings, "submitted": str(submitted), "complete": False,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "executor": summary.executor}, indent=2) + "\n")
+            with open(private / "seeds.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": seed,
+                                     "submitted": str(submitted), "cases_factor": options.case_factor,
+                                     "submissions": len(jobs), "to_grade": len(todo), "reused": summary.reused,
+                                     "seed_kept": summary.seed_reused, "executor": summary.executor}) + "\n")
+
+            keys = {(job.student, job.assignment): content for job, content in todo}
+            by_key = {(job.student, job.assignment): job for job, _ in todo}
+
+            def record(task: dict, outcome) -> None:
+                job = by_key[(task["student"], task["assignment"])]
+                if isinstance(outcome, BaseException):
+                    outcome = _failure(job, options, seed, mode, outcome)
+                res = outcome["results"]
+                result_id = uuid.uuid4().hex
+                res.setdefault("extra_data", {})["result_id"] = result_id
+                text = json.dumps(res, indent=2) + "\n"
+                digests = [(nb["name"], nb["sha256"]) for nb in task["notebooks"]]
+                content = resume.content_key(job.assignment, digests)
+                if content != keys[(job.student, job.assignment)]:
+                    say(f"{job.student}/{job.assignment} changed while the batch ran: its result is for the "
+                        f"version it graded")
+                instructor = dict(outcome["instructor"], student=job.student, assignment=job.assignment,
+                                  result_id=result_id, result_sha256=resume.sha256_bytes(text.encode()),
+                                  errors=outcome["errors"], graded_by=outcome.get("graded_by"),
+                                  key={"content": content, "settings": settings, "notebooks": dict(digests)})
+                report.atomic_write(resume.result_path(out, job.student, job.assignment), text)
+                report.atomic_write(resume.record_path(out, job.student, job.assignment),   # last: completes it
+                                    json.dumps(instructor, indent=2) + "\n")
+                summary.errors += outcome["errors"]
+                summary.graded += 1
+
+            from tqdm import tqdm
+
+            show = sys.stderr.isatty() if progress is None else progress
+            bar = tqdm(total=len(todo), unit="nb", desc="grading", disable=not show, file=sys.stderr)
+            plain = options_to_plain(options, remote=executor == "dask")
+            try:
+                tasks = (_task(job) for job, _ in todo)
+                for task, outcome in engine.map(tasks, plain, seed, getattr(engine, "expect", None), len(todo)):
+                    record(task, outcome)
                     bar.update()
+            except KeyboardInterrupt:
+                say(f"interrupted: {summary.graded} submission(s) graded by this run are saved; run the same "
+                    f"command again to grade the {len(todo) - summary.graded} left (finished ones are reused)")
+                raise
+            finally:
+                bar.close()
+            rows = sorted((_row(out, job) for job in jobs), key=lambda r: (r["student"], r["assignment"]))
+            known = _test_order()
+            extra = sorted({t for r in rows for t in r["tests"]} - set(known))
+            used = [t for t in known if any(t in r["tests"] for r in rows)] + extra
+            report.atomic_write(out / "grades.csv", _csv(rows, used))
+            summary.errors += [f"{r['student']}/{r['assignment']}: no result" for r in rows if r["status"] == "missing"]
+            summary.seconds = time.monotonic() - start
+            report.atomic_write(private / resume.STATE_NAME, json.dumps({
+                "seed": seed, "settings": settings, "submitted": str(submitted), "complete": True,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "executor": summary.executor,
+                "graded": summary.graded, "reused": summary.reused}, indent=2) + "\n")
     finally:
-        bar.close()
-    rows.sort(key=lambda r: (r["student"], r["assignment"]))
-    known = _test_order()
-    extra = sorted({t for r in rows for t in r["tests"]} - set(known))
-    used = [t for t in known if any(t in r["tests"] for r in rows)] + extra
-    report.atomic_write(out / "grades.csv", _csv(rows, used))
-    summary.seconds = time.monotonic() - start
+        if engine is not None:
+            engine.close()
+        lock.release()
     return summary

@@ -26,7 +26,7 @@ def run_demo(out: Path | None, options: Options, workers: int | None = None) -> 
         return 1
     out = out or Path.cwd() / "demo-results"
     console.print(f"Grading the example class in {EXAMPLES.relative_to(REPO)} into {out} ...")
-    summary = run_batch(EXAMPLES, out, options, workers=workers)
+    summary = run_batch(EXAMPLES, out, options, workers=workers, fresh=True)  # a demo always grades
     table = Table(title=f"convlab demo: {summary.graded} submissions graded in {summary.seconds:.1f} s "
                         f"({summary.isolation})")
     for col in ("student", "assignment", "score", "tests passed"):
