@@ -1,9 +1,12 @@
 """Shared assertions for exercise tests: correct answers must pass, buggy ones must fail with teaching feedback.
 
-Every exercise test module lists its answers as data and uses these three functions; none re-implements a check.
+Every exercise test module lists its answers as data and uses these functions; none re-implements a check.
+The answer builders (`named`, `variant`, `as_float32`) make many correct or buggy answers from one implementation.
 Grading here uses the visible and a fixed set of hidden cases on CPU, exactly like the notebook test cells.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from autograder.check import check
 from autograder.engine import ExerciseResult
@@ -53,3 +56,23 @@ def reference_answers(assignment: str, preamble: str = "import numpy as np") -> 
     missing = [ex.name for ex in registry.assignments()[assignment] if ex.name not in namespace]
     assert not missing, f"answer cells missing from the {assignment} solution notebook: {missing}"
     return namespace
+
+
+def named(fn, name: str):
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
+def variant(impl, name: str, **flags):
+    """``impl`` with some keyword flags fixed: one implementation, many (correct or buggy) answers."""
+    def answer(*args, **kwargs):
+        return impl(*args, **kwargs, **flags)
+    return named(answer, name)
+
+
+def as_float32(fn):
+    """The same answer computed in float32 (array arguments cast before the call)."""
+    def answer(*args, **kwargs):
+        cast = lambda v: v.astype(np.float32) if isinstance(v, np.ndarray) else v  # noqa: E731
+        return fn(*[cast(a) for a in args], **{k: cast(v) for k, v in kwargs.items()})
+    return named(answer, f"{fn.__name__}_float32")

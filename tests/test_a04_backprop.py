@@ -13,34 +13,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 from autograder import probe_functions
 from autograder.exercises.a04_backprop import TWINS
 from tests.coursecopy import ROOT
-from tests.harness import assert_fails, assert_passes, reference_answers
+from tests.harness import as_float32, assert_fails, assert_passes, named, reference_answers, variant
 
 ASSIGNMENT = "04-backprop"
 
 
-
-
 REF = reference_answers("04-backprop")
-
-
-def _named(fn, name: str):
-    fn.__name__ = fn.__qualname__ = name
-    return fn
-
-
-def _variant(impl, name: str, **flags):
-    """``impl`` with some keyword flags fixed: one implementation, many (correct or buggy) answers."""
-    def answer(*args, **kwargs):
-        return impl(*args, **kwargs, **flags)
-    return _named(answer, name)
-
-
-def _float32(fn):
-    """The same answer computed in float32 (array arguments cast before the call)."""
-    def answer(*args, **kwargs):
-        cast = lambda v: v.astype(np.float32) if isinstance(v, np.ndarray) else v  # noqa: E731
-        return fn(*[cast(a) for a in args], **{k: cast(v) for k, v in kwargs.items()})
-    return _named(answer, f"{fn.__name__}_float32")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -155,7 +133,7 @@ def numeric_gradient_flat(f, x, dout, h=1e-5, *, denominator=2, use_dout=True, a
 def _float32_output(fn):
     def answer(*args, **kwargs):
         return fn(*args, **kwargs).astype(np.float32)
-    return _named(answer, f"{fn.__name__}_float32_output")
+    return named(answer, f"{fn.__name__}_float32_output")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -165,62 +143,62 @@ CORRECT = [
     ("conv2d_backward", REF["conv2d_backward"]),
     ("conv2d_backward", conv_backward_loops),
     ("conv2d_backward", conv_backward_full_conv),
-    ("conv2d_backward", _float32(REF["conv2d_backward"])),
+    ("conv2d_backward", as_float32(REF["conv2d_backward"])),
     ("maxpool2d", REF["maxpool2d"]),
-    ("maxpool2d", _variant(pool_loops, "maxpool_loops")),
-    ("maxpool2d", _float32(REF["maxpool2d"])),
+    ("maxpool2d", variant(pool_loops, "maxpool_loops")),
+    ("maxpool2d", as_float32(REF["maxpool2d"])),
     ("maxpool2d_backward", REF["maxpool2d_backward"]),
-    ("maxpool2d_backward", _variant(pool_backward_loops, "maxpool_backward_loops")),
+    ("maxpool2d_backward", variant(pool_backward_loops, "maxpool_backward_loops")),
     ("maxpool2d_backward", maxpool_backward_add_at),
-    ("maxpool2d_backward", _float32(REF["maxpool2d_backward"])),
+    ("maxpool2d_backward", as_float32(REF["maxpool2d_backward"])),
     ("avgpool2d", REF["avgpool2d"]),
-    ("avgpool2d", _variant(pool_loops, "avgpool_loops", reduce="mean")),
-    ("avgpool2d", _float32(REF["avgpool2d"])),
+    ("avgpool2d", variant(pool_loops, "avgpool_loops", reduce="mean")),
+    ("avgpool2d", as_float32(REF["avgpool2d"])),
     ("avgpool2d_backward", REF["avgpool2d_backward"]),
-    ("avgpool2d_backward", _variant(pool_backward_loops, "avgpool_backward_loops", kind="avg")),
-    ("avgpool2d_backward", _float32(REF["avgpool2d_backward"])),
+    ("avgpool2d_backward", variant(pool_backward_loops, "avgpool_backward_loops", kind="avg")),
+    ("avgpool2d_backward", as_float32(REF["avgpool2d_backward"])),
     ("numeric_gradient", REF["numeric_gradient"]),
     ("numeric_gradient", numeric_gradient_flat),
     ("numeric_gradient", _float32_output(REF["numeric_gradient"])),
 ]
 
 BUGGY = [
-    ("conv2d_backward", _variant(conv_backward_full_conv, "dx_unflipped", flip=False), ["unflipped kernel in dx"]),
-    ("conv2d_backward", _variant(conv_backward_full_conv, "dx_uncropped", crop="none"),
+    ("conv2d_backward", variant(conv_backward_full_conv, "dx_unflipped", flip=False), ["unflipped kernel in dx"]),
+    ("conv2d_backward", variant(conv_backward_full_conv, "dx_uncropped", crop="none"),
      ["padding not cropped from dx"]),
-    ("conv2d_backward", _variant(conv_backward_full_conv, "dx_cropped_start", crop="start"),
+    ("conv2d_backward", variant(conv_backward_full_conv, "dx_cropped_start", crop="start"),
      ["padding cropped on one side"]),
-    ("conv2d_backward", _variant(conv_backward_full_conv, "dx_cropped_first_rows", crop="first"),
+    ("conv2d_backward", variant(conv_backward_full_conv, "dx_cropped_first_rows", crop="first"),
      ["padding cropped on one side"]),
-    ("conv2d_backward", _variant(conv_backward_full_conv, "db_keeps_batch", db_axes=(2, 3)),
+    ("conv2d_backward", variant(conv_backward_full_conv, "db_keeps_batch", db_axes=(2, 3)),
      ["db over the wrong axes"]),
-    ("conv2d_backward", _variant(conv_backward_full_conv, "dw_batch_mean", dw_mean=True),
+    ("conv2d_backward", variant(conv_backward_full_conv, "dw_batch_mean", dw_mean=True),
      ["dw averaged over the batch"]),
-    ("maxpool2d", _variant(pool_loops, "maxpool_stride_1", stride_used=1), ["stride ignored"]),
-    ("maxpool2d", _variant(pool_loops, "maxpool_ceil", ceil=True), ["partial windows kept"]),
-    ("maxpool2d", _variant(pool_loops, "maxpool_stride_k", stride_used="k"), ["stride taken equal to k"]),
-    ("maxpool2d", _variant(pool_loops, "maxpool_mean", reduce="mean"), ["average instead of maximum"]),
-    ("maxpool2d_backward", _variant(pool_backward_loops, "maxpool_backward_overwrite", accumulate=False),
+    ("maxpool2d", variant(pool_loops, "maxpool_stride_1", stride_used=1), ["stride ignored"]),
+    ("maxpool2d", variant(pool_loops, "maxpool_ceil", ceil=True), ["partial windows kept"]),
+    ("maxpool2d", variant(pool_loops, "maxpool_stride_k", stride_used="k"), ["stride taken equal to k"]),
+    ("maxpool2d", variant(pool_loops, "maxpool_mean", reduce="mean"), ["average instead of maximum"]),
+    ("maxpool2d_backward", variant(pool_backward_loops, "maxpool_backward_overwrite", accumulate=False),
      ["overwrite instead of accumulate"]),
-    ("maxpool2d_backward", _variant(pool_backward_loops, "maxpool_backward_spread", kind="avg"),
+    ("maxpool2d_backward", variant(pool_backward_loops, "maxpool_backward_spread", kind="avg"),
      ["gradient spread evenly"]),
-    ("maxpool2d_backward", _variant(pool_backward_loops, "maxpool_backward_window", kind="avg", divisor=1),
+    ("maxpool2d_backward", variant(pool_backward_loops, "maxpool_backward_window", kind="avg", divisor=1),
      ["gradient copied to the whole window"]),
-    ("avgpool2d", _variant(pool_loops, "avgpool_sum", reduce="sum"), ["sum instead of mean"]),
-    ("avgpool2d", _variant(pool_loops, "avgpool_over_k", reduce="sum/k"), ["divided by k instead of k*k"]),
-    ("avgpool2d", _variant(pool_loops, "avgpool_stride_1", reduce="mean", stride_used=1), ["stride ignored"]),
-    ("avgpool2d_backward", _variant(pool_backward_loops, "avgpool_backward_undivided", kind="avg", divisor=1),
+    ("avgpool2d", variant(pool_loops, "avgpool_sum", reduce="sum"), ["sum instead of mean"]),
+    ("avgpool2d", variant(pool_loops, "avgpool_over_k", reduce="sum/k"), ["divided by k instead of k*k"]),
+    ("avgpool2d", variant(pool_loops, "avgpool_stride_1", reduce="mean", stride_used=1), ["stride ignored"]),
+    ("avgpool2d_backward", variant(pool_backward_loops, "avgpool_backward_undivided", kind="avg", divisor=1),
      ["gradient not divided by the window size"]),
-    ("avgpool2d_backward", _variant(pool_backward_loops, "avgpool_backward_overwrite", kind="avg",
+    ("avgpool2d_backward", variant(pool_backward_loops, "avgpool_backward_overwrite", kind="avg",
                                     accumulate=False), ["overwrite instead of accumulate"]),
-    ("avgpool2d_backward", _variant(pool_backward_loops, "avgpool_backward_to_max", kind="max"),
+    ("avgpool2d_backward", variant(pool_backward_loops, "avgpool_backward_to_max", kind="max"),
      ["gradient routed to the maximum"]),
-    ("numeric_gradient", _variant(numeric_gradient_flat, "numgrad_over_h", denominator=1),
+    ("numeric_gradient", variant(numeric_gradient_flat, "numgrad_over_h", denominator=1),
      ["denominator h instead of 2h"]),
-    ("numeric_gradient", _variant(numeric_gradient_flat, "numgrad_no_dout", use_dout=False), ["dout ignored"]),
-    ("numeric_gradient", _variant(numeric_gradient_flat, "numgrad_all_at_once", all_at_once=True),
+    ("numeric_gradient", variant(numeric_gradient_flat, "numgrad_no_dout", use_dout=False), ["dout ignored"]),
+    ("numeric_gradient", variant(numeric_gradient_flat, "numgrad_all_at_once", all_at_once=True),
      ["every entry perturbed at once"]),
-    ("numeric_gradient", _variant(numeric_gradient_flat, "numgrad_forward", forward=True), ["forward difference"]),
+    ("numeric_gradient", variant(numeric_gradient_flat, "numgrad_forward", forward=True), ["forward difference"]),
 ]
 
 

@@ -8,34 +8,12 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tests.harness import assert_fails, assert_passes, reference_answers
+from tests.harness import as_float32, assert_fails, assert_passes, named, reference_answers, variant
 
 ASSIGNMENT = "05-transposed-conv"
 
 
-
-
 REF = reference_answers("05-transposed-conv")
-
-
-def _named(fn, name: str):
-    fn.__name__ = fn.__qualname__ = name
-    return fn
-
-
-def _variant(impl, name: str, **flags):
-    """``impl`` with some keyword flags fixed: one implementation, many (correct or buggy) answers."""
-    def answer(*args, **kwargs):
-        return impl(*args, **kwargs, **flags)
-    return _named(answer, name)
-
-
-def _float32(fn):
-    """The same answer computed in float32 (array arguments cast before the call)."""
-    def answer(*args, **kwargs):
-        cast = lambda v: v.astype(np.float32) if isinstance(v, np.ndarray) else v  # noqa: E731
-        return fn(*[cast(a) for a in args], **{k: cast(v) for k, v in kwargs.items()})
-    return _named(answer, f"{fn.__name__}_float32")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -200,7 +178,7 @@ CORRECT = [
     ("conv_transpose2d", REF["conv_transpose2d"]),
     ("conv_transpose2d", conv_transpose_loops),
     ("conv_transpose2d", conv_transpose_zero_insertion),
-    ("conv_transpose2d", _float32(REF["conv_transpose2d"])),
+    ("conv_transpose2d", as_float32(REF["conv_transpose2d"])),
     ("overlap_counts", REF["overlap_counts"]),
     ("overlap_counts", overlap_stamps),
     ("overlap_counts", overlap_add_at),
@@ -210,46 +188,46 @@ CORRECT = [
     ("resize_conv2d", REF["resize_conv2d"]),
     ("resize_conv2d", resize_conv_loops),
     ("resize_conv2d", resize_conv_windows),
-    ("resize_conv2d", _float32(REF["resize_conv2d"])),
+    ("resize_conv2d", as_float32(REF["resize_conv2d"])),
 ]
 
 BUGGY = [
-    ("conv_transpose_output_size", _variant(size_by_stamps, "size_no_output_padding", use_op=False),
+    ("conv_transpose_output_size", variant(size_by_stamps, "size_no_output_padding", use_op=False),
      ["output_padding ignored"]),
-    ("conv_transpose_output_size", _variant(size_by_stamps, "size_padding_once", pad_sides=1),
+    ("conv_transpose_output_size", variant(size_by_stamps, "size_padding_once", pad_sides=1),
      ["padding subtracted once"]),
-    ("conv_transpose_output_size", _variant(size_by_stamps, "size_no_dilation", use_dilation=False),
+    ("conv_transpose_output_size", variant(size_by_stamps, "size_no_dilation", use_dilation=False),
      ["dilation ignored"]),
     ("conv_transpose_output_size", size_conv_formula, ["forward convolution formula"]),
     ("conv_transpose_output_size", size_as_float, ["a float instead of an int"]),
-    ("conv_transpose2d", _variant(conv_transpose_zero_insertion, "ct_layout_swapped", swap_layout=True),
+    ("conv_transpose2d", variant(conv_transpose_zero_insertion, "ct_layout_swapped", swap_layout=True),
      ["weight layout swapped"]),
-    ("conv_transpose2d", _variant(conv_transpose_zero_insertion, "ct_unflipped", flip=False), ["kernel flipped"]),
-    ("conv_transpose2d", _variant(conv_transpose_zero_insertion, "ct_uncropped", crop="none"),
+    ("conv_transpose2d", variant(conv_transpose_zero_insertion, "ct_unflipped", flip=False), ["kernel flipped"]),
+    ("conv_transpose2d", variant(conv_transpose_zero_insertion, "ct_uncropped", crop="none"),
      ["padding not cropped"]),
-    ("conv_transpose2d", _variant(conv_transpose_zero_insertion, "ct_cropped_start", crop="start"),
+    ("conv_transpose2d", variant(conv_transpose_zero_insertion, "ct_cropped_start", crop="start"),
      ["padding cropped on one side"]),
-    ("conv_transpose2d", _variant(conv_transpose_zero_insertion, "ct_cropped_first_rows", crop="first"),
+    ("conv_transpose2d", variant(conv_transpose_zero_insertion, "ct_cropped_first_rows", crop="first"),
      ["padding cropped on one side"]),
-    ("conv_transpose2d", _variant(conv_transpose_zero_insertion, "ct_no_output_padding", op_mode="ignore"),
+    ("conv_transpose2d", variant(conv_transpose_zero_insertion, "ct_no_output_padding", op_mode="ignore"),
      ["output_padding ignored"]),
-    ("conv_transpose2d", _variant(conv_transpose_zero_insertion, "ct_output_padding_zeros", op_mode="zeros"),
+    ("conv_transpose2d", variant(conv_transpose_zero_insertion, "ct_output_padding_zeros", op_mode="zeros"),
      ["output_padding appended as zeros"]),
-    ("overlap_counts", _variant(overlap_stamps, "counts_added", combine="sum"), ["row and column counts added"]),
-    ("overlap_counts", _variant(overlap_stamps, "counts_stride_1", stride_used=1), ["stride ignored"]),
-    ("overlap_counts", _variant(overlap_stamps, "counts_size_n_times_s", size=lambda n, k, s: n * s),
+    ("overlap_counts", variant(overlap_stamps, "counts_added", combine="sum"), ["row and column counts added"]),
+    ("overlap_counts", variant(overlap_stamps, "counts_stride_1", stride_used=1), ["stride ignored"]),
+    ("overlap_counts", variant(overlap_stamps, "counts_size_n_times_s", size=lambda n, k, s: n * s),
      ["output size n * stride"]),
-    ("overlap_counts", _variant(overlap_stamps, "counts_float", dtype=np.float64),
+    ("overlap_counts", variant(overlap_stamps, "counts_float", dtype=np.float64),
      ["expected an integer array", "counts as floats"]),
     ("has_checkerboard", checkerboard_if_overlap, ["expected"]),
     ("has_checkerboard", checkerboard_if_strided, ["expected"]),
     ("has_checkerboard", checkerboard_divisibility_reversed, ["expected"]),
-    ("resize_conv2d", _variant(resize_conv_windows, "resize_conv_first", conv_first=True),
+    ("resize_conv2d", variant(resize_conv_windows, "resize_conv_first", conv_first=True),
      ["convolved before upsampling"]),
-    ("resize_conv2d", _variant(resize_conv_windows, "resize_no_padding", pad=False), ["no padding"]),
-    ("resize_conv2d", _variant(resize_conv_windows, "resize_zero_insertion", upsample="zeros"),
+    ("resize_conv2d", variant(resize_conv_windows, "resize_no_padding", pad=False), ["no padding"]),
+    ("resize_conv2d", variant(resize_conv_windows, "resize_zero_insertion", upsample="zeros"),
      ["zero insertion instead of nearest neighbour"]),
-    ("resize_conv2d", _variant(resize_conv_windows, "resize_flipped", flip=True), ["kernel flipped"]),
+    ("resize_conv2d", variant(resize_conv_windows, "resize_flipped", flip=True), ["kernel flipped"]),
 ]
 
 

@@ -20,7 +20,7 @@ from autograder.cases import hidden_cases, visible_cases
 from autograder.compare import to_plain
 from autograder.engine import grade_exercise
 from autograder.forbidden import scan_function, scan_source
-from tests.harness import SEED, assert_fails, assert_passes, reference_answers
+from tests.harness import SEED, assert_fails, assert_passes, named, reference_answers
 
 ASSIGNMENT = "06-conv-bn-fusion"
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
@@ -208,15 +208,10 @@ def _module_variant(eps_outside=False, default_eps=False, unscaled_bias=False, k
     return answer
 
 
-def _named(fn, name):
-    fn.__name__ = fn.__qualname__ = name
-    return fn
-
-
-module_eps_outside = _named(_module_variant(eps_outside=True), "module_eps_outside")
-module_default_eps = _named(_module_variant(default_eps=True), "module_default_eps")
-module_unscaled_bias = _named(_module_variant(unscaled_bias=True), "module_unscaled_bias")
-module_no_bias = _named(_module_variant(keep_none_bias=True), "module_no_bias")
+module_eps_outside = named(_module_variant(eps_outside=True), "module_eps_outside")
+module_default_eps = named(_module_variant(default_eps=True), "module_default_eps")
+module_unscaled_bias = named(_module_variant(unscaled_bias=True), "module_unscaled_bias")
+module_no_bias = named(_module_variant(keep_none_bias=True), "module_no_bias")
 
 
 def module_wrapped(conv, bn):
@@ -445,7 +440,7 @@ def test_on_cuda_the_fused_module_must_stay_on_the_gpu(name):
     assert_passes(name, REF[name], device="cuda")
     result = grade_through_codec(name, REF[name], device="cuda")
     assert result.score == result.max_score, result.text
-    wrong = _named(lambda *a: REF[name](*a).cpu(), "moved_to_cpu")
+    wrong = named(lambda *a: REF[name](*a).cpu(), "moved_to_cpu")
     result = grade_through_codec(name, wrong, device="cuda")
     assert result.score == 0 and "on cpu, but the inputs were on cuda" in result.text, result.text
 
