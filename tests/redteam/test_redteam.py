@@ -40,11 +40,12 @@ def _grade_class(tmp: Path, isolation: str, attacks) -> dict:
         support.write(support.submission(answers, added), submitted / attack.id / support.A01 / f"{support.A01}.ipynb")
     options = support.options(isolation=isolation)
     started = time.monotonic()
+    already = set(support.my_descendants())  # helpers earlier tests of this worker left (resource tracker, Dask)
     summary = run_batch(submitted, out, options, workers=2, progress=False)
     time.sleep(2.5)  # the detached writer of "fake-results" would strike after 1.5 s
     reports = {a.id: json.loads((out / a.id / f"{support.A01}.json").read_text()) for a in attacks}
     return {"reports": reports, "errors": summary.errors, "seconds": time.monotonic() - started,
-            "leftovers": support.leftover_processes(marker), "descendants": support.my_descendants(),
+            "leftovers": support.leftover_processes(marker), "descendants": sorted(set(support.my_descendants()) - already),
             "grades": (out / "grades.csv").read_text(), "out": str(out),
             "instructor": sorted(str(p.relative_to(out)) for p in (out / ".instructor").rglob("*") if p.is_file())}
 
