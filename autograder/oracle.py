@@ -66,7 +66,7 @@ def to_torch(value: Any, device: str) -> Any:
         return [to_torch(v, device) for v in value]
     if isinstance(value, dict):
         return {k: to_torch(v, device) for k, v in value.items()}
-    if hasattr(value, "to") and isinstance(value, t.nn.Module):
+    if isinstance(value, t.nn.Module):
         return copy.deepcopy(value).to(device)
     return copy.deepcopy(value)
 
@@ -78,9 +78,8 @@ def place_modules(value: Any, device: str) -> Any:
         return type(value)(place_modules(v, device) for v in value)
     if isinstance(value, dict):
         return {k: place_modules(v, device) for k, v in value.items()}
-    if (type(value).__module__ or "").startswith("torch") or "torch.nn" in str(type(value).__mro__):
-        if isinstance(value, torch().nn.Module):
-            return copy.deepcopy(value).to(device)
+    if isinstance(value, torch().nn.Module):
+        return copy.deepcopy(value).to(device)
     return value
 
 
