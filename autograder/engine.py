@@ -13,6 +13,7 @@ import numpy as np
 from .answers import Answer, Outcome
 from .cases import Case
 from .compare import compare, describe_value
+from .scoring import correctness_points, raised_everywhere
 from .diagnose import generic_hint, named_misconception
 from .oracle import exact_numerics, run_reference
 from .shrink import shrink
@@ -100,7 +101,8 @@ def _try(ex: Exercise, answer: Answer, case: Case, device: str) -> _Trial:
     outcome = answer(case.call)
     if expected is RAISES:
         if outcome.raised:  # the right answer: recorded as a passing outcome
-            return _Trial(case, expected, Outcome(warnings=outcome.warnings, seconds=outcome.seconds))
+            return _Trial(case, expected, Outcome(warnings=outcome.warnings, seconds=outcome.seconds,
+                                                  raised=True))
         got = outcome.error if not outcome.ok else f"it returned {describe_value(outcome.value)}"
         return _Trial(case, expected, Outcome(value=outcome.value, warnings=outcome.warnings),
                       f"PyTorch rejects these arguments, so your function should raise an exception; {got}")
@@ -143,14 +145,14 @@ def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], devic
     """Run every case; points are proportional to the cases passed. Feedback explains the first failure."""
     trials = [_try(ex, answer, case, device) for case in cases]
     passed = sum(t.passed for t in trials)
-    score = round(ex.points * passed / len(trials), 4) if trials else 0.0
+    score = correctness_points(ex.points, passed, len(trials), raised_everywhere(t.outcome for t in trials))
     head = f"{ex.name}: {passed}/{len(trials)} {label}cases passed, {score:g}/{ex.points:g} points"
     failures = [t for t in trials if not t.passed]
     if not failures:
         lines = [f"\u2714 {head}"]
     else:
         errors = {t.outcome.error for t in failures if not t.outcome.ok}
-        if len(failures) == len(trials) and len(errors) == 1 and "NotImplementedError" in next(iter(errors)):
+        if score == 0 and len(errors) == 1 and "NotImplementedError" in next(iter(errors)):
             return PartResult(ex.name, 0.0, ex.points, f"\u2718 {ex.name}: not implemented yet (raises "
                                                        "NotImplementedError)", 0, len(trials))
         lines = [f"\u2718 {head}"]

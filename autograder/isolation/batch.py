@@ -1,15 +1,16 @@
 """Grade a class: ``SUBMITTED_DIR/<student>/<assignment>/<notebook>.ipynb`` (nbgrader's layout).
 
 Writes ``OUT_DIR/<student>/<assignment>.json`` (Gradescope schema) for each submission and ``OUT_DIR/grades.csv``;
-the instructor-only records (the secret seed of the run, per-submission logs and keys) go to ``OUT_DIR/.instructor/``.
+the instructor-only records (the seeds of the run, per-submission logs and keys) go to ``OUT_DIR/.instructor/``.
 All files are written atomically by this process; submissions are graded by an executor (:mod:`.executors`): this
 process, a local pool of processes, or a Dask cluster. A progress bar shows on a terminal.
 
 Interruptions (:mod:`.resume`): a batch holds an exclusive lock on ``OUT_DIR`` (a second one is refused), and each
 result is recorded with the content hash of the notebooks it graded and the hash of the run's settings. Running the
 same command again after Ctrl-C, ``kill -9`` or a crash regrades only what is missing, changed (a notebook's bytes)
-or failed in the grader; finished unchanged results are reused as they are (same file, same ``result_id``). The
-seed of the previous run in ``OUT_DIR`` is kept unless ``--seed`` or ``fresh`` says otherwise, so that the whole class
+or failed in the grader; finished unchanged results are reused as they are (same file, same ``result_id``). Each
+assignment is graded on its course seed (:mod:`autograder.seeds`), like ``grade``; a deliberate draw (``--seed``,
+``--new-seed``) of the previous run in ``OUT_DIR`` is kept unless ``fresh`` says otherwise, so that the whole class
 is graded on the same cases. ``grades.csv`` is rebuilt from the per-student files at the end of every complete run
 (and removed while a run that has work to do is under way): when it exists, it matches them.
 """
@@ -31,8 +32,8 @@ from pathlib import Path
 from typing import Callable
 
 from .. import registry
-from ..seeds import fresh_seed
-from . import report, resume, stubs
+from .. import seeds as seed_policy
+from . import report, resume, selection, stubs
 from .executors import make_executor, options_to_plain
 from .grader import NotebookResult, Options, SubmissionResult, grade, grading_cases, zero_result
 
@@ -52,7 +53,7 @@ class BatchSummary:
     seconds: float = 0.0
     isolation: str = ""
     errors: list[str] = field(default_factory=list)
-    seed: int = 0
+    seed: dict = field(default_factory=dict)   # assignment -> seed
     submissions: int = 0
     executor: str = ""
     seed_reused: bool = False
@@ -84,11 +85,23 @@ def _empty_result(job: Job, options: Options, seed: int, mode: str, why: str) ->
     return SubmissionResult([nb], seed, mode, "")
 
 
-def grade_job(job: Job, options: Options, seed: int) -> dict:
+def job_seed(seeds: dict | int | None, job: Job) -> int | None:
+    """The seed of ``job`` from a batch's ``{assignment: seed}`` (or one seed for all)."""
+    return seeds.get(job.assignment) if isinstance(seeds, dict) else seeds
+
+
+def batch_seeds(options: Options, override: int | None, jobs: list[Job]) -> dict[str, int]:
+    """``{assignment: seed}`` for every known assignment in ``jobs`` (:mod:`autograder.seeds`)."""
+    known = registry.assignments()
+    return {aid: seed_policy.grading_seed(options.course, aid, override)
+            for aid in sorted({j.assignment for j in jobs}) if aid in known}
+
+
+def grade_job(job: Job, options: Options, seed: dict | int | None) -> dict:
     """Grade one submission (runs in a pool process); returns what the parent writes."""
     from .sandbox import isolation_mode
 
-    options.seed = seed
+    seed = options.seed = job_seed(seed, job)
     try:
         if not job.notebooks:
             mode, _ = isolation_mode(options.isolation)
@@ -98,8 +111,11 @@ def grade_job(job: Job, options: Options, seed: int) -> dict:
             result = grade(job.notebooks, options, assignment=job.assignment if known else None)
         errors = [f"{job.student}/{job.assignment}/{nb.notebook}: {e.splitlines()[0]}"
                   for nb in result.notebooks for e in nb.grader_errors]
+        counted = next((nb for nb in result.notebooks if nb.exercises), None) if job.notebooks else None
+        state = selection.status(job.assignment, job.notebooks, counted, bool(errors))
         return {"results": report.results_json(result),
-                "instructor": report.instructor_record(result, student=job.student, assignment=job.assignment),
+                "instructor": report.instructor_record(result, student=job.student, assignment=job.assignment,
+                                                       status=state),
                 "errors": errors}
     except Exception as exc:  # noqa: BLE001 - a grader bug: still a complete report for this student
         mode, _ = isolation_mode(options.isolation)
@@ -113,10 +129,10 @@ def grade_job(job: Job, options: Options, seed: int) -> dict:
 def _csv(rows: list[dict], tests: list[str]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["student", "assignment", "score", "max_score", "status", *tests])
+    writer.writerow(["student", "assignment", "score", "max_score", "status", *tests, "flags"])
     for row in rows:
         writer.writerow([row["student"], row["assignment"], f"{row['score']:g}", f"{row['max_score']:g}",
-                         row["status"], *[row["tests"].get(t, "") for t in tests]])
+                         row["status"], *[row["tests"].get(t, "") for t in tests], row["flags"]])
     return buf.getvalue()
 
 
@@ -165,10 +181,11 @@ def _row(out: Path, job: Job) -> dict:
     record = resume.load_json(resume.record_path(out, job.student, job.assignment)) or {}
     if not isinstance(res, dict):
         return {"student": job.student, "assignment": job.assignment, "score": 0.0, "max_score": 0.0,
-                "status": "missing", "tests": {}}
+                "status": "no result", "flags": "", "tests": {}}
+    status = selection.GRADER_ERROR if record.get("errors") else record.get("status", selection.GRADED)
     return {"student": job.student, "assignment": job.assignment, "score": res["score"],
-            "max_score": res["extra_data"]["max_score"],
-            "status": "grader error" if record.get("errors") else "graded",
+            "max_score": res["extra_data"]["max_score"], "status": status,
+            "flags": "; ".join(report.record_flags(record)),
             "tests": {t["name"]: f"{t['score']:g}" for t in res["tests"]}}
 
 
@@ -224,12 +241,10 @@ def run_batch(submitted: Path, out: Path, options: Options, workers: int | None 
             if executor == "local":
                 stubs.layout()                      # one sandbox layout for the whole run (removed at exit)
             state = {} if fresh else resume.read_state(out)
-            if options.seed is not None:
-                seed = options.seed
-            elif isinstance(state.get("seed"), int):
-                seed, summary.seed_reused = state["seed"], True
-            else:
-                seed = fresh_seed()
+            override = options.seed             # --seed / --new-seed, else the course seeds (or a resumed draw)
+            if override is None and isinstance(state.get("seed"), int):
+                override, summary.seed_reused = state["seed"], True
+            seed = batch_seeds(options, override, jobs)
             settings = resume.settings_key(options, seed, "+".join(modes))
             summary.students, summary.seed, summary.submissions = len({j.student for j in jobs}), seed, len(jobs)
             summary.isolation = "bwrap" if modes == ["bwrap"] else f"reduced isolation: {engine.note or mode}"
@@ -251,11 +266,14 @@ def run_batch(submitted: Path, out: Path, options: Options, workers: int | None 
                     (out / "grades.csv").unlink()   # back once this run is complete, consistent with the files
                 except FileNotFoundError:
                     pass
+            origin = seed_policy.describe(override, "resumed draw" if summary.seed_reused else options.seed_origin)
             report.atomic_write(private / resume.STATE_NAME, json.dumps({
-                "seed": seed, "settings": settings, "submitted": str(submitted), "complete": False,
+                "seed": override, "seeds": seed, "seed_source": origin, "settings": settings,
+                "submitted": str(submitted), "complete": False,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "executor": summary.executor}, indent=2) + "\n")
             with open(private / "seeds.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": seed,
+                fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seeds": seed,
+                                     "seed": override, "seed_source": origin,
                                      "submitted": str(submitted), "cases_factor": options.case_factor,
                                      "submissions": len(jobs), "to_grade": len(todo), "reused": summary.reused,
                                      "seed_kept": summary.seed_reused, "executor": summary.executor}) + "\n")
@@ -266,7 +284,7 @@ def run_batch(submitted: Path, out: Path, options: Options, workers: int | None 
             def record(task: dict, outcome) -> None:
                 job = by_key[(task["student"], task["assignment"])]
                 if isinstance(outcome, BaseException):
-                    outcome = _failure(job, options, seed, mode, outcome)
+                    outcome = _failure(job, options, job_seed(seed, job), mode, outcome)
                 res = outcome["results"]
                 result_id = uuid.uuid4().hex
                 res.setdefault("extra_data", {})["result_id"] = result_id
@@ -307,10 +325,12 @@ def run_batch(submitted: Path, out: Path, options: Options, workers: int | None 
             extra = sorted({t for r in rows for t in r["tests"]} - set(known))
             used = [t for t in known if any(t in r["tests"] for r in rows)] + extra
             report.atomic_write(out / "grades.csv", _csv(rows, used))
-            summary.errors += [f"{r['student']}/{r['assignment']}: no result" for r in rows if r["status"] == "missing"]
+            summary.errors += [f"{r['student']}/{r['assignment']}: no result" for r in rows
+                               if r["status"] == "no result"]
             summary.seconds = time.monotonic() - start
             report.atomic_write(private / resume.STATE_NAME, json.dumps({
-                "seed": seed, "settings": settings, "submitted": str(submitted), "complete": True,
+                "seed": override, "seeds": seed, "seed_source": origin, "settings": settings,
+                "submitted": str(submitted), "complete": True,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "executor": summary.executor,
                 "graded": summary.graded, "reused": summary.reused}, indent=2) + "\n")
     finally:

@@ -45,7 +45,7 @@ def options_to_plain(options, remote: bool = False) -> dict:
     course = Path(options.course).resolve()
     return {"device": options.device, "case_factor": options.case_factor, "isolation": options.isolation,
             "settings": dataclasses.asdict(options.settings), "shrink_budget": options.shrink_budget,
-            "notebook_budget": options.notebook_budget,
+            "notebook_budget": options.notebook_budget, "partial_credit": list(options.partial_credit),
             "course": None if remote and course == REPO.resolve() else str(course)}
 
 
@@ -59,7 +59,8 @@ def options_from_plain(plain: dict):
     limits = Limits(**settings.pop("limits"))
     options = Options(device=resolve_device(plain["device"]), case_factor=plain["case_factor"],
                       isolation=plain["isolation"], settings=Settings(**settings, limits=limits),
-                      shrink_budget=plain["shrink_budget"], notebook_budget=plain["notebook_budget"])
+                      shrink_budget=plain["shrink_budget"], notebook_budget=plain["notebook_budget"],
+                      partial_credit=tuple(plain.get("partial_credit", ())))
     if plain.get("course"):
         options.course = Path(plain["course"])
     return options

@@ -10,7 +10,8 @@ scipy.ndimage do not exist, torch exercises where torch exists without its fusio
 both is executed once in each.
 
 Many more cases are checked than in the notebook: the visible set plus ``case_factor`` times as many hidden cases
-as the notebook's own hidden check uses, drawn from a fresh secret seed unless one is given.
+as the notebook's own hidden check uses, drawn from the assignment's course seed (:mod:`autograder.seeds`)
+unless one is given; points follow :mod:`autograder.scoring`.
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ from .. import registry
 from ..cases import Case, hidden_cases, visible_cases
 from ..engine import ExerciseResult, PartResult, grade_exercise
 from ..forbidden import scan_source
-from ..seeds import fresh_seed
+from ..integrity import notebook_flags
+from .. import scoring, seeds
 from ..spec import Exercise
-from . import sandbox, submission
+from . import sandbox, selection, submission
 from .remote import SessionFailed, Settings, WorkerSession
 from .submission import NotebookError, Program
 
@@ -41,13 +43,16 @@ class Options:
     """How to grade. ``course`` is the course root holding ``solutions/<id>/<id>.ipynb``."""
 
     device: str = "cpu"
-    seed: int | None = None
+    seed: int | None = None              # None: each assignment's course seed (autograder.seeds)
+    seed_origin: str = ""                # why ``seed`` was given (--seed, --new-seed), for the records
     case_factor: int = 10
     course: Path = REPO
     isolation: str | None = None         # auto | bwrap | reduced (default: $CONVLAB_ISOLATION or auto)
     settings: Settings = field(default_factory=Settings)
     shrink_budget: int = 80
     notebook_budget: float = 900.0
+    partial_credit: tuple[str, ...] = ()  # autograder.scoring.CreditPolicy specs (default: proportional)
+    public_cases: bool = False           # student edition: a public seed, provisional points
 
 
 @dataclass
@@ -56,6 +61,10 @@ class NotebookResult:
     assignment: str | None
     exercises: list[ExerciseResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)          # for the student
+    seed: int | None = None                                 # for the instructor only
+    recognised: str | None = None                           # the assignment the content looks like
+    unreadable: bool = False                                # not a notebook that could be read
+    flags: list[str] = field(default_factory=list)          # integrity flags, for the instructor only
     grader_errors: list[str] = field(default_factory=list)  # internal failures (exit status != 0)
     cases: dict[str, int] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)            # for the instructor only
@@ -193,7 +202,10 @@ def _profile(ex: Exercise) -> str:
 # ------------------------------------------------------------------------------------------ grading
 
 def source_notebook(course: Path, assignment: str) -> Path:
-    return Path(course) / "solutions" / assignment / f"{assignment}.ipynb"
+    """The pristine instructor cells: the source notebook, or the release where no solutions are shipped."""
+    source = Path(course) / "solutions" / assignment / f"{assignment}.ipynb"
+    release = Path(course) / "assignments" / assignment / f"{assignment}.ipynb"
+    return source if source.is_file() or not release.is_file() else release
 
 
 _SOURCES: dict[tuple, dict] = {}
@@ -217,7 +229,7 @@ def known_sources(course: Path) -> dict[str, dict]:
     return out
 
 
-def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignment: str | None = None) -> NotebookResult:
+def grade_notebook(path: Path, options: Options, seed: int | None, mode: str, assignment: str | None = None) -> NotebookResult:
     """Grade one notebook. Student faults become 0 points with a reason; grader faults are recorded in
     ``grader_errors`` (and still every exercise appears)."""
     start = time.monotonic()
@@ -230,7 +242,8 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
     try:
         nb = submission.read_notebook(path)
     except NotebookError as exc:
-        problem = str(exc)
+        problem, result.unreadable = str(exc), True
+    result.recognised = selection.content_assignment(nb, known_sources(options.course), names)
     if result.assignment is None:
         result.assignment = submission.recognise(nb, path, known_sources(options.course), names)
     if result.assignment not in assignments:
@@ -241,6 +254,8 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
         result.seconds = time.monotonic() - start
         return result
     exercises = assignments[result.assignment]
+    seed = result.seed = (seeds.public_seed(result.assignment) if options.public_cases and seed is None
+                          else seeds.grading_seed(options.course, result.assignment, seed))
     n_cases = {ex.name: len(grading_cases(ex, seed, options.case_factor)) for ex in exercises}
     result.cases = dict(n_cases)
     if problem is None and nb is not None:
@@ -263,6 +278,7 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
     result.notes += program.notes
     deadline = start + options.notebook_budget
     by_name: dict[str, ExerciseResult] = {}
+    faults: dict[str, str] = {}
     for profile in ("scratch", "torch"):
         group = [ex for ex in exercises if _profile(ex) == profile]
         if not group:
@@ -280,6 +296,7 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
         finally:
             session.close()
             result.log += [f"[{profile} sandbox output]\n{o}" for o in session.outputs]
+            faults.update(session.fatal)
             for cell, why in session.fatal.items():
                 if not any(cell == ex.name for ex in group):
                     note = f"{cell} {why}; it was skipped"
@@ -291,6 +308,8 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
                     if note not in result.notes:
                         result.notes.append(note)
     result.exercises = [by_name[ex.name] for ex in exercises]
+    result.flags = notebook_flags(program.student_cells, {ex.name: violations_for(ex, program) for ex in exercises},
+                                  faults, mode)
     for cell in program.student_cells:
         if cell.kind == "added":
             names_found = scan_source(cell.source)
@@ -320,6 +339,7 @@ def _grade_one(ex: Exercise, session: WorkerSession, program: Program, options: 
         answer = handle.answer(cases)
         context = {"isolated": True, "isolation": mode}
         result = grade_exercise(graded, answer, cases, options.device, (), options.shrink_budget, "", context)
+    result = scoring.apply_policy(result, scoring.CreditPolicy.parse(options.partial_credit))
     error = session.cell_errors.get(ex.name)
     if error:
         result = _with_note(result, f"your answer cell raised {error}")
@@ -351,12 +371,12 @@ def grade(paths: Sequence[Path], options: Options, assignment: str | None = None
     mode, why = sandbox.isolation_mode(options.isolation)
     note = "" if mode == "bwrap" else (
         f"Isolation is reduced on this machine ({why}): student code ran in a separate process under resource "
-        "limits, without a private filesystem or namespaces.")
-    seed = options.seed if options.seed is not None else fresh_seed()
+        "limits, without a private filesystem or namespaces." + _unprivileged_note())
+    seed = options.seed                 # None: each assignment's course seed (autograder.seeds)
     notebooks: list[NotebookResult] = []
     seen: dict[str, str] = {}
     with single_threaded_torch():
-        for path in paths:
+        for path in selection.order(paths, assignment):
             nb = grade_notebook(Path(path), options, seed, mode, assignment)
             if nb.assignment in seen and nb.exercises:
                 nb.notes.insert(0, f"{nb.notebook} is a second notebook for {nb.assignment} "
@@ -365,7 +385,15 @@ def grade(paths: Sequence[Path], options: Options, assignment: str | None = None
             elif nb.assignment:
                 seen[nb.assignment] = nb.notebook
             notebooks.append(nb)
-    return SubmissionResult(notebooks, seed, mode, note, time.monotonic() - start)
+    first = next((nb.seed for nb in notebooks if nb.seed is not None), None)
+    return SubmissionResult(notebooks, first if seed is None else seed, mode, note, time.monotonic() - start)
+
+
+def _unprivileged_note() -> str:
+    from .unprivileged import describe
+
+    extra = describe()
+    return f" ({extra[0].upper()}{extra[1:]}.)" if extra else ""
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import stubs
+from . import stubs, unprivileged
 from .protocol import Channel
 
 SANDBOX_ROOT = "/opt/convlab"   # where the layout appears inside the bwrap sandbox
@@ -370,6 +370,7 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
             env["CONVLAB_SANDBOX_TOKEN"] = token.decode()
             cwd = workdir
             block = [m for m in stubs.hidden_modules(profile) if m != "autograder"] + ["__editable__"]
+            cmd = unprivileged.wrap(cmd, workdir)     # as another user, where the deployment asks for it
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, cwd=cwd, env=env,
                                    pass_fds=(req_r, rep_w), start_new_session=True, close_fds=True)
     finally:
