@@ -173,6 +173,7 @@ def test_gradescope_without_bubblewrap_runs_student_code_as_nobody(tmp_path):
     from autograder.integrations.gradescope import extract
 
     root = _gradescope_root(tmp_path)
+    python = _python_for_nobody(tmp_path)
     try:
         extract(zip_path, root / "source")
         (root / "results").mkdir()
@@ -187,7 +188,7 @@ def test_gradescope_without_bubblewrap_runs_student_code_as_nobody(tmp_path):
         fill_answers(RELEASE, {**solution_answers(AID), "corr2d": attack}, root / "submission" / "my homework.ipynb")
         run = subprocess.run(["bash", str(root / "source" / "run_autograder")], capture_output=True, text=True,
                              timeout=600, env={**os.environ, "GRADESCOPE_ROOT": str(root),
-                                               "CONVLAB_PYTHON": _python_for_nobody(tmp_path),
+                                               "CONVLAB_PYTHON": python,
                                                "CONVLAB_ISOLATION": "reduced"})   # a container without bwrap
         listener.close()
         assert run.returncode == 0, run.stdout + run.stderr
@@ -204,6 +205,7 @@ def test_gradescope_without_bubblewrap_runs_student_code_as_nobody(tmp_path):
         assert "run_autograder" in probe.stdout and "wrote results" in probe.stdout, probe.stderr
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(Path(python).parents[1], ignore_errors=True)
 
 
 def test_gradescope_without_a_notebook_reports_why(tmp_path):

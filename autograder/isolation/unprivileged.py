@@ -24,9 +24,10 @@ def sandbox_user() -> pwd.struct_passwd | None:
     if not name or os.geteuid() != 0 or shutil.which("setpriv") is None:
         return None
     try:
-        return pwd.getpwnam(name)
+        user = pwd.getpwnam(name)
     except KeyError:
         return None
+    return user if user.pw_uid != 0 else None
 
 
 @functools.lru_cache(maxsize=1)
