@@ -83,9 +83,13 @@ def new_draw() -> int:
 fresh_seed = new_draw
 
 
-def grading_seed(course_root: Path, assignment: str | None, override: int | None = None) -> int:
-    """The seed that grades ``assignment``: ``override`` when given, else the course's derived seed."""
-    return int(override) if override is not None else course_seed(course_root, assignment)
+def grading_seed(course_root: Path, assignment: str | None, override: int | None = None,
+                 public: bool = False) -> int:
+    """The seed that grades ``assignment``: ``override`` when given, else the public seed (student edition) or
+    the course's derived seed."""
+    if override is not None:
+        return int(override)
+    return public_seed(assignment) if public else course_seed(course_root, assignment)
 
 
 def describe(override: int | None, origin: str | None = None) -> str:

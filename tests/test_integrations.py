@@ -208,6 +208,27 @@ def test_gradescope_without_bubblewrap_runs_student_code_as_nobody(tmp_path):
         shutil.rmtree(Path(python).parents[1], ignore_errors=True)
 
 
+def test_gradescope_reports_a_grader_fault_as_a_clear_zero(tmp_path):
+    zip_path = tmp_path / "autograder.zip"
+    assert autograder("gradescope", AID, "--out", str(zip_path)).returncode == 0
+    from autograder.integrations.gradescope import extract
+
+    root = tmp_path / "autograder"
+    extract(zip_path, root / "source")
+    fill_answers(RELEASE, solution_answers(AID), root / "submission" / f"{AID}.ipynb")
+    tools = tmp_path / "bin"                     # the usual tools, but no bubblewrap, which is required here
+    tools.mkdir()
+    for tool in ("bash", "find", "sort", "chmod", "mkdir", "mktemp", "cat", "tail", "id"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    run = subprocess.run(["bash", str(root / "source" / "run_autograder")], capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "PATH": str(tools), "GRADESCOPE_ROOT": str(root),
+                                           "CONVLAB_PYTHON": sys.executable, "CONVLAB_ISOLATION": "bwrap"})
+    assert run.returncode == 0, run.stderr
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["score"] == 0 and "could not grade this submission safely" in results["output"]
+    assert "bubblewrap" in results["output"]
+
+
 def test_gradescope_without_a_notebook_reports_why(tmp_path):
     zip_path = tmp_path / "autograder.zip"
     assert autograder("gradescope", AID, "--out", str(zip_path)).returncode == 0

@@ -254,8 +254,7 @@ def grade_notebook(path: Path, options: Options, seed: int | None, mode: str, as
         result.seconds = time.monotonic() - start
         return result
     exercises = assignments[result.assignment]
-    seed = result.seed = (seeds.public_seed(result.assignment) if options.public_cases and seed is None
-                          else seeds.grading_seed(options.course, result.assignment, seed))
+    seed = result.seed = seeds.grading_seed(options.course, result.assignment, seed, options.public_cases)
     n_cases = {ex.name: len(grading_cases(ex, seed, options.case_factor)) for ex in exercises}
     result.cases = dict(n_cases)
     if problem is None and nb is not None:
