@@ -219,3 +219,22 @@ def test_setup_can_take_torch_from_the_cpu_index():
     plain = subprocess.run(["make", "-n", "-B", "setup"], cwd=ROOT, capture_output=True, text=True)
     assert "--extra-index-url" not in plain.stdout
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in (ROOT / "environment.yml").read_text()
+
+
+@pytest.mark.slow
+def test_rerunning_the_checks_in_answer_cells_costs_nothing_but_calling_the_oracle_does(tmp_path):
+    from tests.coursecopy import fill_answers, solution_answers
+
+    answers = solution_answers(A01)
+    rerun = {k: f"from autograder import check\n{answers[k]}\nresult = check({k!r}, {k})\nfloat(result)\n"
+             for k in ("corr2d", "convolve2d")}
+    oracle = {"sobel_magnitude": "from autograder import registry\n" + answers["sobel_magnitude"]}
+    nb = fill_answers(ROOT / "assignments" / A01 / f"{A01}.ipynb", {**answers, **rerun, **oracle},
+                      tmp_path / "student.ipynb")
+    out = tmp_path / "r.json"
+    proc = cli("grade", str(nb), "--out", str(out), "--quiet", "--cases-factor", "1")
+    assert proc.returncode == 0, proc.stderr
+    scores = {t["name"]: t["score"] for t in json.loads(out.read_text())["tests"]}
+    assert scores == {"corr2d": 3.0, "convolve2d": 2.0, "sobel_magnitude": 0.0}
+    flags = json.loads(Path(f"{out}.instructor.json").read_text())["flags"]
+    assert flags == ["forbidden call (sobel_magnitude: from autograder import registry)"]
