@@ -13,9 +13,9 @@ import numpy as np
 from .answers import Answer, Outcome
 from .cases import Case
 from .compare import compare, describe_value
-from .scoring import correctness_points, raised_everywhere
 from .diagnose import generic_hint, named_misconception
 from .oracle import exact_numerics, run_reference
+from .scoring import correctness_points, raised_everywhere
 from .shrink import shrink
 from .spec import RAISES, Exercise
 

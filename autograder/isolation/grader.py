@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .. import registry
+from .. import registry, scoring, seeds
 from ..cases import Case, hidden_cases, visible_cases
 from ..engine import ExerciseResult, PartResult, grade_exercise
 from ..forbidden import scan_source
 from ..integrity import notebook_flags
-from .. import scoring, seeds
 from ..spec import Exercise
 from . import sandbox, selection, submission
 from .remote import SessionFailed, Settings, WorkerSession
@@ -229,7 +228,8 @@ def known_sources(course: Path) -> dict[str, dict]:
     return out
 
 
-def grade_notebook(path: Path, options: Options, seed: int | None, mode: str, assignment: str | None = None) -> NotebookResult:
+def grade_notebook(path: Path, options: Options, seed: int | None, mode: str,
+                   assignment: str | None = None) -> NotebookResult:
     """Grade one notebook. Student faults become 0 points with a reason; grader faults are recorded in
     ``grader_errors`` (and still every exercise appears)."""
     start = time.monotonic()
@@ -307,8 +307,8 @@ def grade_notebook(path: Path, options: Options, seed: int | None, mode: str, as
                     if note not in result.notes:
                         result.notes.append(note)
     result.exercises = [by_name[ex.name] for ex in exercises]
-    result.flags = notebook_flags(program.student_cells, {ex.name: violations_for(ex, program) for ex in exercises},
-                                  faults, mode)
+    violations = {ex.name: violations_for(ex, program) for ex in exercises}
+    result.flags = notebook_flags(program.student_cells, violations, faults, mode)
     for cell in program.student_cells:
         if cell.kind == "added":
             names_found = scan_source(cell.source)

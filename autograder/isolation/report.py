@@ -91,6 +91,8 @@ def junit_xml(result: SubmissionResult) -> str:
         failures = sum(1 for p in parts if p.score < p.max_score)
         suite = ET.SubElement(suites, "testsuite", name=nb.assignment or nb.notebook, tests=str(len(parts)),
                               failures=str(failures), errors=str(len(nb.grader_errors)), time=f"{nb.seconds:.3f}")
+        props = ET.SubElement(suite, "properties")      # the isolation level is in every report
+        ET.SubElement(props, "property", name="isolation", value=result.isolation_note or "bubblewrap")
         for p in parts:
             case = ET.SubElement(suite, "testcase", classname=nb.assignment or "notebook", name=p.name)
             ET.SubElement(case, "properties")
