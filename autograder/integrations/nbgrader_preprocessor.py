@@ -92,3 +92,15 @@ class IsolatedAutograde(NbGraderPreprocessor):
         self.log.info("isolated grade of %s/%s: %g/%g", info["student"], info["assignment"], result.score,
                       result.max_score)
         return nb, resources
+
+
+#: nbgrader's stock autograde pipeline (student code executed in nbgrader's kernel): for benchmarks only
+IN_KERNEL = ("nbgrader.preprocessors.Execute", "nbgrader.preprocessors.IgnorePattern",
+             "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
+             "nbgrader.preprocessors.SaveAutoGrades", "nbgrader.preprocessors.AssignLatePenalties",
+             "nbgrader.preprocessors.CheckCellMetadata")
+
+
+def in_kernel_arguments() -> list[str]:
+    """``nbgrader autograde`` arguments that restore in-kernel execution (to measure it; never to grade)."""
+    return [f"--Autograde.autograde_preprocessors={name}" for name in IN_KERNEL]
