@@ -178,6 +178,12 @@ def test_the_same_partly_wrong_notebook_scores_the_same_in_grade_twice_and_batch
     assert cli("grade", str(nb), "--out", str(drawn), "--quiet", "--new-seed").returncode == 0
     record = json.loads(Path(f"{drawn}.instructor.json").read_text())
     assert record["seed_source"] == "new draw (--new-seed)" and record["seed"] != recorded[0]
+    strict = tmp_path / "strict.json"
+    assert cli("grade", str(nb), "--out", str(strict), "--quiet", "--partial-credit",
+               "convolve2d=all-or-nothing").returncode == 0
+    tests = {t["name"]: t["score"] for t in json.loads(strict.read_text())["tests"]}
+    first = {t["name"]: t["score"] for t in json.loads((tmp_path / "first.json").read_text())["tests"]}
+    assert 0 < first["convolve2d"] < 2 and tests == {**first, "convolve2d": 0.0}
 
 
 # ------------------------------------------------------------------------------------------ requirements
