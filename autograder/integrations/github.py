@@ -59,10 +59,14 @@ def _own_release(notebooks: list[Path], options: Options, assignment: str | None
     stand in for the pristine ones, in a temporary course root. Only provisional points can come from this."""
     from .. import registry
     from ..isolation.grader import source_notebook
+    from ..isolation.submission import NotebookError, read_notebook, recognise
 
-    known = registry.assignments()
+    names = {aid: [e.name for e in exs] for aid, exs in registry.assignments().items()}
     for nb in notebooks:
-        aid = assignment or next((a for a in known if a in Path(nb).stem), None)
+        try:
+            aid = assignment or recognise(read_notebook(Path(nb)), Path(nb), {}, names)
+        except NotebookError:
+            continue
         if aid and not source_notebook(options.course, aid).is_file():
             target = tmp / "assignments" / aid / f"{aid}.ipynb"
             if not target.exists():
