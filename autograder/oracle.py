@@ -80,6 +80,8 @@ def place_modules(value: Any, device: str) -> Any:
         return {k: place_modules(v, device) for k, v in value.items()}
     if isinstance(value, torch().nn.Module):
         return copy.deepcopy(value).to(device)
+    if isinstance(value, torch().Tensor):
+        return value.to(device)
     return value
 
 
