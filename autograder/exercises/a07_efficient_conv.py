@@ -125,9 +125,11 @@ _CROP_TEXT = ("after the inverse FFT the full correlation has H + kH - 1 rows; t
               "entirely inside the image, starts at row kH - 1 and column kW - 1: y = full[..., kH-1:H, kW-1:W] "
               "(when you multiplied by the spectrum of the flipped kernel).")
 _WRAP_TEXT = ("the product of two DFTs is a *circular* convolution: without zero padding to H + kH - 1 rows the "
-              "results that run past the border wrap around and are added to the other side. The first kH - 1 rows "
-              "(and kW - 1 columns) of an unpadded product are wrapped: keep rows kH-1..H-1 only (flipped kernel), "
-              "or pad with rfft2(..., s=(H + kH - 1, W + kW - 1)).")
+              "results that run past the border wrap around and are added to the other side. In an unpadded product "
+              "kH - 1 rows (and kW - 1 columns) are wrapped: the first ones with the flipped kernel (keep rows "
+              "kH-1..H-1), the last ones with the conjugate spectrum (keep rows 0..H-kH). Padding with "
+              "rfft2(..., s=(H + kH - 1, W + kW - 1)) avoids the question.")
+
 
 def _speed_call(rng, dtype=np.float32) -> Call:
     s = SPEED_SHAPE
