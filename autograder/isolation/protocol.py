@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import secrets
 import select
 import struct
 import time
@@ -32,7 +33,14 @@ MAGIC = b"CVL1"
 MAX_HEADER = 16 << 20
 DEFAULT_MAX_BYTES = 512 << 20
 ARRAY_KINDS = "biuf"
+#: an array's dimensions and element count, whatever its payload says (a header may claim shape (0, 10**20))
+MAX_DIM, MAX_NDIM = 1 << 31, 32
 _HEAD = struct.Struct(">4sI")
+
+
+def new_id() -> str:
+    """A fresh request id: a reply must echo it (``"re"``), so no reply can be written before its request."""
+    return secrets.token_hex(8)
 
 
 class ProtocolError(Exception):
@@ -69,6 +77,13 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return _NPY_MAGIC + struct.pack("<H", len(header)) + header.encode("latin1") + arr.tobytes()
 
 
+def _checked_shape(text: bytes) -> tuple:
+    shape = tuple(int(d) for d in text.split(b",") if d.strip())
+    if len(shape) > MAX_NDIM or any(d > MAX_DIM for d in shape) or math.prod(shape) > MAX_DIM:
+        raise ProtocolError(f"array of an impossible shape ({text[:80].decode('latin1')})")
+    return shape
+
+
 def _npy_array(data: bytes) -> np.ndarray:
     """Parse ``.npy`` bytes strictly (never pickle); a fresh, writable, C-contiguous array."""
     if data[:8] == _NPY_MAGIC and len(data) >= 10:
@@ -76,7 +91,7 @@ def _npy_array(data: bytes) -> np.ndarray:
         m = _NPY_HEADER.fullmatch(data[10:10 + hlen])
         if m:
             dtype = np.dtype(m.group(1).decode())
-            shape = tuple(int(d) for d in m.group(3).split(b",") if d.strip())
+            shape = _checked_shape(m.group(3))
             count = math.prod(shape)
             if len(data) - 10 - hlen != count * dtype.itemsize:
                 raise ProtocolError("array payload of the wrong size")
@@ -85,6 +100,8 @@ def _npy_array(data: bytes) -> np.ndarray:
             return np.array(arr, order="C", copy=True)
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
+        if arr.ndim > MAX_NDIM or arr.size > MAX_DIM:
+            raise ValueError("an impossible shape")
     except Exception as exc:  # noqa: BLE001 - any malformed payload
         raise ProtocolError(f"malformed array payload: {exc}") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in ARRAY_KINDS:
@@ -181,8 +198,8 @@ def pack(message: dict, default: Callable[[Any], Any] | None = None) -> bytes:
 def _parse_header(header: bytes, max_bytes: int) -> tuple[Any, list[int]]:
     try:
         doc = json.loads(header)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"malformed header: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ProtocolError(f"malformed header: {str(exc)[:200]}") from None
     if type(doc) is not dict or "m" not in doc or type(doc.get("b")) is not list:
         raise ProtocolError("malformed header")
     sizes = doc["b"]
@@ -192,7 +209,13 @@ def _parse_header(header: bytes, max_bytes: int) -> tuple[Any, list[int]]:
 
 
 def unpack(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None = None) -> dict:
-    message = from_tree(tree, blobs, resolve)
+    """The message of a frame; any malformed content is a :class:`ProtocolError` (never another exception)."""
+    try:
+        message = from_tree(tree, blobs, resolve)
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        raise ProtocolError(f"malformed message: {type(exc).__name__}: {str(exc)[:200]}") from None
     if type(message) is not dict:
         raise ProtocolError("a message must be a JSON object")
     return message
@@ -288,6 +311,30 @@ class Channel:
         blobs = [self._take(n, deadline) for n in sizes]
         self.last_frame_at = time.monotonic()
         return tree, blobs
+
+    def drain(self) -> int:
+        """Discard every byte already received or waiting in the pipe (between exercises nothing legitimate is
+        in flight); returns how many were discarded."""
+        dropped = len(self._buf)
+        self._buf.clear()
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 1 << 16)
+            except (BlockingIOError, OSError):
+                return dropped
+            if not chunk:
+                return dropped
+            dropped += len(chunk)
+
+    def receive_reply(self, request_ids: tuple, deadline: float, max_stale: int = 10_000) -> dict:
+        """The next message answering one of ``request_ids`` (its ``"re"``); frames answering anything else
+        (stale replies, forged ones written before their request existed) are skipped, up to ``max_stale``.
+        Malformed content is a :class:`ProtocolError`."""
+        for _ in range(max_stale + 1):
+            message = unpack(*self.receive(deadline))
+            if message.get("re") in request_ids:
+                return message
+        raise ProtocolError(f"more than {max_stale} unexpected messages")
 
     def close(self) -> None:
         for fd in (self.read_fd, self.write_fd):

@@ -229,13 +229,16 @@ class Worker:
         self.child = False
         self.lazy_names: set = set()
         self.deferred: list = []
+        self.request_id = None
 
     # -- messages
     def reply(self, message: dict) -> None:
+        message = {**message, "re": self.request_id}  # the request this answers (the grader checks it)
         try:
             data = protocol.pack(message)
         except (TypeError, ValueError) as exc:
-            data = protocol.pack({"error": f"returned something the grader cannot read ({_safe_str(exc)})"})
+            data = protocol.pack({"error": f"returned something the grader cannot read ({_safe_str(exc)})",
+                                  "re": self.request_id, **({"i": message["i"]} if "i" in message else {})})
         protocol.write_all(self.fd_out, data)
 
     def serve(self) -> None:
@@ -244,6 +247,7 @@ class Worker:
                 tree, blobs = protocol.read_frame(self.fd_in)
             except protocol.Closed:
                 return
+            self.request_id = tree.get("id") if type(tree) is dict else None
             if type(tree) is dict and tree.get("op") == "calls" and type(tree.get("calls")) is list:
                 self.calls(tree, blobs)  # decoded call by call: one reply per call, whatever fails
                 continue
