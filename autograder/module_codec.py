@@ -241,6 +241,29 @@ def _tensor(arr: Any, like: torch.Tensor, what: str, device: str, budget: list) 
     return _torch().from_numpy(np.array(arr, copy=True, order="C")).to(device)
 
 
+def _construct(cls, kwargs: dict, factory: bool, name: str, where: str):
+    """The layer built from its hyper-parameters, on the ``meta`` device when it takes one (no memory)."""
+    try:
+        return cls(**kwargs, device="meta") if factory else cls(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - a constructor rejecting the hyper-parameters
+        raise ValueError(f"cannot build {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}){where}: "
+                         f"{exc}") from None
+
+
+def _load_tensors(kind: str, table: dict, given: Any, name: str, where: str, device: str, budget: list) -> None:
+    """Fill a freshly built layer's parameters or buffers (``table``) from the plain data ``given``."""
+    nn = _torch().nn
+    got = dict(_pairs(given, f"{kind}s of {name}{where}"))
+    need = {k for k, v in table.items() if v is not None}
+    have = {k for k, v in got.items() if v is not None}
+    _expect(need == have, f"{name}{where} has {kind}s {sorted(have)}, but a {name} with these hyper-parameters "
+                          f"has {sorted(need)}")
+    _expect(set(got) <= set(table), f"{name}{where} has unexpected {kind}s {sorted(set(got) - set(table))}")
+    for k in need:
+        tensor = _tensor(got[k], table[k], f"{name}.{k}{where}", device, budget)
+        table[k] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if kind == "parameter" else tensor
+
+
 def _decode_tree(tree: Any, device: str, depth: int, count: list, budget: list, path: str) -> nn.Module:
     count[0] += 1
     _expect(count[0] <= MAX_MODULES, f"the model has more than {MAX_MODULES} layers")
@@ -262,22 +285,9 @@ def _decode_tree(tree: Any, device: str, depth: int, count: list, budget: list, 
         _check_hyper_value(v, f"{name}.{k}{where}")
     _expect(type(training) is bool, f"malformed training flag{where}")
     _expect(_device is None or _device in DEVICE_KINDS, f"malformed device{where}")
-    try:
-        module = cls(**kwargs, device="meta") if factory else cls(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - a constructor rejecting the hyper-parameters
-        raise ValueError(f"cannot build {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}){where}: "
-                         f"{exc}") from None
+    module = _construct(cls, kwargs, factory, name, where)
     for kind, table, given in (("parameter", module._parameters, params), ("buffer", module._buffers, buffers)):
-        got = dict(_pairs(given, f"{kind}s of {name}{where}"))
-        need = {k for k, v in table.items() if v is not None}
-        have = {k for k, v in got.items() if v is not None}
-        _expect(need == have, f"{name}{where} has {kind}s {sorted(have)}, but a {name} with these hyper-parameters "
-                              f"has {sorted(need)}")
-        _expect(set(got) <= set(table), f"{name}{where} has unexpected {kind}s {sorted(set(got) - set(table))}")
-        for k in need:
-            tensor = _tensor(got[k], table[k], f"{name}.{k}{where}", device, budget)
-            table[k] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if kind == "parameter" \
-                else tensor
+        _load_tensors(kind, table, given, name, where, device, budget)
     pairs = _pairs(children, f"children of {name}{where}")
     _expect(name == "Sequential" or not pairs, f"a {name}{where} cannot have sub-modules")
     for k, child in pairs:

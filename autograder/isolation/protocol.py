@@ -109,37 +109,94 @@ def _npy_array(data: bytes) -> np.ndarray:
     return arr
 
 
+def _scalar_tree(value: Any) -> tuple[bool, Any]:
+    """``(True, tree)`` for a scalar (Python or NumPy), else ``(False, None)``."""
+    t = type(value)
+    if value is None or t is bool or t is int or t is str:
+        return True, value
+    if t is float or isinstance(value, np.floating):
+        value = float(value)
+        return True, (value if math.isfinite(value) else {"$float": repr(value)})
+    if isinstance(value, np.bool_):
+        return True, bool(value)
+    if isinstance(value, np.integer):
+        return True, int(value)
+    return False, None
+
+
+def _dict_tree(value: dict, encode: Callable[[Any], Any]) -> Any:
+    if all(type(k) is str and not k.startswith("$") for k in value):
+        return {k: encode(v) for k, v in value.items()}
+    return {"$dict": [[encode(k), encode(v)] for k, v in value.items()]}
+
+
 def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None, depth: int = 0) -> Any:
     """Encode ``value`` as a message tree, appending array payloads to ``blobs``. ``default(value)`` may encode
     other objects (returning a tree) or raise TypeError."""
     if depth > 64:
         raise TypeError("nested too deeply")
-    t = type(value)
-    if value is None or t is bool or t is int or t is str:
-        return value
-    if t is float:
-        return value if math.isfinite(value) else {"$float": repr(value)}
+    is_scalar, tree = _scalar_tree(value)
+    if is_scalar:
+        return tree
     if isinstance(value, np.ndarray):
         blobs.append(_npy_bytes(value))
         return {"$npy": len(blobs) - 1}
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return to_tree(float(value), blobs)
+
+    def encode(v: Any) -> Any:
+        return to_tree(v, blobs, default, depth + 1)
+
+    t = type(value)
     if t is tuple:
-        return [to_tree(v, blobs, default, depth + 1) for v in value]
+        return [encode(v) for v in value]
     if t is list:
-        return {"$list": [to_tree(v, blobs, default, depth + 1) for v in value]}
+        return {"$list": [encode(v) for v in value]}
     if t is dict:
-        if all(type(k) is str and not k.startswith("$") for k in value):
-            return {k: to_tree(v, blobs, default, depth + 1) for k, v in value.items()}
-        return {"$dict": [[to_tree(k, blobs, default, depth + 1), to_tree(v, blobs, default, depth + 1)]
-                          for k, v in value.items()]}
+        return _dict_tree(value, encode)
     if default is not None:
         return default(value)
     raise TypeError(f"a {t.__module__}.{t.__qualname__}")
+
+
+def _decode_npy(payload: Any, blobs: list, decode: Callable[[Any], Any]) -> Any:
+    if type(payload) is not int or not 0 <= payload < len(blobs):
+        raise ProtocolError("bad array reference")
+    return _npy_array(blobs[payload])
+
+
+def _decode_float(payload: Any, blobs: list, decode: Callable[[Any], Any]) -> Any:
+    if payload not in ("nan", "inf", "-inf"):
+        raise ProtocolError("bad float")
+    return float(payload)
+
+
+def _decode_list(payload: Any, blobs: list, decode: Callable[[Any], Any]) -> Any:
+    if type(payload) is not list:
+        raise ProtocolError("bad list")
+    return [decode(v) for v in payload]
+
+
+def _decode_dict(payload: Any, blobs: list, decode: Callable[[Any], Any]) -> Any:
+    if type(payload) is not list or not all(type(p) is list and len(p) == 2 for p in payload):
+        raise ProtocolError("bad dict")
+    out = {}
+    for k, v in payload:
+        k = decode(k)
+        try:
+            out[k] = decode(v)
+        except TypeError:
+            raise ProtocolError("unhashable dict key") from None
+    return out
+
+
+#: the tagged values every side decodes by itself (``$fn`` and ``$module`` need a resolver)
+_TAGGED = {"$npy": _decode_npy, "$float": _decode_float, "$list": _decode_list, "$dict": _decode_dict}
+
+
+def _decode_reference(key: str, payload: Any, resolve: Callable[[str, Any], Any] | None,
+                      decode: Callable[[Any], Any]) -> Any:
+    if resolve is None:
+        raise ProtocolError(f"unexpected reference {key}")
+    return resolve(key, payload if key == "$fn" else decode(payload))
 
 
 def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None = None, depth: int = 0) -> Any:
@@ -148,42 +205,23 @@ def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None 
         raise ProtocolError("nested too deeply")
     if tree is None or type(tree) in (bool, int, float, str):
         return tree
+
+    def decode(v: Any) -> Any:
+        return from_tree(v, blobs, resolve, depth + 1)
+
     if type(tree) is list:
-        return tuple(from_tree(v, blobs, resolve, depth + 1) for v in tree)
+        return tuple(decode(v) for v in tree)
     if type(tree) is not dict:
         raise ProtocolError(f"unexpected JSON value {type(tree).__name__}")
     if len(tree) == 1:
         (key, payload), = tree.items()
-        if key == "$npy":
-            if type(payload) is not int or not 0 <= payload < len(blobs):
-                raise ProtocolError("bad array reference")
-            return _npy_array(blobs[payload])
-        if key == "$float":
-            if payload not in ("nan", "inf", "-inf"):
-                raise ProtocolError("bad float")
-            return float(payload)
-        if key == "$list":
-            if type(payload) is not list:
-                raise ProtocolError("bad list")
-            return [from_tree(v, blobs, resolve, depth + 1) for v in payload]
-        if key == "$dict":
-            if type(payload) is not list or not all(type(p) is list and len(p) == 2 for p in payload):
-                raise ProtocolError("bad dict")
-            out = {}
-            for k, v in payload:
-                k = from_tree(k, blobs, resolve, depth + 1)
-                try:
-                    out[k] = from_tree(v, blobs, resolve, depth + 1)
-                except TypeError:
-                    raise ProtocolError("unhashable dict key") from None
-            return out
+        if key in _TAGGED:
+            return _TAGGED[key](payload, blobs, decode)
         if key in ("$fn", "$module"):
-            if resolve is None:
-                raise ProtocolError(f"unexpected reference {key}")
-            return resolve(key, payload if key == "$fn" else from_tree(payload, blobs, resolve, depth + 1))
+            return _decode_reference(key, payload, resolve, decode)
     if any(k.startswith("$") for k in tree):
         raise ProtocolError("unknown tagged value")
-    return {k: from_tree(v, blobs, resolve, depth + 1) for k, v in tree.items()}
+    return {k: decode(v) for k, v in tree.items()}
 
 
 def pack(message: dict, default: Callable[[Any], Any] | None = None) -> bytes:
