@@ -143,3 +143,40 @@ def test_a_student_model_padded_by_1100_is_refused_before_it_runs():
                                    torch.nn.Flatten())
 
     assert_fails("fuse_sequential", fuse_sequential, "layer output")
+
+
+def _frame_writer(name: str, frame_code: str) -> str:
+    """An answer that writes a hand-made frame on the worker's reply channel, then waits to be read."""
+    return f'''def {name}(*args):
+    import gc
+    import struct
+    import sys
+    import time
+    worker = next(o for o in gc.get_objects() if type(o).__name__ == "Worker")
+    protocol = sys.modules.get("protocol") or sys.modules["autograder.isolation.protocol"]
+{frame_code}
+    protocol.write_all(worker.fd_out, struct.pack(">4sI", b"CVL1", len(header)) + header + blob)
+    time.sleep(30)
+'''
+
+
+DEEP_JSON = '''    header = b'{"m": ' + b"[" * 200000 + b"]" * 200000 + b', "b": []}'
+    blob = b""'''
+HUGE_NPY = '''    text = "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 100000000000000000000), }"
+    text += " " * ((64 - (10 + len(text) + 1) % 64) % 64) + "\\n"
+    blob = b"\\x93NUMPY\\x01\\x00" + struct.pack("<H", len(text)) + text.encode()
+    header = ('{"m": {"value": {"$npy": 0}, "re": "%s"}, "b": [%d]}' % (worker.request_id, len(blob))).encode()'''
+
+
+def test_hostile_frames_from_the_sandbox_cost_only_the_exercise_that_sent_them(tmp_path):
+    from autograder.isolation.grader import grade
+
+    answers = {"convolve2d": _frame_writer("convolve2d", DEEP_JSON),
+               "sobel_magnitude": _frame_writer("sobel_magnitude", HUGE_NPY)}
+    nb = support.write(support.submission(answers), tmp_path / "nb.ipynb")
+    result = grade([nb], support.options())
+    texts = {ex.parts[0].name: ex.text for ex in result.notebooks[0].exercises}
+    scores = {p.name: p.score for _, p in result.parts}
+    assert not result.grader_failed, result.notebooks[0].grader_errors
+    assert scores == {"corr2d": 3, "convolve2d": 0, "sobel_magnitude": 0}, texts
+    assert "malformed header" in texts["convolve2d"] and "impossible shape" in texts["sobel_magnitude"], texts
