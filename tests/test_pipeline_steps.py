@@ -248,3 +248,69 @@ def test_the_speed_part_times_fresh_inputs_so_a_cache_earns_nothing():
     bad = speed.grade(local_answer(memoised), {})
     assert good.score == good.max_score, good.output
     assert bad.score == 0 and "the timed result is wrong" in bad.output, bad.output
+
+
+# ------------------------------------------------------------------------------------------ the grader's steps
+
+def _options():
+    from autograder.isolation.grader import Options
+
+    return Options(seed=5, case_factor=1)
+
+
+def test_prepare_reads_recognises_and_builds(tmp_path):
+    from autograder.isolation.grader import prepare
+
+    good = support.write(support.submission(), tmp_path / "homework.ipynb")
+    prepared = prepare(good, _options())
+    assert prepared.assignment == support.A01 and prepared.problem is None
+    assert [e.name for e in prepared.exercises] == list(support.EXERCISES_01)
+    assert set(prepared.program.answers) == set(support.EXERCISES_01)
+    r_kernel = support.submission()
+    r_kernel["metadata"]["kernelspec"] = {"name": "ir", "display_name": "R", "language": "R"}
+    prepared = prepare(support.write(r_kernel, tmp_path / support.A01 / "x.ipynb"), _options())
+    assert prepared.program is None and "R kernel" in prepared.problem and prepared.exercises
+    (tmp_path / "junk.ipynb").write_bytes(b"\xff\xfe\x00")
+    prepared = prepare(tmp_path / "junk.ipynb", _options())
+    assert prepared.assignment is None and not prepared.exercises and "not UTF-8" in prepared.problem
+
+
+def test_a_notebook_that_never_reaches_the_sandbox_lists_every_exercise(tmp_path):
+    from autograder.isolation.grader import grade_notebook
+
+    (tmp_path / f"{support.A01}.ipynb").write_text("{")
+    result = grade_notebook(tmp_path / f"{support.A01}.ipynb", _options(), 5, "reduced")
+    assert [ex.exercise for ex in result.exercises] == list(support.EXERCISES_01)
+    assert result.score == 0 and "invalid JSON" in result.notes[0] and not result.grader_errors
+
+
+def test_pairing_keeps_the_first_answer_and_anchors_added_cells():
+    kinds = {"setup": "instructor", "corr2d": "answer", "test_corr2d": "test"}
+
+    def cell(src, gid=None):
+        meta = {"nbgrader": {"grade_id": gid}} if gid else {}
+        return {"cell_type": "code", "source": src, "metadata": meta}
+
+    nb = {"cells": [cell("a = 1"), cell("import os", "setup"), cell("def corr2d(): pass", "corr2d"),
+                    cell("hacked = 1", "test_corr2d"), cell("def corr2d(): return 2", "corr2d"), cell("b = 2"),
+                    "not a cell"]}
+    pairing = submission.pair_cells(nb, kinds)
+    assert pairing.answers == {"corr2d": "def corr2d(): pass"}
+    assert pairing.added == {None: [("added cell 1", "a = 1")],
+                             "test_corr2d": [("added cell 2", "def corr2d(): return 2"), ("added cell 3", "b = 2")]}
+    assert any("appears 2 times" in n for n in pairing.notes) and any("malformed" in n for n in pairing.notes)
+
+
+def test_batch_steps_choose_the_seed_and_plan_the_work(tmp_path):
+    from autograder.isolation import batch
+
+    opts = _options()
+    assert batch.choose_seed(opts, {"seed": 9}) == (5, False)
+    opts.seed = None
+    assert batch.choose_seed(opts, {"seed": 9}) == (9, True)
+    assert batch.choose_seed(opts, {})[1] is False
+    nb = support.write(support.submission(), tmp_path / "in" / "ann" / support.A01 / "nb.ipynb")
+    jobs = batch.discover(tmp_path / "in")
+    assert [(j.student, j.assignment, j.notebooks) for j in jobs] == [("ann", support.A01, [nb])]
+    todo, reused = batch.plan(jobs, tmp_path / "out", "settings", fresh=False)
+    assert [job for job, _ in todo] == jobs and reused == 0
