@@ -7,8 +7,9 @@
 The speed part of ``conv2d_im2col`` (report line ``conv2d_im2col: speed``) times the answer by wall clock around
 the answer proxy, on the grader's side (a time reported by student code is never used), against
 ``F.conv2d`` in float32 on **one** CPU thread, on a fixed shape (:data:`SPEED_SHAPE`: a 256 x 256 greyscale
-image through a pair of 3x3 filters), both measured in the same run, interleaved, best of several runs. The part
-is awarded when the ratio is at most :data:`SPEED_BOUND`. Why these choices (measured on a shared 2-core machine,
+image through a pair of 3x3 filters), both measured in the same run, interleaved, best of several runs, each run
+on a fresh random input whose result is checked (a cache of earlier results earns nothing). The part is awarded
+when the ratio is at most :data:`SPEED_BOUND`. Why these choices (measured on a shared 2-core machine,
 quiet and with one core taken by a runaway process, answers called through ``local_answer`` so that the argument
 and result copies are included; "a-b" is the range over repeated gradings, both conditions together; on the quiet
 machine alone, vectorised answers measured 1-10x and the pixel loop 200-380x):

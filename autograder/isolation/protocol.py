@@ -32,6 +32,9 @@ import numpy as np
 MAGIC = b"CVL1"
 MAX_HEADER = 16 << 20
 DEFAULT_MAX_BYTES = 512 << 20
+#: the most one reply from the sandbox may carry: one call's result (the largest answer of the course is ~2 MB),
+#: so that hostile replies cannot make the grader allocate much
+MAX_REPLY_BYTES = 64 << 20
 ARRAY_KINDS = "biuf"
 #: an array's dimensions and element count, whatever its payload says (a header may claim shape (0, 10**20))
 MAX_DIM, MAX_NDIM = 1 << 31, 32
@@ -295,7 +298,7 @@ class Channel:
     and every incoming message bounded in size. A misbehaving peer can waste time until the deadline, never
     block the grader or make it allocate more than ``max_bytes``."""
 
-    def __init__(self, read_fd: int, write_fd: int, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, read_fd: int, write_fd: int, max_bytes: int = MAX_REPLY_BYTES):
         self.read_fd, self.write_fd, self.max_bytes = read_fd, write_fd, max_bytes
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
