@@ -75,11 +75,12 @@ def test_a_class_of_malformed_notebooks_killed_and_resumed(tmp_path):
     tmp.mkdir()
     students = _malformed_class(submitted)
     first = _batch(submitted, out, tmp)
-    assert support.wait_until(lambda: any(tmp.glob("convlab-run-*/convlab-sandbox-*")), timeout=240), \
-        first.communicate(timeout=5)
+    graded_one = out / "bom" / f"{support.A01}.json"        # then cells4000 runs: kill it in the middle
+    assert support.wait_until(lambda: graded_one.is_file(), timeout=240), first.communicate(timeout=5)
     os.kill(first.pid, signal.SIGKILL)                 # the batch process only, as `kill -9 PID` would
     first.wait(timeout=30)
     time.sleep(1.0)
+    assert not (out / "grades.csv").exists()          # killed before the end
     assert any(p.name.startswith("convlab-run-") for p in tmp.iterdir())   # a killed run cannot clean up...
     second = _batch(submitted, out, tmp)
     stdout, stderr = second.communicate(timeout=600)
