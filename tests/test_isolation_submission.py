@@ -107,6 +107,8 @@ def test_magics_are_removed_as_ipython_parses_them():
     continued = "def f(a, b):\n    return (a\n% b)\n"          # a continuation line, not a magic
     assert submission.strip_magics(continued) == (continued, False)
     assert submission.strip_magics("y = 5 % 3\n") == ("y = 5 % 3\n", False)
+    in_a_string = "s = '''\n%not a magic\n!nor this\n'''\n"
+    assert submission.strip_magics(in_a_string) == (in_a_string, False)
     assert submission.strip_magics("%%bash\nrm -rf /\n")[0] is None
     assert submission.strip_magics("%%time\ny = 2\n")[0] == "y = 2\n"
 
