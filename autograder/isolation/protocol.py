@@ -13,6 +13,10 @@ A frame is ``MAGIC | u32 header length | header JSON | blob 0 | blob 1 | ...``; 
 - ``{"$float": "nan" | "inf" | "-inf"}`` a non-finite float;
 - ``{"$fn": "module:name"}`` and ``{"$module": tree}`` are references the receiving side resolves (a test
   function passed as an argument, an ``nn.Module`` encoded as plain data); a side without a resolver rejects them.
+
+A request carries ``"id"`` (:func:`new_id`) and its replies ``"re"``; :meth:`Channel.receive_reply` reads only
+replies to the requests it names. Parsing never raises anything but :class:`ProtocolError` (JSON nested too deeply,
+an array header claiming an impossible shape, a truncated payload).
 """
 from __future__ import annotations
 

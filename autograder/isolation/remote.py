@@ -10,6 +10,11 @@ nothing an answer does (global state, threads, ``sys.exit``, ``os._exit``, a cra
 hangs past its limit or kills its process costs the rest of that exercise only (later calls fail at once with the
 reason; the next exercise gets a fresh process). The cases of the correctness check are sent in one batch and
 their replies read one by one, each under the per-call limit.
+
+Every request carries a fresh random id and every reply must echo it (``"re"``, and ``"i"`` for each reply of a
+batch): a frame written before its request existed (a forged "joined", replies queued for a later exercise) is
+skipped, and whatever is left in the pipe is drained between exercises, so no exercise reads what another wrote.
+Any malformed frame is a :class:`~.protocol.ProtocolError` that costs the exercise that received it.
 """
 from __future__ import annotations
 
