@@ -50,6 +50,15 @@ def describe() -> str:
     return f"student code ran as the unprivileged user {user.pw_name!r}, {net}"
 
 
+def _traversable(run_folder: str) -> None:
+    """Let the user pass through (not list) the grading run's scratch folder, which holds its work folder and the
+    sandbox layout under random names (:mod:`.scratch`); nothing above it is changed."""
+    from .scratch import RUN_PREFIX
+
+    if os.path.basename(run_folder).startswith(RUN_PREFIX):
+        os.chmod(run_folder, os.stat(run_folder).st_mode | 0o001)
+
+
 def wrap(command: list[str], workdir: str | None) -> list[str]:
     """``command`` run as the sandbox user (and without network), ``workdir`` handed to that user."""
     user = sandbox_user()
@@ -59,6 +68,7 @@ def wrap(command: list[str], workdir: str | None) -> list[str]:
         for folder, dirs, files in os.walk(workdir):
             for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
                 os.chown(name, user.pw_uid, user.pw_gid)
+        _traversable(os.path.dirname(os.path.abspath(workdir)))
     drop = ["setpriv", "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid), "--clear-groups",
             "--no-new-privs", "--"]
     net = ["unshare", "-n", "--"] if network_namespace_allowed() else []
