@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from .. import registry
 from ..cases import Case, hidden_cases, visible_cases
+from ..attribution import attribute_report
 from ..engine import ExerciseResult, PartResult, grade_exercise
 from ..forbidden import scan_source
 from ..seeds import fresh_seed
@@ -290,6 +291,7 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
                     note = f"{cell} raised {error}"
                     if note not in result.notes:
                         result.notes.append(note)
+    attribute_report(by_name, {name: cell.source for name, cell in program.answers.items() if cell is not None})
     result.exercises = [by_name[ex.name] for ex in exercises]
     for cell in program.student_cells:
         if cell.kind == "added":
