@@ -4,7 +4,8 @@ reads only what the assignment is about. Nothing here is graded, and nothing her
 - :mod:`.grids`: small arrays as grids of numbers, feature-map galleries, image shrinking;
 - :mod:`.windows`: the 1-D windows of a convolution or pooling layer (counts taken from PyTorch itself);
 - :mod:`.im2col`: the im2col matrix beside the windows it is made of;
-- :mod:`.attach`: key figures rendered to PNG and embedded in markdown cells, for static viewers.
+- :mod:`.keyfigures` and :mod:`.attach`: key figures, drawn from NumPy and PyTorch only, rendered to PNG and
+  embedded in markdown cells for static viewers.
 """
 from .grids import draw_matrix, show_maps, shrink
 from .im2col import draw_im2col

@@ -44,5 +44,6 @@ def draw_im2col(x: np.ndarray, kh: int, kw: int):
         for r in range(cols.shape[0]):
             axes[c].texts[r * cols.shape[1] + p].set_color(color)
         axes[c].text(p + 0.5, -0.35, f"p={p}", ha="center", va="bottom", color=color, fontsize=10)
+    axes[c].set_title(axes[c].get_title(), pad=22)
     fig.tight_layout()
     return fig
