@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import types
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from .engine import ExerciseResult, PartResult
 
@@ -73,14 +73,15 @@ def blame_helper(result: ExerciseResult, helper: str, helper_part: PartResult) -
     return result
 
 
-def attribute_report(results: dict[str, ExerciseResult], sources: dict[str, str]) -> None:
+def attribute_report(results: dict[str, ExerciseResult], answers: Mapping[str, Any]) -> None:
     """The isolated grader's counterpart of the notebook check's blame: each failing exercise whose answer cell
-    (``sources``: exercise -> source) uses another exercise's function that failed its own grading is led by the
-    helper's name. ``results`` is updated in place; scores are unchanged."""
+    (``answers``: exercise -> a cell with ``.source``, or the source text) uses another exercise's function that
+    failed its own grading is led by the helper's name. ``results`` is updated in place; scores are unchanged."""
     for name, result in results.items():
         if not any(failed(p) for p in result.parts):
             continue
-        for helper in helpers_in_source(sources.get(name, ""), [n for n in results if n != name]):
+        source = getattr(answers.get(name), "source", answers.get(name)) or ""
+        for helper in helpers_in_source(source, [n for n in results if n != name]):
             if results[helper].parts and failed(results[helper].parts[0]):
                 blame_helper(result, helper, results[helper].parts[0])
                 break

@@ -119,6 +119,11 @@ def _compare_arrays(expected: np.ndarray, got: np.ndarray, rel_floor: float) -> 
                           f"tolerance {atol:.2g} for {got.dtype})", details, worst)
 
 
+def _not_an_array(expected: np.ndarray, got: Any) -> Verdict:
+    advice = " (np.array(...) turns it into one)" if isinstance(got, PlainList) else ""
+    return Verdict(False, f"expected an array of shape {expected.shape}, got {describe_value(got)}{advice}")
+
+
 def compare(expected: Any, got: Any, rel_floor: float = 0.0, names: tuple = ()) -> Verdict:
     """Compare plain ``got`` with plain ``expected`` (both as produced by :func:`to_plain` / the oracle)."""
     if isinstance(expected, tuple):
@@ -148,8 +153,7 @@ def compare(expected: Any, got: Any, rel_floor: float = 0.0, names: tuple = ()) 
             Verdict(False, f"the answer is {got}")
     if isinstance(expected, np.ndarray):
         if not isinstance(got, np.ndarray):
-            advice = " (np.array(...) turns it into one)" if isinstance(got, PlainList) else ""
-            return Verdict(False, f"expected an array of shape {expected.shape}, got {describe_value(got)}{advice}")
+            return _not_an_array(expected, got)
         return _compare_arrays(expected, got, rel_floor)
     if isinstance(expected, str):
         if not isinstance(got, str) or got != expected:

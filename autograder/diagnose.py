@@ -73,11 +73,8 @@ def generic_hint(expected: Any, got: Any, assignment: str = "") -> str | None:
         return None
     if got.shape != expected.shape:
         return _shape_hint(expected, got, assignment)
-    integer = _integer_output_hint(expected, got)
-    if integer:
-        return integer
     if got.dtype.kind != "f" or not np.all(np.isfinite(got)) or expected.size <= 1:
-        return None  # a single value matches any scale or offset pattern: no hint is better than a wrong one
+        return _integer_output_hint(expected, got)  # a single value matches any scale or offset pattern: no hint is better than a wrong one
     g = got.astype(np.float64)
     scale = max(1e-12, float(np.max(np.abs(expected))))
     close = lambda a, b: float(np.max(np.abs(a - b))) <= 1e-5 * max(scale, 1.0)  # noqa: E731

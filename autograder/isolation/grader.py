@@ -291,7 +291,7 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
                     note = f"{cell} raised {error}"
                     if note not in result.notes:
                         result.notes.append(note)
-    attribute_report(by_name, {name: cell.source for name, cell in program.answers.items() if cell is not None})
+    attribute_report(by_name, program.answers)
     result.exercises = [by_name[ex.name] for ex in exercises]
     for cell in program.student_cells:
         if cell.kind == "added":
