@@ -201,3 +201,15 @@ def test_the_isolated_report_blames_a_failing_helper_too():
     text = results["sobel_magnitude"].text
     assert "Real cause: sobel_magnitude calls your `corr2d`" in text and results["sobel_magnitude"].score == 0
     assert "Real cause" not in results["corr2d"].text
+
+
+def test_a_list_stays_a_list_across_the_sandbox_boundary(monkeypatch):
+    """The isolated path: the worker keeps a list a list, the protocol carries it, the grader calls it a list."""
+    from autograder.compare import describe_value
+    from autograder.isolation import protocol, worker
+
+    monkeypatch.setattr(worker, "protocol", protocol)      # what the worker imports when it starts in the sandbox
+    blobs: list = []
+    tree = protocol.to_tree(worker.to_plain([np.zeros(2), 1.5]), blobs)
+    value = to_plain(protocol.from_tree(tree, blobs))
+    assert describe_value(value) == "list of 2" and compare((np.zeros(2), 1.5), value)
