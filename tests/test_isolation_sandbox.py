@@ -50,23 +50,31 @@ def test_the_repository_and_the_course_are_invisible(tmp_path):
 
 
 @needs_bwrap
-def test_filesystem_is_read_only_except_private_tmp():
+def test_filesystem_is_read_only_and_no_file_holds_data():
+    """Only the working directory is writable, and (file size limit 0) nothing written there holds a byte: no
+    library can be written and loaded, no tmpfs can fill up (``/dev/shm`` and ``/tmp`` included)."""
     out, err = run('''
-import os, tempfile
+import os
 checks = {}
-for target in ("/usr/evil", "/opt/convlab/evil", os.path.join(os.__file__ + ".evil")):
+for target in ("/usr/evil", "/opt/convlab/evil", os.__file__ + ".evil", "/tmp/scratch", "/dev/shm/x", "/evil",
+               "/proc/self/mem"):
     try:
-        open(target, "w").write("x")
+        with open(target, "r+b" if target.startswith("/proc") else "wb") as fh:
+            fh.write(b"x")
         checks[target] = "written"
     except OSError as e:
         checks[target] = type(e).__name__
-open("mine.txt", "w").write("ok")
-open("/tmp/scratch", "w").write("ok")
-print(sorted(set(checks.values())), open("mine.txt").read(), os.getuid())
+os.mkdir("folder")
+fd = os.open("folder/mine.txt", os.O_WRONLY | os.O_CREAT)
+try:
+    os.write(fd, b"ok")
+except OSError as e:
+    print("no data:", e.errno)
+print(sorted(set(checks.values())), os.path.getsize("folder/mine.txt"), os.getuid() != 0)
 ''')
-    assert err is None
-    assert out.startswith("['OSError']") or out.startswith("['PermissionError']") or "written" not in out
-    assert "ok" in out
+    assert err is None, err
+    assert "written" not in out and "no data: 27" in out  # EFBIG
+    assert out.strip().endswith("0 True")
 
 
 @needs_bwrap

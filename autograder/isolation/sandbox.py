@@ -33,27 +33,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import stubs
-from .protocol import Channel
+from . import seccomp, stubs
+from .budget import Limits, running_as_root, sandbox_uid
+from .protocol import Channel, pack, unpack
 
 SANDBOX_ROOT = "/opt/convlab"   # where the layout appears inside the bwrap sandbox
 WORKDIR = "/home/student"        # the private working directory inside the bwrap sandbox
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one sandbox. Times are wall-clock seconds unless named cpu."""
-
-    memory_bytes: int = 2 << 30
-    cpu_seconds: int = 900
-    file_bytes: int = 64 << 20
-    open_files: int = 256
-    tmp_bytes: int = 256 << 20
-    output_bytes: int = 64 << 10
-    startup_timeout: float = 30.0
-
-    def argv(self) -> list[str]:
-        return ["--limits", f"{self.memory_bytes},{self.cpu_seconds},{self.file_bytes},{self.open_files}"]
 
 
 # ------------------------------------------------------------------------------------------ detection
@@ -86,7 +71,7 @@ def bwrap_works() -> tuple[bool, str]:
         _BWRAP_STATE.update(ok=False, why="bubblewrap (bwrap) is not installed")
         return False, str(_BWRAP_STATE["why"])
     last = ""
-    for userns in (["--unshare-user", "--disable-userns"], ["--unshare-user"], []):
+    for userns in _namespace_variants():
         cmd = [exe, *userns, "--unshare-pid", "--unshare-net", "--die-with-parent", *_system_binds(),
                "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"]
         try:
@@ -100,6 +85,16 @@ def bwrap_works() -> tuple[bool, str]:
         last = r.stderr.decode(errors="replace").strip()[:200]
     _BWRAP_STATE.update(ok=False, why=f"bubblewrap cannot start a sandbox here ({last})")
     return False, str(_BWRAP_STATE["why"])
+
+
+#: as root, bubblewrap runs without a user namespace and keeps only what the worker needs to drop to a user id of
+#: its own (so that RLIMIT_NPROC binds, which it never does for root); otherwise it runs in a user namespace
+_DROP_TO_SANDBOX_USER = ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+
+
+def _namespace_variants() -> list[list[str]]:
+    userns = [["--unshare-user", "--disable-userns"], ["--unshare-user"]]
+    return [_DROP_TO_SANDBOX_USER, *userns] if running_as_root() else [*userns, []]
 
 
 def _system_binds() -> list[str]:
@@ -292,6 +287,7 @@ def _bwrap_mounts(layout: stubs.Layout, profile: str) -> list[str]:
     if key in _MOUNTS:
         return _MOUNTS[key]
     args = _system_binds()
+    args += _parent_dirs(python_roots() + site_dirs() + [SANDBOX_ROOT])
     for root in python_roots():
         args += ["--ro-bind", root, root]
     for d in site_dirs():
@@ -307,33 +303,77 @@ def _bwrap_mounts(layout: stubs.Layout, profile: str) -> list[str]:
     return args
 
 
-def _bwrap_command(layout: stubs.Layout, profile: str, limits: Limits, fds: tuple[int, int]) -> list[str]:
-    exe = str(_BWRAP_STATE.get("exe") or shutil.which("bwrap"))
-    args = [exe, *list(_BWRAP_STATE.get("userns") or []), "--unshare-pid", "--unshare-net", "--unshare-ipc",
-            "--unshare-uts", "--hostname", "sandbox", "--die-with-parent", "--new-session"]
-    # the private tmpfs mounts come first: a bind that follows may live under /tmp (a checkout and its .venv
-    # in /tmp, as on CI machines) and must stay visible on top of them, not be shadowed by them
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
-             "--size", str(limits.tmp_bytes), "--tmpfs", WORKDIR]
-    args += _bwrap_mounts(layout, profile)
-    args += ["--chdir", WORKDIR, "--clearenv"]
-    for key, value in _environment(f"{SANDBOX_ROOT}/datasets" if layout.datasets else "", WORKDIR, "/tmp").items():
-        args += ["--setenv", key, value]
-    path = os.pathsep.join([f"{SANDBOX_ROOT}/stub", *site_dirs()])
-    args += ["--", python_executable(), "-I", "-S", "-B", f"{SANDBOX_ROOT}/lib/worker.py",
-             "--in", str(fds[0]), "--out", str(fds[1]), "--path", path, *limits.argv()]
+def _parent_dirs(targets: list[str]) -> list[str]:
+    """``--dir`` for every missing ancestor of the bind targets, world-readable (bubblewrap would copy the host's
+    modes, and a private ``/root`` would hide a Python installed under it from the sandbox's own user)."""
+    made: list[str] = []
+    for target in targets:
+        parts = Path(target).parts[1:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/" + "/".join(parts[:i])
+            if d not in made and d not in ("/usr", "/tmp", "/proc", "/dev") and not os.path.islink(d):
+                made.append(d)
+    args: list[str] = []
+    for d in made:
+        args += ["--perms", "0755", "--dir", d]
     return args
 
 
-def _environment(datasets: str, home: str, tmp: str) -> dict[str, str]:
+def _bwrap_command(layout: stubs.Layout, profile: str, limits: Limits, fds: tuple[int, ...]) -> list[str]:
+    """The bubblewrap command line; ``fds`` are the request and reply pipes and the seccomp program's pipe."""
+    bwrap_works()  # which variant works here (probed once)
+    exe = str(_BWRAP_STATE.get("exe") or shutil.which("bwrap"))
+    variant = list(_BWRAP_STATE.get("userns") or [])
+    args = [exe, *variant, "--unshare-pid", "--unshare-net", "--unshare-ipc",
+            "--unshare-uts", "--hostname", "sandbox", "--die-with-parent", "--new-session"]
+    # /tmp comes first: a bind that follows may live under /tmp (a checkout and its .venv in /tmp, as on CI
+    # machines) and must stay visible on top of it, not be shadowed by it
+    args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/dev/null", "/dev/zero",
+             "--size", str(64 << 10), "--tmpfs", "/tmp", "--dir", WORKDIR]
+    args += _bwrap_mounts(layout, profile)
+    # everything so far read-only (the root, /dev and its shm, /proc and /proc/self/mem, /tmp); then the one
+    # writable place, sized: the working directory
+    args += ["--remount-ro", "/", "--size", str(limits.tmp_bytes), "--perms", "0777", "--tmpfs", WORKDIR]
+    if len(fds) > 2:
+        args += ["--seccomp", str(fds[2])]
+    args += ["--chdir", WORKDIR, "--clearenv"]
+    for key, value in _environment(f"{SANDBOX_ROOT}/datasets" if layout.datasets else "", WORKDIR).items():
+        args += ["--setenv", key, value]
+    path = os.pathsep.join([f"{SANDBOX_ROOT}/stub", *site_dirs()])
+    args += ["--", python_executable(), "-I", "-S", "-B", f"{SANDBOX_ROOT}/lib/worker.py",
+             "--in", str(fds[0]), "--out", str(fds[1]), "--path", path, *limits.argv(), *limits.tasks_argv()]
+    if variant == _DROP_TO_SANDBOX_USER:
+        args += ["--uid", str(sandbox_uid())]
+    return args
+
+
+#: what bubblewrap itself is started with: nothing of the grader's environment (bubblewrap stays the sandbox's
+#: pid 1, and every process inside can read its /proc/1/environ)
+BWRAP_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def _seccomp_pipe() -> int | None:
+    """A pipe holding the seccomp program, for ``--seccomp`` (its read end), or None without a program."""
+    program = seccomp.program()
+    if program is None:
+        return None
+    r, w = os.pipe()
+    try:
+        os.write(w, program)  # a few hundred bytes: far below a pipe's capacity
+    finally:
+        os.close(w)
+    return r
+
+
+def _environment(datasets: str, home: str) -> dict[str, str]:
+    """The worker's whole environment (nothing is inherited from the grader)."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": home,
-        "TMPDIR": tmp,
+        "TMPDIR": home,
         "LANG": "C.UTF-8",
         "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": os.path.join(tmp, "matplotlib"),
+        "MPLCONFIGDIR": os.path.join(home, ".matplotlib"),
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
@@ -354,10 +394,12 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
     out_r, out_w = os.pipe()
     token = os.urandom(12).hex().encode()
     workdir = None
+    filter_fd = _seccomp_pipe() if mode == "bwrap" else None
+    inherited = (req_r, rep_w) + ((filter_fd,) if filter_fd is not None else ())
     try:
         if mode == "bwrap":
-            cmd = _bwrap_command(layout, profile, limits, (req_r, rep_w))
-            env = None
+            cmd = _bwrap_command(layout, profile, limits, inherited)
+            env = dict(BWRAP_ENVIRONMENT)
             cwd = None
             block: list[str] = []
         else:
@@ -366,14 +408,14 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
             path = os.pathsep.join([str(layout.root / "stub"), *site_dirs()])
             cmd = [python_executable(), "-I", "-S", "-B", str(layout.root / "lib" / "worker.py"), "--shim",
                    "--in", str(req_r), "--out", str(rep_w), "--path", path, *limits.argv()]
-            env = _environment(str(layout.datasets or ""), workdir, os.path.join(workdir, "tmp"))
+            env = _environment(str(layout.datasets or ""), workdir)
             env["CONVLAB_SANDBOX_TOKEN"] = token.decode()
             cwd = workdir
             block = [m for m in stubs.hidden_modules(profile) if m != "autograder"] + ["__editable__"]
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, cwd=cwd, env=env,
-                                   pass_fds=(req_r, rep_w), start_new_session=True, close_fds=True)
+                                   pass_fds=inherited, start_new_session=True, close_fds=True)
     finally:
-        for fd in (req_r, rep_w, out_w):
+        for fd in (*inherited, out_w):
             os.close(fd)
     if mode == "reduced":
         token_line = b"CONVLAB_SANDBOX_TOKEN=" + token
@@ -384,13 +426,9 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
     _LIVE.add(process)
     box._drain = threading.Thread(target=_drain_output, args=(out_r, box, limits.output_bytes), daemon=True)
     box._drain.start()
-    from .protocol import pack
-
     try:
         deadline = time.monotonic() + limits.startup_timeout
         box.channel.send(pack({"op": "hello", "block": block}), deadline)
-        from .protocol import unpack
-
         reply = unpack(*box.channel.receive(deadline))
         if not reply.get("ok"):
             raise RuntimeError(str(reply.get("error")))

@@ -499,13 +499,14 @@ def _shim() -> None:
 
 
 def apply_limits(spec: str) -> None:
-    """Address space, CPU seconds, file size, open files; no core dumps. Set before any student code exists."""
+    """Private memory, address space, CPU seconds, file size, open files; no core dumps. Set before any student
+    code exists (the budget behind these numbers: ``budget.py``)."""
     import resource
 
-    memory, cpu, fsize, nofile = (int(v) for v in spec.split(","))
-    wanted = [(resource.RLIMIT_AS, memory, memory), (resource.RLIMIT_CPU, cpu, cpu + 5),
-              (resource.RLIMIT_FSIZE, fsize, fsize), (resource.RLIMIT_NOFILE, nofile, nofile),
-              (resource.RLIMIT_CORE, 0, 0)]
+    data, memory, cpu, fsize, nofile = (int(v) for v in spec.split(","))
+    wanted = [(resource.RLIMIT_DATA, data, data), (resource.RLIMIT_AS, memory, memory),
+              (resource.RLIMIT_CPU, cpu, cpu + 5), (resource.RLIMIT_FSIZE, fsize, fsize),
+              (resource.RLIMIT_NOFILE, nofile, nofile), (resource.RLIMIT_CORE, 0, 0)]
     for res, soft, hard in wanted:
         _, cur_hard = resource.getrlimit(res)
         if cur_hard != resource.RLIM_INFINITY:
@@ -513,10 +514,46 @@ def apply_limits(spec: str) -> None:
         resource.setrlimit(res, (soft, hard))
 
 
+def become(uid: int) -> None:
+    """Drop from root (bubblewrap without a user namespace) to the sandbox's own user: no capabilities are left,
+    and RLIMIT_NPROC, which never binds root, now binds."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+
+
+def _tasks_of(uid: int) -> int:
+    """Tasks (threads included) of ``uid`` that this process can see (the sandbox's pid namespace)."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid:
+                count += int(fields["Threads"])
+        except (OSError, KeyError, ValueError, IndexError):
+            continue
+    return count
+
+
+def limit_tasks(room: int) -> None:
+    """RLIMIT_NPROC: the tasks this user has now, plus ``room`` (the exercise child, a spare)."""
+    import resource
+
+    cap = _tasks_of(os.getuid()) + room
+    resource.setrlimit(resource.RLIMIT_NPROC, (cap, cap))
+
+
 def main(argv: list) -> None:
     fd_in, fd_out = int(argv[argv.index("--in") + 1]), int(argv[argv.index("--out") + 1])
     if "--limits" in argv:
         apply_limits(argv[argv.index("--limits") + 1])
+    if "--uid" in argv:
+        become(int(argv[argv.index("--uid") + 1]))
+    if "--tasks" in argv:
+        limit_tasks(int(argv[argv.index("--tasks") + 1]))
     if "--path" in argv:
         for path in argv[argv.index("--path") + 1].split(os.pathsep):
             if path and path not in sys.path:
