@@ -23,10 +23,8 @@ import atexit
 import os
 import shutil
 import signal
-import site
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -34,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import seccomp, stubs
+from .interpreter import python_executable, python_roots, site_dirs, site_like_dirs
 from .budget import Limits, running_as_root, sandbox_uid
 from .protocol import Channel, pack, unpack
 
@@ -109,51 +108,6 @@ def _system_binds() -> list[str]:
         if os.path.exists(name):
             args += ["--ro-bind", name, name]
     return args
-
-
-# ------------------------------------------------------------------------------------------ python layout
-
-def python_executable() -> str:
-    return os.path.realpath(sys.executable)
-
-
-def site_dirs() -> list[str]:
-    """The site-packages directories of this interpreter (the worker sees the same packages, minus the hidden)."""
-    dirs = []
-    for d in site.getsitepackages() + [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]:
-        d = os.path.realpath(d)
-        if os.path.isdir(d) and d not in dirs:
-            dirs.append(d)
-    return dirs
-
-
-def python_roots() -> list[str]:
-    """Directories to bind so that the interpreter and its standard library work (outside /usr)."""
-    roots = []
-    for d in (sys.base_prefix, sys.base_exec_prefix, os.path.dirname(os.path.dirname(python_executable()))):
-        d = os.path.realpath(d)
-        if not d.startswith("/usr/") and d != "/usr" and d not in roots and os.path.isdir(d):
-            roots.append(d)
-    return roots
-
-
-def all_site_like_dirs() -> list[str]:
-    """Every site-packages or dist-packages directory visible inside the sandbox (to hide modules in all)."""
-    found = list(site_dirs())
-    for root in python_roots() + ["/usr", "/usr/local"]:
-        for sub in ("lib", "lib64"):
-            base = Path(root) / sub
-            if not base.is_dir():
-                continue
-            for py in base.glob("python3*"):
-                for name in ("site-packages", "dist-packages"):
-                    d = os.path.realpath(py / name)
-                    if os.path.isdir(d) and d not in found:
-                        found.append(d)
-    for d in Path("/usr/lib/python3").glob("dist-packages"):
-        if os.path.realpath(d) not in found:
-            found.append(os.path.realpath(d))
-    return found
 
 
 # ------------------------------------------------------------------------------------------ processes
@@ -293,7 +247,7 @@ def _bwrap_mounts(layout: stubs.Layout, profile: str) -> list[str]:
     for d in site_dirs():
         args += ["--ro-bind", d, d]
     visible = python_roots() + site_dirs() + ["/usr"]
-    for target, source in layout.hidden(profile, all_site_like_dirs()):
+    for target, source in layout.hidden(profile, site_like_dirs()):
         if any(target == v or target.startswith(v.rstrip("/") + "/") for v in visible):
             args += ["--ro-bind", source, target]
     args += ["--ro-bind", str(layout.root), SANDBOX_ROOT]
@@ -428,7 +382,8 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
     box._drain.start()
     try:
         deadline = time.monotonic() + limits.startup_timeout
-        box.channel.send(pack({"op": "hello", "block": block}), deadline)
+        box.channel.send(pack({"op": "hello", "block": block, "remove": list(stubs.removed_names(profile))}),
+                         deadline)
         reply = unpack(*box.channel.receive(deadline))
         if not reply.get("ok"):
             raise RuntimeError(str(reply.get("error")))

@@ -1,8 +1,8 @@
 """The sandboxed worker: executes a notebook's cells, then serves calls of the student's functions as plain data.
 
-STANDALONE: this file imports only the standard library, NumPy and its sibling ``protocol.py``; both are copied
-into the sandbox, where the grader package does not exist. Everything here runs with the student's code in the
-same process, so nothing here is trusted: the grader treats whatever comes back as untrusted data, and computes
+STANDALONE: this file imports only the standard library, NumPy and its siblings ``protocol.py`` and ``manifest.py``;
+all are copied into the sandbox, where the grader package does not exist. Everything here runs with the student's
+code in the same process, so nothing here is trusted: the grader treats whatever comes back as untrusted data, and computes
 every score itself.
 
 Life cycle (requests arrive on ``--in`` and replies leave on ``--out``, frames of :mod:`protocol`):
@@ -33,25 +33,25 @@ import types
 import warnings
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-protocol = None  # the sibling module, imported by main() once sys.path holds NumPy
+protocol = manifest = None  # the sibling modules, imported by main() once sys.path holds NumPy
 
 
 def _import_protocol():
-    global protocol
+    global protocol, manifest
     if __package__:
-        from . import protocol as module
-    else:  # in the sandbox: a plain script next to protocol.py
+        from . import manifest as listed, protocol as module
+    else:  # in the sandbox: a plain script next to protocol.py and manifest.py
         sys.path.insert(0, _HERE)
         try:
+            import manifest as listed  # type: ignore[no-redef]
             import protocol as module  # type: ignore[no-redef]
         finally:
             sys.path.remove(_HERE)
-    protocol = module
+    protocol, manifest = module, listed
 
 _perf = time.perf_counter
 OUTPUT_CAP = 8 << 10
 LAZY_MODULES = ("matplotlib",)  # and its submodules: imported on first use
-REFERENCE_MODULES = ("autograder.probe_functions", "autograder.module_codec")
 
 
 # ------------------------------------------------------------------------------------------ output capture
@@ -163,7 +163,7 @@ def to_plain(value, depth: int = 0):
 
 def _resolve_ref(ref: str):
     module, _, name = ref.partition(":")
-    if module not in REFERENCE_MODULES:
+    if module not in manifest.REFERENCE_MODULES:
         raise protocol.ProtocolError(f"reference to a module outside the sandbox's reach: {module}")
     obj = importlib.import_module(module)
     for part in name.split("."):
@@ -203,6 +203,70 @@ class _Lazy(types.ModuleType):
 
     def __call__(self, *args, **kwargs):
         return self._convlab_load()(*args, **kwargs)
+
+
+def _resolve_dotted(dotted: str):
+    """The object ``dotted`` names, importing its module if need be; None when it does not exist here."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+def _refusal(dotted: str):
+    """What takes a removed function's place: same name, no implementation (libraries that only import the name
+    keep importing)."""
+    def refuse(*args, **kwargs):
+        raise NotImplementedError(f"{dotted} is a ready-made convolution, not available while grading: "
+                                  f"write it yourself")
+
+    refuse.__module__, _, refuse.__name__ = dotted.rpartition(".")
+    refuse.__qualname__ = refuse.__name__
+    return refuse
+
+
+def remove_ready_made(names) -> list:
+    """Remove the objects ``names`` designate from this process: every module attribute and dict entry that holds
+    one now holds a function that raises, and every set or list drops it (NumPy keeps its public functions in a
+    registry), so that neither an import, ``getattr``, nor a walk of ``gc`` finds the implementation. Returns the
+    names removed. Runs before any student code."""
+    import gc
+
+    targets = {}
+    for dotted in names:
+        obj = _resolve_dotted(str(dotted))
+        if obj is not None and id(obj) not in targets:
+            targets[id(obj)] = (obj, _refusal(str(dotted)), dotted)
+    for holder in gc.get_objects() + [m.__dict__ for m in list(sys.modules.values()) if m is not None]:
+        _purge(holder, targets)
+    removed = sorted(dotted for _, _, dotted in targets.values())
+    targets.clear()
+    gc.collect()
+    return removed
+
+
+def _purge(holder, targets: dict) -> None:
+    """Drop (or, in a dict, replace) every reference ``holder`` keeps to one of ``targets``."""
+    def hit(value) -> bool:
+        return id(value) in targets and targets[id(value)][0] is value
+
+    if type(holder) is dict:
+        for key in [k for k, v in holder.items() if hit(v)]:
+            holder[key] = targets[id(holder[key])][1]
+    elif type(holder) is set:
+        for value in [v for v in holder if hit(v)]:
+            holder.discard(value)
+    elif type(holder) is list:
+        holder[:] = [v for v in holder if not hit(v)]
 
 
 class _Blocker(importlib.abc.MetaPathFinder):
@@ -268,8 +332,9 @@ class Worker:
         sys.modules["__main__"] = self.module
         import numpy  # noqa: F401 - imported once, shared by every cell and every forked exercise
 
+        removed = remove_ready_made(m.get("remove") or ())
         self.reply({"ok": True, "pid": os.getpid(), "python": sys.version.split()[0],
-                    "numpy": numpy.__version__})
+                    "numpy": numpy.__version__, "removed": removed})
 
     def op_exec(self, m: dict):
         name, source, trusted = str(m.get("name", "cell")), str(m.get("source", "")), bool(m.get("trusted"))
