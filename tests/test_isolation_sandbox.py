@@ -126,7 +126,7 @@ for name, call in [("fuse_conv_bn_eval", lambda: fusion.fuse_conv_bn_eval(conv, 
     try:
         call()
         print(name, "WORKED")
-    except NotImplementedError:
+    except RuntimeError:
         print(name, "refused")
 try:
     import scipy.signal

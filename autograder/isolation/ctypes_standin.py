@@ -4,23 +4,23 @@ Libraries that only name ctypes types at import time (NumPy, SciPy) still import
 native code raises.
 """
 
-_WHY = "ctypes is not available in the grading sandbox"
+_WHY = "ctypes is not available while grading (no foreign function can be called in the sandbox)"
 
 
 class _CData:
     """Any ctypes type: it exists, but no instance can be made."""
 
     def __new__(cls, *args, **kwargs):
-        raise NotImplementedError(_WHY)
+        raise RuntimeError(_WHY)
 
     @classmethod
     def from_address(cls, *args, **kwargs):
-        raise NotImplementedError(_WHY)
+        raise RuntimeError(_WHY)
 
     from_buffer = from_buffer_copy = in_dll = from_param = from_address
 
     def __call__(self, *args, **kwargs):
-        raise NotImplementedError(_WHY)
+        raise RuntimeError(_WHY)
 
 
 class _CFuncPtr(_CData):
@@ -62,7 +62,7 @@ PYFUNCTYPE = CFUNCTYPE
 
 
 def _refuse(*args, **kwargs):
-    raise NotImplementedError(_WHY)
+    raise RuntimeError(_WHY)
 
 
 def POINTER(target):

@@ -101,36 +101,38 @@ def _raising_stub(real: Path, dotted: str) -> str:
             values.append((ast.unparse(node), names))
     why = f"{dotted} is not available while grading: write it yourself"
     lines = [*future, f'"""Stand-in for {dotted}: {why}."""', *imports, "",
-             f"_WHY = {why!r}", "", "", "def _refuse(*args, **kwargs):", "    raise NotImplementedError(_WHY)", ""]
+             f"_WHY = {why!r}", "", "", "def _refuse(*args, **kwargs):", "    raise RuntimeError(_WHY)", ""]
     lines += [f"{name} = _refuse" for name in functions]
     for name in classes:
         lines += ["", "", f"class {name}:", "    def __init__(self, *args, **kwargs):",
-                  "        raise NotImplementedError(_WHY)"]
+                  "        raise RuntimeError(_WHY)"]
     for statement, names in values:  # module-level values other modules import (a failing one becomes None)
         lines += ["try:", *("    " + line for line in statement.splitlines()), "except Exception:",
                   *(f"    {n} = None" for n in names), "    pass"]
     return "\n".join(lines) + "\n"
 
 
-def _refusing_copy(real: Path, names: set, why: str) -> str:
-    """``real``'s source with the top-level functions ``names`` replaced by ones that raise (the rest unchanged)."""
+def _refusing_copy(real: Path, names: dict) -> str:
+    """``real``'s source with the top-level functions named in ``names`` (name -> public dotted name) replaced by
+    ones that raise (the rest unchanged)."""
     tree = ast.parse(real.read_text())
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in names:
-            node.body = [ast.parse(f"raise NotImplementedError({why!r})").body[0]]
+            why = f"{names[node.name]} is ready-made, not available while grading: write it yourself"
+            node.body = [ast.parse(f"raise RuntimeError({why!r})").body[0]]
     return ast.unparse(tree) + "\n"
 
 
-def _ready_made_scipy() -> dict[str, set]:
-    """Defining module -> function names of :data:`forbidden.READY_MADE_SCIPY` (as installed here)."""
-    found: dict[str, set] = {}
+def _ready_made_scipy() -> dict[str, dict]:
+    """Defining module -> {function name: public name} of :data:`forbidden.READY_MADE_SCIPY` (as installed)."""
+    found: dict[str, dict] = {}
     for dotted in forbidden.READY_MADE_SCIPY:
         module, _, name = dotted.rpartition(".")
         try:
             fn = inspect.unwrap(getattr(importlib.import_module(module), name))
         except (ImportError, AttributeError):
             continue
-        found.setdefault(fn.__module__, set()).add(fn.__name__)
+        found.setdefault(fn.__module__, {})[fn.__name__] = dotted
     return found
 
 
@@ -144,8 +146,7 @@ def _write_stubs(blocked: Path) -> dict[str, dict[str, Path]]:
             real = Path(site, *dotted.split(".")).with_suffix(".py")
             if real.is_file():
                 path = blocked / (dotted.replace(".", "_") + ".py")
-                why = "a ready-made convolution is not available while grading: write it yourself"
-                path.write_text(_raising_stub(real, dotted) if names is None else _refusing_copy(real, names, why))
+                path.write_text(_raising_stub(real, dotted) if names is None else _refusing_copy(real, names))
                 stubbed[profile][dotted] = path
                 break
     return stubbed

@@ -226,7 +226,7 @@ def _refusal(dotted: str):
     """What takes a removed function's place: same name, no implementation (libraries that only import the name
     keep importing)."""
     def refuse(*args, **kwargs):
-        raise NotImplementedError(f"{dotted} is a ready-made convolution, not available while grading: "
+        raise RuntimeError(f"{dotted} is ready-made, not available while grading: "
                                   f"write it yourself")
 
     refuse.__module__, _, refuse.__name__ = dotted.rpartition(".")

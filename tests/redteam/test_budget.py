@@ -1,0 +1,153 @@
+"""One budget for the whole sandbox: whatever student code does (tmpfs writes, forked children, a fork bomb), the
+memory of all the sandbox's processes together, measured from the host, stays within ``Limits.memory_bytes``; the
+cell ends with a clear message, and the sandbox is still there to answer."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder.isolation import sandbox, stubs
+from autograder.isolation.protocol import pack, unpack
+
+BWRAP = sandbox.isolation_mode()[0] == "bwrap"
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not BWRAP, reason="bubblewrap is not available here")]
+BUDGET = 1 << 30
+
+
+def _pss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) << 10
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _tmpfs_bytes(pid: int) -> int:
+    """What the sandbox's writable tmpfs holds, read through its worker's root."""
+    try:
+        st = os.statvfs(f"/proc/{pid}/root{sandbox.WORKDIR}")
+    except OSError:
+        return 0
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+class PeakMeter:
+    """Samples the sandbox's memory (every process below bubblewrap, and its tmpfs) every 20 ms."""
+
+    def __init__(self, box: sandbox.Sandbox):
+        self.box, self.peak, self.most_processes, self._stop = box, 0, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pids = sandbox.descendants(self.box.process.pid)
+            total = sum(_pss_bytes(p) for p in pids) + max((_tmpfs_bytes(p) for p in pids[-1:]), default=0)
+            self.peak, self.most_processes = max(self.peak, total), max(self.most_processes, len(pids))
+            self._stop.wait(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _measure(source: str, timeout: float = 60.0) -> tuple[dict, PeakMeter]:
+    box = sandbox.start(stubs.layout(), "scratch", "bwrap", sandbox.Limits(memory_bytes=BUDGET))
+    try:
+        with PeakMeter(box) as meter:
+            box.channel.send(pack({"op": "exec", "name": "attack", "source": source, "trusted": False}),
+                             time.monotonic() + timeout)
+            reply = unpack(*box.channel.receive(time.monotonic() + timeout))
+        box.channel.send(pack({"op": "echo", "value": "still here"}), time.monotonic() + 10)
+        assert unpack(*box.channel.receive(time.monotonic() + 10))["value"] == "still here"
+        return reply, meter
+    finally:
+        sandbox.stop(box)
+
+
+ATTACKS = {
+    "tmpfs-fill": ('''
+import os
+done = {}
+for target in ("/dev/shm/fill", "/tmp/fill", "fill", "/fill"):
+    try:
+        with open(target, "wb") as fh:
+            for _ in range(48):                   # 3 GB
+                fh.write(b"\\0" * (64 << 20))
+        done[target] = "written"
+    except OSError as e:
+        done[target] = e.strerror
+print(done)
+''', "written"),
+    "fork-hold": ('''
+import os, time
+import numpy as np
+started, refused = 0, None
+for _ in range(4):                                # four children holding 1 GB each
+    try:
+        pid = os.fork()
+    except OSError as e:
+        refused = e.strerror
+        break
+    if pid == 0:
+        try:
+            block = np.ones(1 << 27)
+        except MemoryError:
+            os._exit(3)
+        time.sleep(4)
+        os._exit(0)
+    started += 1
+time.sleep(2)
+print("started", started, "refused:", refused)
+''', "started 4"),
+    "fork-bomb": ('''
+import os, time
+started, end, refused = 0, time.monotonic() + 10, 0
+while time.monotonic() < end and started < 1200:
+    try:
+        if os.fork() == 0:
+            time.sleep(5)
+            os._exit(0)
+        started += 1
+    except OSError:
+        refused += 1
+        if refused > 1000:
+            break
+print("started", started, "refused", refused)
+''', "started 1200"),
+    "one-big-process": ('''
+import numpy as np
+try:
+    hog = np.ones((3 << 30) // 8)
+    print("allocated 3 GB")
+except MemoryError:
+    print("MemoryError")
+''', "allocated"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_the_sandbox_stays_within_its_memory_budget(attack):
+    source, success = ATTACKS[attack]
+    reply, meter = _measure(source)
+    out = reply.get("stdout", "") + str(reply.get("error"))
+    print(f"{attack}: peak {meter.peak / 2**20:.0f} MiB, at most {meter.most_processes} processes; {out.strip()}")
+    assert success not in out, out
+    assert meter.peak <= BUDGET, f"{attack}: the sandbox held {meter.peak / 2**20:.0f} MiB"
+    assert meter.most_processes <= 2 + 1 + sandbox.Limits().spare_tasks  # bwrap's init, worker, child, spare
+
+
+def test_the_meter_sees_what_a_sandbox_holds():
+    """The measurement itself: 300 MB held by the worker shows in the peak."""
+    reply, meter = _measure("import numpy as np, time\nblock = np.ones((300 << 20) // 8)\ntime.sleep(0.5)\n")
+    assert reply.get("error") is None
+    assert meter.peak >= 300 << 20
