@@ -78,6 +78,52 @@ print(sorted(set(checks.values())), os.path.getsize("folder/mine.txt"), os.getui
 
 
 @needs_bwrap
+def test_nothing_of_the_graders_environment_is_readable_inside(monkeypatch):
+    secret = f"fake-secret-{random.randrange(10**12, 10**13)}"
+    monkeypatch.setenv("CONVLAB_FAKE_SECRET", secret)
+    out, err = run('''
+import os
+seen = []
+for pid in ["self", "1"] + [p for p in os.listdir("/proc") if p.isdigit()]:
+    try:
+        seen.append(open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace"))
+    except OSError as e:
+        seen.append(type(e).__name__)
+print(len(seen), repr(seen))
+''')
+    assert err is None, err
+    assert secret not in out and "CONVLAB_FAKE" not in out
+    # every process was looked at: the worker's own explicit environment, or a refusal (a process that changed its
+    # user id is not dumpable: its /proc files belong to root)
+    assert int(out.split()[0]) >= 3 and ("CONVLAB_SANDBOX=1" in out or "PermissionError" in out)
+
+
+@needs_bwrap
+def test_seccomp_denies_what_escapes_the_budget():
+    from autograder.isolation import seccomp
+
+    assert len(seccomp.program("x86_64")) % 8 == 0 and seccomp.program("sparc") is None
+    out, err = run('''
+import mmap, os, threading
+denied = []
+for name, attempt in [("memfd", lambda: os.memfd_create("x")),
+                      ("shared anonymous", lambda: mmap.mmap(-1, 1 << 20)),
+                      ("zero", lambda: mmap.mmap(os.open("/dev/zero", os.O_RDWR), 1 << 20))]:
+    try:
+        attempt()
+    except OSError as e:
+        denied.append(name)
+private = mmap.mmap(-1, 1 << 20, flags=mmap.MAP_PRIVATE)
+thread = threading.Thread(target=lambda: None)
+thread.start()
+thread.join()
+print(denied, "private and threads fine")
+''')
+    assert err is None, err
+    assert "['memfd', 'shared anonymous', 'zero'] private and threads fine" in out
+
+
+@needs_bwrap
 def test_no_network():
     out, err = run('''
 import socket
@@ -105,10 +151,22 @@ import numpy, scipy.linalg, autograder
 print("check ->", autograder.check("corr2d", None), sorted(n for n in dir(autograder) if not n.startswith("_")))
 from autograder.datasets import load_image
 print("camera", load_image("camera").shape)
+for name, call in [("np.convolve", lambda: getattr(numpy, "convolve")([1, 2], [1])),
+                   ("correlate2", lambda: numpy._core.multiarray.correlate2([1, 2], [1], 0)),
+                   ("polymul", lambda: numpy.polymul([1, 2], [1])),
+                   ("convolution_matrix", lambda: scipy.linalg.convolution_matrix([1, 2], 3)),
+                   ("ctypes", lambda: __import__("ctypes").CDLL(None))]:
+    try:
+        call()
+        print(name, "WORKED")
+    except RuntimeError as e:
+        print(name, "refused" if "not available while grading" in str(e) else e)
+print("fft", numpy.fft.rfft(numpy.ones(4))[0].real, "windows",
+      numpy.lib.stride_tricks.sliding_window_view(numpy.arange(5), 3).shape)
 ''')
-    assert err is None
-    assert "IMPORTED" not in out
-    assert "check -> 0.0" in out and "camera (512, 512)" in out
+    assert err is None, err
+    assert "IMPORTED" not in out and "WORKED" not in out and out.count("refused") == 5
+    assert "check -> 0.0" in out and "camera (512, 512)" in out and "fft 4.0 windows (3, 3)" in out
 
 
 @needs_bwrap
@@ -132,9 +190,23 @@ try:
     import scipy.signal
 except ImportError:
     print("scipy.signal absent")
+import glob, importlib.machinery, os
+for name, call in [("jit.freeze", lambda: torch.jit.freeze(torch.jit.script(nn.Sequential(conv, bn).eval()))),
+                   ("fold pass", lambda: torch._C._jit_pass_fold_frozen_conv_bn(None))]:
+    try:
+        call()
+        print(name, "WORKED")
+    except RuntimeError as e:
+        print(name, "refused" if "not available while grading" in str(e) else e)
+for pyc in glob.glob(os.path.dirname(fusion.__file__) + "/__pycache__/fusion.*.pyc"):
+    try:
+        code = importlib.machinery.SourcelessFileLoader("stolen", pyc).get_code("stolen")
+        print("bytecode WORKED" if "fuse_conv_bn_eval" in code.co_names else "bytecode of the stand-in")
+    except ImportError:
+        print("bytecode unreadable")
 ''', profile="torch")
     assert err is None, err
-    assert "WORKED" not in out and out.count("refused") == 3 and "scipy.signal absent" in out
+    assert "WORKED" not in out and out.count("refused") == 5 and "scipy.signal absent" in out
 
 
 @needs_bwrap
