@@ -2,19 +2,21 @@
 
 Two isolation levels:
 
-- ``bwrap`` (bubblewrap present): new user, pid, network, ipc and uts namespaces; a filesystem built from
-  read-only binds of the system and the Python installation, where the repository, ``solutions/``, the
-  gradebook, the output directory and every other student's files simply do not exist; a private tmpfs as
-  working directory; the modules a profile forbids replaced by directories whose ``__init__`` raises
-  ``ModuleNotFoundError`` (absent, not hooked). Killing the outer ``bwrap`` kills the namespace's init and with
+- ``bwrap`` (bubblewrap present): started with nothing of the grader's environment; new pid, network, ipc and
+  uts namespaces (and a user namespace, or, as root, a user id of the sandbox's own); a read-only filesystem
+  built from binds of the system and the Python installation, where the repository, ``solutions/``, the
+  gradebook, the output directory and every other student's files simply do not exist; a small tmpfs as the
+  one writable place (working directory); the modules a profile forbids replaced by directories whose
+  ``__init__`` raises ``ModuleNotFoundError`` (absent, not hooked); the seccomp filter of :mod:`.seccomp`; the
+  one memory budget of :mod:`.budget`. Killing the outer ``bwrap`` kills the namespace's init and with
   it every process inside, ``setsid`` and double forks included (the kernel tears the pid namespace down).
 - ``reduced`` (no bubblewrap, or ``CONVLAB_ISOLATION=reduced``): the same worker in a new session with the same
   rlimits, a private working directory, a clean environment and an import blocker; cleanup kills the process
   group, the session, every process carrying the sandbox's token in its environment and orphans re-parented to
   the worker's shim (a child subreaper that also kills them). Files are not hidden: the report says that isolation is reduced.
 
-In both, the worker sets its own rlimits (address space, CPU time, file size, open files, no core dumps) before it
-reads its first message, i.e. before any student code exists in the process; its stdout and stderr go to a pipe
+In both, the worker sets its own rlimits (private memory, address space, CPU time, file size, open files, no core
+dumps) before it reads its first message, i.e. before any student code exists in the process; its stdout and stderr go to a pipe
 that the grader drains and caps, and that nothing ever parses.
 """
 from __future__ import annotations

@@ -49,14 +49,14 @@ _PROT_WRITE = 0x02
 #: per architecture: the audit arch, the first number of a foreign ABI (x32) or None, and the syscall numbers
 _ARCHES = {
     "x86_64": (0xC000003E, 0x40000000, {
-        "mmap": 9, "clone": 56, "clone3": 435, "shmget": 29, "ptrace": 101, "mount": 165, "umount2": 166, "pivot_root": 155,
-        "chroot": 161, "unshare": 272, "setns": 308, "memfd_create": 319, "bpf": 321, "userfaultfd": 323,
+        "mmap": 9, "clone": 56, "clone3": 435, "shmget": 29, "ptrace": 101, "mount": 165, "umount2": 166,
+        "pivot_root": 155, "chroot": 161, "unshare": 272, "setns": 308, "memfd_create": 319, "bpf": 321, "userfaultfd": 323,
         "perf_event_open": 298, "keyctl": 250, "add_key": 248, "request_key": 249, "kexec_load": 246,
         "kexec_file_load": 320, "process_vm_writev": 311, "io_uring_setup": 425, "memfd_secret": 447,
         "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsmount": 432, "mount_setattr": 442}),
     "aarch64": (0xC00000B7, None, {
-        "mmap": 222, "clone": 220, "clone3": 435, "shmget": 194, "ptrace": 117, "mount": 40, "umount2": 39, "pivot_root": 41,
-        "chroot": 51, "unshare": 97, "setns": 268, "memfd_create": 279, "bpf": 280, "userfaultfd": 282,
+        "mmap": 222, "clone": 220, "clone3": 435, "shmget": 194, "ptrace": 117, "mount": 40, "umount2": 39,
+        "pivot_root": 41, "chroot": 51, "unshare": 97, "setns": 268, "memfd_create": 279, "bpf": 280, "userfaultfd": 282,
         "perf_event_open": 241, "keyctl": 219, "add_key": 217, "request_key": 218, "kexec_load": 104,
         "kexec_file_load": 294, "process_vm_writev": 271, "io_uring_setup": 425, "memfd_secret": 447,
         "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsmount": 432, "mount_setattr": 442}),

@@ -2,12 +2,16 @@
 
 STANDALONE: this file imports only the standard library, NumPy and its siblings ``protocol.py`` and ``manifest.py``;
 all are copied into the sandbox, where the grader package does not exist. Everything here runs with the student's
-code in the same process, so nothing here is trusted: the grader treats whatever comes back as untrusted data, and computes
-every score itself.
+code in the same process, so nothing here is trusted: the grader treats whatever comes back as untrusted data, and
+computes every score itself.
 
 Life cycle (requests arrive on ``--in`` and replies leave on ``--out``, frames of :mod:`protocol`):
 
-1. ``hello``: sys.path and the modules to block (reduced isolation only) arrive; NumPy is imported once.
+Before reading anything, it sets its limits (``--limits``), drops to the sandbox's own user (``--uid``, under
+bubblewrap as root) and caps its user's tasks (``--tasks``).
+
+1. ``hello``: the modules to block (reduced isolation only) and the ready-made functions to remove arrive; NumPy
+   is imported once, and those functions are removed from the process, before any student code exists.
 2. ``exec``: one cell. Instructor cells (``trusted``) run statement by statement, so that an import that is
    unavailable in this sandbox (``import torch`` in a from-scratch profile) does not stop the rest of the cell;
    ``import matplotlib...`` is bound lazily (plots are skipped when grading, the import costs 0.7 s). Student
