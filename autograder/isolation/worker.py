@@ -250,11 +250,12 @@ def remove_ready_made(names) -> list:
         obj = _resolve_dotted(str(dotted))
         if obj is not None and id(obj) not in targets:
             targets[id(obj)] = (obj, _refusal(str(dotted)), dotted)
-    for holder in gc.get_objects() + [m.__dict__ for m in list(sys.modules.values()) if m is not None]:
+    holders = gc.get_referrers(*(obj for obj, _, _ in targets.values())) if targets else []
+    for holder in holders + [m.__dict__ for m in list(sys.modules.values()) if m is not None]:
         _purge(holder, targets)
     removed = sorted(dotted for _, _, dotted in targets.values())
-    targets.clear()
-    gc.collect()
+    del holders
+    targets.clear()  # the last references: nothing holds the implementations any more, they are freed now
     return removed
 
 
