@@ -384,8 +384,9 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
     box._drain.start()
     try:
         deadline = time.monotonic() + limits.startup_timeout
-        box.channel.send(pack({"op": "hello", "block": block, "remove": list(stubs.removed_names(profile))}),
-                         deadline)
+        hello = {"op": "hello", "block": block, "remove": list(stubs.removed_names(profile)),
+                 "sweep": mode == "bwrap"}
+        box.channel.send(pack(hello), deadline)
         reply = unpack(*box.channel.receive(deadline))
         if not reply.get("ok"):
             raise RuntimeError(str(reply.get("error")))

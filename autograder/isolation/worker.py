@@ -298,6 +298,7 @@ class Worker:
         self.child = False
         self.lazy_names: set = set()
         self.deferred: list = []
+        self.sweep = False  # kill every other process of the sandbox around each exercise (bubblewrap only)
 
     # -- messages
     def reply(self, message: dict) -> None:
@@ -334,6 +335,7 @@ class Worker:
     def op_hello(self, m: dict):
         if m.get("block"):
             sys.meta_path.insert(0, _Blocker(m["block"]))
+        self.sweep = bool(m.get("sweep"))
         sys.modules["__main__"] = self.module
         import numpy  # noqa: F401 - imported once, shared by every cell and every forked exercise
 
@@ -426,10 +428,31 @@ class Worker:
             except Exception:  # noqa: BLE001 - configuration of plots: not graded
                 pass
 
+    def _sweep(self) -> None:
+        """Kill every other process of this sandbox (whatever the cells or the last exercise left running, which
+        would hold its memory and its share of the task limit), and wait until they are gone. Only inside
+        bubblewrap's pid namespace, where ``kill(-1)`` reaches nothing else."""
+        if not self.sweep:
+            return
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            return
+        for _ in range(400):
+            _reap_children()
+            if _tasks_of(os.getuid(), exclude=(1, os.getpid())) == 0:
+                return
+            time.sleep(0.005)
+
     def op_fork(self, m: dict):
         """Serve one exercise in a child process; report when it is gone."""
         sys.stdout.flush()
-        pid = os.fork()
+        self._sweep()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            self.reply({"error": f"could not start a process for this exercise ({_safe_str(exc)})"})
+            return
         if pid == 0:
             self.child = True
             self.reply({"ok": True, "pid": os.getpid()})
@@ -444,6 +467,7 @@ class Worker:
                 break
             except InterruptedError:
                 continue
+        self._sweep()
         if os.WIFSIGNALED(status):
             how = f"killed by signal {os.WTERMSIG(status)}"
             try:
@@ -522,6 +546,17 @@ class Worker:
             self.reply(out)
 
 
+def _reap_children() -> None:
+    """Collect every child of this process that has ended (zombies still count against the task limit)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def _shim() -> None:
     """Reduced isolation only: the grader's direct child. It becomes the subreaper of everything below it (orphans
     of double forks come back to it, not to init), waits for the worker, then kills what is left. Student code that
@@ -592,11 +627,12 @@ def become(uid: int) -> None:
     os.setresuid(uid, uid, uid)
 
 
-def _tasks_of(uid: int) -> int:
-    """Tasks (threads included) of ``uid`` that this process can see (the sandbox's pid namespace)."""
+def _tasks_of(uid: int, exclude: tuple = ()) -> int:
+    """Tasks (threads included) of ``uid`` that this process can see (the sandbox's pid namespace), except in the
+    processes ``exclude``."""
     count = 0
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) in exclude:
             continue
         try:
             with open(f"/proc/{entry}/status") as fh:
