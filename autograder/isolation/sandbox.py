@@ -26,7 +26,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import seccomp, stubs
-from .interpreter import python_executable, python_roots, site_dirs, site_like_dirs
 from .budget import Limits, running_as_root, sandbox_uid
+from .interpreter import python_executable, python_roots, site_dirs, site_like_dirs
 from .protocol import Channel, pack, unpack
 
 SANDBOX_ROOT = "/opt/convlab"   # where the layout appears inside the bwrap sandbox
@@ -267,7 +266,8 @@ def _parent_dirs(targets: list[str]) -> list[str]:
         parts = Path(target).parts[1:-1]
         for i in range(1, len(parts) + 1):
             d = "/" + "/".join(parts[:i])
-            if d not in made and d not in ("/usr", "/tmp", "/proc", "/dev") and not os.path.islink(d):
+            system = d in ("/usr", "/tmp", "/proc", "/dev") or d.startswith("/usr/") or os.path.islink(d)
+            if d not in made and not system:
                 made.append(d)
     args: list[str] = []
     for d in made:
