@@ -9,13 +9,14 @@ memory; ``/``, ``/dev``, ``/proc`` and ``/tmp`` are read-only). So the budget bi
   bubblewrap as root the worker drops to a user id of its own (:func:`sandbox_uid`), so that the count is this
   sandbox's alone; without root, bubblewrap's user namespace already runs it as the grader's (non-root) user;
 - each process holds at most its share: ``RLIMIT_DATA`` (every private writable byte: heap, arrays, anonymous
-  mappings, thread stacks) is the budget less the writable tmpfs, divided by the most processes there can be;
+  mappings, thread stacks) plus ``RLIMIT_STACK`` is the budget less the writable tmpfs, divided by the most
+  processes there can be;
   ``RLIMIT_AS`` (the address space, libraries included) is the whole budget, so one process cannot map more;
 - the writable tmpfs (the working directory) is sized, and ``RLIMIT_FSIZE`` (0 by default: files can be created
   but hold nothing) keeps any file from holding data, a native library included.
 
-Worst case: ``processes * data + tmp <= memory``. A process forked from another shares its pages until it writes
-them, which stays within the same sum because the parent waits while its exercise child runs.
+Worst case: ``processes * (data + stack) + tmp <= memory``. A forked child shares its parent's pages until it
+writes them; each copy it makes is within its own ``RLIMIT_DATA``, so the sum holds.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Limits:
     file_bytes: int = 0           # the largest file a process may write (0: no file holds data)
     open_files: int = 256
     tmp_bytes: int = 8 << 20      # the writable working directory (a tmpfs)
+    stack_bytes: int = 8 << 20    # each process's main stack (outside RLIMIT_DATA)
     spare_tasks: int = 1          # tasks beyond the worker and its exercise child (a thread, or one process)
     output_bytes: int = 64 << 10
     startup_timeout: float = 30.0
@@ -47,12 +49,13 @@ class Limits:
 
     @property
     def data_bytes(self) -> int:
-        """Each process's private memory (``RLIMIT_DATA``): its share of the budget."""
-        return max(64 << 20, (self.memory_bytes - self.tmp_bytes) // self.processes)
+        """Each process's private memory (``RLIMIT_DATA``): its share of the budget, less its stack."""
+        return max(64 << 20, (self.memory_bytes - self.tmp_bytes) // self.processes - self.stack_bytes)
 
     def argv(self) -> list[str]:
-        """The worker's ``--limits``: data, address space, cpu seconds, file size, open files."""
-        values = (self.data_bytes, self.memory_bytes, self.cpu_seconds, self.file_bytes, self.open_files)
+        """The worker's ``--limits``: data, stack, address space, cpu seconds, file size, open files."""
+        values = (self.data_bytes, self.stack_bytes, self.memory_bytes, self.cpu_seconds, self.file_bytes,
+                  self.open_files)
         return ["--limits", ",".join(str(v) for v in values)]
 
     def tasks_argv(self) -> list[str]:

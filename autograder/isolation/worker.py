@@ -606,12 +606,13 @@ def _shim() -> None:
 
 
 def apply_limits(spec: str) -> None:
-    """Private memory, address space, CPU seconds, file size, open files; no core dumps. Set before any student
+    """Private memory, stack, address space, CPU seconds, file size, open files; no core dumps. Set before any student
     code exists (the budget behind these numbers: ``budget.py``)."""
     import resource
 
-    data, memory, cpu, fsize, nofile = (int(v) for v in spec.split(","))
-    wanted = [(resource.RLIMIT_DATA, data, data), (resource.RLIMIT_AS, memory, memory),
+    data, stack, memory, cpu, fsize, nofile = (int(v) for v in spec.split(","))
+    wanted = [(resource.RLIMIT_DATA, data, data), (resource.RLIMIT_STACK, stack, stack),
+              (resource.RLIMIT_AS, memory, memory),
               (resource.RLIMIT_CPU, cpu, cpu + 5), (resource.RLIMIT_FSIZE, fsize, fsize),
               (resource.RLIMIT_NOFILE, nofile, nofile), (resource.RLIMIT_CORE, 0, 0)]
     for res, soft, hard in wanted:
