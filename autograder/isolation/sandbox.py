@@ -289,7 +289,9 @@ def _bwrap_command(layout: stubs.Layout, profile: str, limits: Limits, fds: tupl
     args += _bwrap_mounts(layout, profile)
     # everything so far read-only (the root, /dev and its shm, /proc and /proc/self/mem, /tmp); then the one
     # writable place, sized: the working directory
-    args += ["--remount-ro", "/", "--size", str(limits.tmp_bytes), "--perms", "0777", "--tmpfs", WORKDIR]
+    for mount in ("/proc", "/dev", "/tmp", "/"):  # a remount is not recursive
+        args += ["--remount-ro", mount]
+    args += ["--size", str(limits.tmp_bytes), "--perms", "0777", "--tmpfs", WORKDIR]
     if len(fds) > 2:
         args += ["--seccomp", str(fds[2])]
     args += ["--chdir", WORKDIR, "--clearenv"]
