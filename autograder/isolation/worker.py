@@ -53,6 +53,10 @@ def _import_protocol():
             sys.path.remove(_HERE)
     protocol, manifest = module, listed
 
+
+if __package__:  # imported by the grader's own code (tests): the siblings import as usual
+    _import_protocol()
+
 _perf = time.perf_counter
 OUTPUT_CAP = 8 << 10
 LAZY_MODULES = ("matplotlib",)  # and its submodules: imported on first use
