@@ -286,3 +286,13 @@ def test_missing_bubblewrap_falls_back_to_reduced_isolation(monkeypatch):
     assert mode == "reduced" and "not installed" in why
     with pytest.raises(RuntimeError, match="unavailable"):
         sandbox.isolation_mode("bwrap")
+
+
+@pytest.mark.parametrize("memory,spare", [(2 << 30, 1), (1 << 30, 1), (512 << 20, 0), (4 << 30, 3)])
+def test_the_budget_adds_up(memory, spare):
+    """Every process at its limits plus the writable tmpfs stays within the sandbox's memory."""
+    limits = sandbox.Limits(memory_bytes=memory, spare_tasks=spare)
+    assert limits.processes * (limits.data_bytes + limits.stack_bytes) + limits.tmp_bytes <= memory
+    data, stack, address_space, *_ = (int(v) for v in limits.argv()[1].split(","))
+    assert (data, stack, address_space) == (limits.data_bytes, limits.stack_bytes, memory)
+    assert limits.tasks_argv() == ["--tasks", str(1 + spare)] and limits.file_bytes == 0
