@@ -28,7 +28,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cases-factor", type=int, default=10, metavar="K",
                    help="hidden cases per exercise: K times the notebook check's count (default: 10)")
     p.add_argument("--course", type=Path, default=None,
-                   help="course root holding solutions/<id>/<id>.ipynb (default: this repository)")
+                   help="course root holding solutions/<id>/<id>.ipynb (default: $CONVLAB_COURSE, else the "
+                        "nbgrader course directory: the working directory or a parent with nbgrader_config.py)")
     p.add_argument("--isolation", choices=("auto", "bwrap", "reduced"), default=None,
                    help="sandbox: bubblewrap, reduced (rlimits and a process group), or auto (default)")
     p.add_argument("--memory", type=int, default=2048, metavar="MiB", help="address-space limit (default 2048)")

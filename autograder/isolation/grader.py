@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from .. import registry
 from ..cases import Case, hidden_cases, visible_cases
+from ..course import course_root
 from ..engine import ExerciseResult, PartResult, grade_exercise
 from ..forbidden import scan_source
 from ..seeds import fresh_seed
@@ -32,8 +33,6 @@ from ..spec import Exercise
 from . import sandbox, submission
 from .remote import SessionFailed, Settings, WorkerSession
 from .submission import NotebookError, Program
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -43,7 +42,7 @@ class Options:
     device: str = "cpu"
     seed: int | None = None
     case_factor: int = 10
-    course: Path = REPO
+    course: Path = field(default_factory=course_root)  # --course, $CONVLAB_COURSE or nbgrader's
     isolation: str | None = None         # auto | bwrap | reduced (default: $CONVLAB_ISOLATION or auto)
     settings: Settings = field(default_factory=Settings)
     shrink_budget: int = 80

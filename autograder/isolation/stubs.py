@@ -22,8 +22,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..datasets import data_dir
+
 PACKAGE = Path(__file__).resolve().parents[1]          # autograder/
-REPO = PACKAGE.parent
 STANDALONE = ("datasets.py", "probe_functions.py", "module_codec.py")
 
 #: modules no from-scratch answer can import in the sandbox (absent from its filesystem)
@@ -170,6 +171,6 @@ def layout() -> Layout:
     for p in root.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     root.chmod(0o755)
-    datasets = REPO / "datasets"
+    datasets = data_dir()
     _LAYOUT = Layout(root, datasets if datasets.is_dir() else None, stubbed)
     return _LAYOUT
