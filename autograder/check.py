@@ -3,8 +3,9 @@
 It prints short teaching feedback and returns an :class:`~autograder.engine.ExerciseResult`; the test cell ends
 with ``float(result)`` so nbgrader awards partial credit. Nothing is written to stderr on an honest answer.
 
-``hidden=True`` (in the hidden part of a test cell, which students never see) grades the visible and the hidden
-cases together; the hidden ones come from the course secret (:mod:`autograder.seeds`, not in the student edition).
+With ``hidden`` set (in the hidden part of a test cell, which students never see) it grades the visible and the
+hidden cases together; the hidden ones come from the course secret (:mod:`autograder.seeds`, not in the student
+edition).
 
 This module is also an IPython extension (the student edition's kernels load it): after a kernel restart, a cell
 that needs the setup cell says "run the setup cell first" in one line instead of a ``NameError`` traceback.
