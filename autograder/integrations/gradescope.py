@@ -64,10 +64,10 @@ def build(assignment: str, out: Path, course: Path | None = None) -> Path:
     if assignment not in assignment_ids(course):
         raise ValueError(f"unknown assignment {assignment!r}; known: {', '.join(assignment_ids(course))}")
     files: list[tuple[Path, str]] = []
-    for pattern in ("autograder/**/*.py", "autograder/data/*"):
+    for pattern in ("autograder/**/*.py", "autograder/data/*", "edition/**/*.*"):
         files += [(p, f"convlab/{p.relative_to(course)}") for p in sorted(course.glob(pattern))
-                  if "__pycache__" not in p.parts]
-    for name in ("pyproject.toml", "requirements.txt", "README.md"):
+                  if "__pycache__" not in p.parts and p.is_file()]
+    for name in ("pyproject.toml", "setup.py", "requirements.txt", "README.md"):
         files.append((course / name, f"convlab/{name}"))
     source = course / "solutions" / assignment / f"{assignment}.ipynb"
     files.append((source, f"convlab/solutions/{assignment}/{assignment}.ipynb"))
