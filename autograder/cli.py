@@ -40,6 +40,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args):
+    from .course import course_root
     from .isolation.grader import Options
     from .isolation.remote import Settings
     from .isolation.sandbox import Limits
@@ -48,9 +49,7 @@ def _options(args):
     settings = Settings(cell_timeout=args.cell_timeout, call_timeout=args.call_timeout,
                         limits=Limits(memory_bytes=args.memory << 20))
     options = Options(device=resolve_device(args.device), seed=args.seed, case_factor=args.cases_factor,
-                      isolation=args.isolation, settings=settings)
-    if args.course is not None:
-        options.course = args.course.resolve()
+                      isolation=args.isolation, settings=settings, course=course_root(args.course))
     return options
 
 

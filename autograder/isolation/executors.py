@@ -51,6 +51,7 @@ def options_to_plain(options, remote: bool = False) -> dict:
 
 
 def options_from_plain(plain: dict):
+    from ..course import course_root
     from ..oracle import resolve_device
     from .grader import Options
     from .remote import Settings
@@ -60,9 +61,8 @@ def options_from_plain(plain: dict):
     limits = Limits(**settings.pop("limits"))
     options = Options(device=resolve_device(plain["device"]), case_factor=plain["case_factor"],
                       isolation=plain["isolation"], settings=Settings(**settings, limits=limits),
-                      shrink_budget=plain["shrink_budget"], notebook_budget=plain["notebook_budget"])
-    if plain.get("course"):
-        options.course = Path(plain["course"])
+                      shrink_budget=plain["shrink_budget"], notebook_budget=plain["notebook_budget"],
+                      course=course_root(plain.get("course")))
     return options
 
 
