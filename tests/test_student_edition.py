@@ -7,15 +7,17 @@ The archives are built once for the module into a temporary ``dist``; the fresh 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from autograder import release
+from autograder import course, release
 from tests.coursecopy import ROOT, solution_answers
 from tests.student_env import (FORBIDDEN_TEXT, StudentKernel, build_edition, fresh_venv, install, members,
                                 student_env)
@@ -113,6 +115,34 @@ def _distinctive_lines(region: str) -> tuple[str, ...]:
     """A region's lines that identify it (long code lines; a region leaks when all of them appear together)."""
     return tuple(line.strip() for line in region.splitlines()
                  if len(line.strip()) > 30 and not line.strip().startswith("#"))
+
+
+# ------------------------------------------------------------------------------------------ the course root
+
+def test_course_root_comes_from_an_explicit_setting_never_from_the_package(tmp_path, monkeypatch):
+    monkeypatch.delenv(course.ENV, raising=False)
+    nested = tmp_path / "course" / "autograded" / "alice" / "01"
+    nested.mkdir(parents=True)
+    (tmp_path / "course" / course.MARKER).write_text("")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert course.course_root(start=nested) == (tmp_path / "course").resolve()      # nbgrader's course directory
+    monkeypatch.setenv(course.ENV, str(elsewhere))
+    assert course.course_root(start=nested) == elsewhere.resolve()                   # the environment variable
+    assert course.course_root(tmp_path / "course", start=nested) == (tmp_path / "course").resolve()  # --course
+    monkeypatch.delenv(course.ENV)
+    with pytest.raises(course.CourseNotFound, match="--course DIR, set CONVLAB_COURSE"):
+        course.course_root(start=elsewhere)                    # this checkout is not found from where it is installed
+    with pytest.raises(course.CourseNotFound, match="does not exist"):
+        course.course_root(tmp_path / "missing")
+
+
+def test_instructor_command_outside_a_course_says_how_to_name_one(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVLAB_")}
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(ROOT / "assignments" / "01-single-channel"
+                           / "01-single-channel.ipynb"), "--out", str(tmp_path / "r.json")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "no course directory: pass --course DIR" in proc.stderr, proc.stderr
 
 
 # ------------------------------------------------------------------------------------------ setup cells
