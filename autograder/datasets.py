@@ -1,7 +1,7 @@
 """Loaders for the small real datasets shipped as package data in ``autograder/data/`` (nothing is downloaded).
 
-``autograder/data/README.md`` (in the wheel too) lists each file's source, licence and sha256; :data:`FILES` holds the same sums and
-:func:`verify` checks them.
+``autograder/data/README.md`` (in the wheel too) lists each file's source, licence and sha256; :data:`FILES` holds
+the same sums and :func:`verify` checks them.
 
     >>> img = load_image("camera")          # (512, 512) float64 in [0, 1]
     >>> rgb = load_image("astronaut", gray=False)   # (512, 512, 3)
