@@ -22,7 +22,7 @@ class CourseNotFound(ValueError):
 
 
 def nbgrader_course_dir(start: Path | None = None) -> Path | None:
-    """The nearest directory from ``start`` (default: the working directory) upwards that holds ``nbgrader_config.py``."""
+    """The nearest directory from ``start`` (default: the working directory) upwards holding ``nbgrader_config.py``."""
     here = Path(start or Path.cwd()).resolve()
     return next((folder for folder in (here, *here.parents) if (folder / MARKER).is_file()), None)
 
