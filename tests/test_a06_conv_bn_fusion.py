@@ -20,7 +20,8 @@ from autograder.cases import hidden_cases, visible_cases
 from autograder.compare import to_plain
 from autograder.engine import grade_exercise
 from autograder.forbidden import scan_function, scan_source
-from tests.harness import SEED, assert_fails, assert_passes, named, reference_answers
+from autograder.spec import Call
+from tests.harness import SEED, assert_fails, assert_passes, grade, named, reference_answers
 
 ASSIGNMENT = "06-conv-bn-fusion"
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
@@ -345,8 +346,7 @@ FAILS = [
     ("fuse_conv_bn", fuse_input_axis, ["scale on the input-channel axis"]),
     ("fuse_conv_bn", fuse_none_bias, ["no bias when b is None"]),
     ("fuse_conv_bn", fuse_with_torch, ["from scratch", "torch.nn.utils.fusion"]),
-    ("fuse_conv_bn_module", module_in_place, ["returned the input `conv` object itself",
-                                              "modified the input `conv` in place"]),
+    ("fuse_conv_bn_module", module_in_place, ["modified the input `conv` in place"]),
     ("fuse_conv_bn_module", module_shared_weight, ["modified the input `conv` in place"]),
     ("fuse_conv_bn_module", module_eps_outside, ["eps outside the square root"]),
     ("fuse_conv_bn_module", module_default_eps, ["default eps instead of bn.eps"]),
@@ -356,8 +356,7 @@ FAILS = [
     ("fuse_conv_bn_module", module_ready_made, ["torch.nn.utils.fuse_conv_bn_eval"]),
     ("fuse_sequential", seq_one_pair_only, ["fused one pair only"]),
     ("fuse_sequential", seq_batchnorm_left_in, ["BatchNorm left in"]),
-    ("fuse_sequential", seq_in_place, ["returned the input `model` object itself",
-                                       "modified the input `model` in place"]),
+    ("fuse_sequential", seq_in_place, ["modified the input `model` in place"]),
     ("fuse_sequential", seq_every_bn_into_last_conv, ["folded a BatchNorm across a ReLU"]),
     ("fuse_sequential", seq_only_convs, ["other layers dropped"]),
     ("fuse_sequential", seq_ready_made, ["torch.ao.quantization"]),
@@ -425,7 +424,7 @@ def test_through_the_codec_correct_answers_pass(case):
 
 @pytest.mark.parametrize("case", [("fuse_conv_bn_module", module_in_place, "modified the input `conv` in place"),
                                   ("fuse_conv_bn_module", module_eps_outside, "eps outside the square root"),
-                                  ("fuse_sequential", seq_in_place, "returned the input `model` object itself"),
+                                  ("fuse_sequential", seq_in_place, "modified the input `model` in place"),
                                   ("fuse_sequential", seq_one_pair_only, "fused one pair only")], ids=_id)
 def test_through_the_codec_bugs_fail(case):
     name, fn, mention = case
@@ -526,28 +525,41 @@ def no_arguments():
     module_codec._ARGUMENTS.clear()
 
 
-def test_codec_round_trip_of_a_module_argument_keeps_its_tag_and_registers_it(no_arguments):
+def _judged(answer, call):
+    """What the trusted side concludes from the answer's plain data (``encode_answer`` -> ``decode_answer``)."""
+    return module_codec.decode_answer(to_plain(module_codec.encode_answer(answer)), "cpu", call)[2:]
+
+
+def test_codec_round_trip_of_a_module_argument_keeps_its_tag_and_its_state_is_judged_here(no_arguments):
     conv = module_codec.mark_argument(nn.Conv2d(1, 2, 3).double().eval(), "conv", "t0k", (("k", 3),))
     plain = to_plain(module_codec.encode_module(conv))
     received = module_codec.decode_module(plain, "cpu")
     assert module_codec.argument_meta(received) == {"k": 3}
-    assert module_codec.provenance(copy.deepcopy(received)) == ("", "cpu")
-    assert module_codec.provenance(received)[0] == "returned the input `conv` object itself"
+    call = Call((conv,))
+    assert _judged(copy.deepcopy(received), call) == ("", "cpu")
     with torch.no_grad():
         received.weight.mul_(2)
-    assert "modified the input `conv` in place" in module_codec.provenance(nn.Conv2d(1, 2, 3))[0]
-    assert module_codec.provenance(nn.Conv2d(1, 2, 3))[0] == ""   # reported once, then forgotten
+    assert _judged(nn.Conv2d(1, 2, 3), call)[0] == "modified the input `conv` in place"
 
 
 def test_deep_copies_of_a_template_are_the_arguments_and_their_copies_are_not(no_arguments):
     bn = module_codec.mark_argument(nn.BatchNorm2d(3).eval(), "bn", "t1k")
     argument = copy.deepcopy(bn)                   # what local_answer hands to the student
     own_copy = copy.deepcopy(argument)             # what a student may make
-    assert module_codec.provenance(own_copy) == ("", "cpu")
-    assert "returned the input `bn` object itself" in module_codec.provenance(argument)[0]
-    bn.eps = 0.5                                   # the template is never an argument
-    argument.eps = 0.5                             # ... but the argument is: changing its eps is a mutation
-    assert "modified the input `bn` in place" in module_codec.provenance(own_copy)[0]
+    call = Call((bn,))
+    assert _judged(own_copy, call) == ("", "cpu")
+    own_copy.eps = 0.5                             # the student's own copy may change
+    assert _judged(own_copy, call) == ("", "cpu")
+    argument.eps = 0.5                             # ... but the argument may not: changing its eps is a mutation
+    assert "modified the input `bn` in place" in _judged(own_copy, call)[0]
+
+
+def test_a_forged_state_cannot_hide_a_mutation_it_does_not_match(no_arguments):
+    conv = module_codec.mark_argument(nn.Conv2d(1, 1, 1).double(), "conv", "t2k")
+    forged = (module_codec.ANSWER, module_codec.encode_module(nn.Conv2d(1, 1, 1).double()),
+              (("conv", "t2k", "cpu", module_codec.encode_module(nn.Conv2d(1, 1, 1).double())[1]),))
+    assert module_codec.decode_answer(to_plain(forged), "cpu", Call((conv,)))[2] == \
+        "modified the input `conv` in place"
 
 
 class MyConv(nn.Conv2d):
@@ -623,8 +635,132 @@ def test_module_codec_is_standalone_and_cheap_to_import():
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree)), "no relative imports"
-    assert imported <= {"__future__", "hashlib", "math", "weakref", "typing", "numpy", "torch"}, imported
+    assert imported <= {"__future__", "hashlib", "math", "warnings", "weakref", "typing", "numpy", "torch"}, imported
     code = ("import sys, autograder.module_codec, autograder.exercises.a06_conv_bn_fusion\n"
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# feature_maps: forward hooks on every Conv2d
+# ------------------------------------------------------------------------------------------------------------------
+def _hooked(model, x, select=lambda m: isinstance(m, nn.Conv2d), modules=None, keep=None, remove=True):
+    """One implementation of the hook recipe, with its knobs: which modules, what each hook keeps, removal."""
+    maps, handles = OrderedDict(), []
+    keep = keep or (lambda inputs, output: output.detach().clone())
+    for name, m in (modules or model.named_modules)():
+        if select(m):
+            handles.append(m.register_forward_hook(
+                lambda mod, inputs, output, name=name: maps.__setitem__(name, keep(inputs, output))))
+    with torch.no_grad():
+        model(x)
+    if remove:
+        for h in handles:
+            h.remove()
+    return maps
+
+
+def maps_float32_copy(model, x):
+    """On a float32 deep copy of the model (the original is left alone), float32 outputs."""
+    return _hooked(copy.deepcopy(model).float(), x.float())
+
+
+def maps_one_hook_everywhere(model, x):
+    """One hook on every module that filters by type, names looked up afterwards; removed in a finally block."""
+    names = {id(m): n for n, m in model.named_modules()}
+    maps, handles = {}, []
+
+    def hook(module, inputs, output):
+        if type(module) is nn.Conv2d:
+            maps[names[id(module)]] = output.clone()
+
+    try:
+        handles = [m.register_forward_hook(hook) for m in model.modules()]
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return maps
+
+
+def maps_top_level_only(model, x):
+    return _hooked(model, x, modules=model.named_children)
+
+
+def maps_inputs(model, x):
+    return _hooked(model, x, keep=lambda inputs, output: inputs[0].detach().clone())
+
+
+def maps_hooks_left(model, x):
+    return _hooked(model, x, remove=False)
+
+
+def maps_no_copy(model, x):
+    return _hooked(model, x, keep=lambda inputs, output: output)
+
+
+def maps_every_module(model, x):
+    return _hooked(model, x, select=lambda m: True)
+
+
+MAPS_PASSES = [
+    ("feature_maps", REF["feature_maps"]),
+    ("feature_maps", maps_float32_copy),
+    ("feature_maps", maps_one_hook_everywhere),
+]
+
+MAPS_FAILS = [
+    ("feature_maps", maps_top_level_only, ["hooks on the top level only"]),
+    ("feature_maps", maps_inputs, ["inputs instead of outputs"]),
+    ("feature_maps", maps_no_copy, ["outputs kept without a copy"]),
+    ("feature_maps", maps_every_module, ["every module recorded"]),
+]
+
+
+@pytest.mark.parametrize("case", MAPS_PASSES, ids=_id)
+def test_feature_maps_correct_answers_pass(case):
+    assert_passes(*case)
+
+
+@pytest.mark.parametrize("case", MAPS_FAILS, ids=_id)
+def test_feature_maps_bugs_fail_with_named_mistake(case):
+    name, fn, mentions = case
+    assert_fails(name, fn, *mentions)
+
+
+def test_feature_maps_hooks_left_are_feedback_not_points():
+    """Hooks left on the model are seen only where the student's code runs: a note, never points."""
+    result = grade("feature_maps", maps_hooks_left, "cpu")
+    assert result.score == result.max_score, result.text
+    assert "forward hooks left on `model`" in result.text and "handle.remove()" in result.text, result.text
+
+
+@pytest.mark.parametrize("case", [MAPS_PASSES[0], MAPS_FAILS[0], MAPS_FAILS[2]], ids=_id)
+def test_feature_maps_through_the_codec(case):
+    """The model crosses as plain data (rebuilt and registered as the call's argument, as in the sandbox)."""
+    result = grade_through_codec(case[0], case[1])
+    if len(case) == 2:
+        assert result.score == result.max_score, result.text
+    else:
+        assert result.score < result.max_score and case[2][0] in result.text, result.text
+
+
+def test_tensor_arguments_reach_the_sandbox_as_tensors():
+    from autograder.isolation import protocol, remote, worker
+
+    x = torch.arange(6, dtype=torch.float64).reshape(1, 1, 2, 3)
+    frame = remote.pack_call({"op": "call", "args": (x,)})
+    header_len = int.from_bytes(frame[4:8], "big")
+    import json
+
+    header = json.loads(frame[8:8 + header_len])
+    blobs, offset = [], 8 + header_len
+    for n in header["b"]:
+        blobs.append(frame[offset:offset + n])
+        offset += n
+    (got,) = protocol.unpack(header["m"], blobs, worker._resolve)["args"]
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float64 and torch.equal(got, x)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.unpack(header["m"], blobs, None)
