@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import registry
+from ..attribution import attribute_report
 from ..cases import Case, hidden_cases, visible_cases
 from ..course import course_root
 from ..engine import ExerciseResult, PartResult, grade_exercise
@@ -353,6 +354,7 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
             if group:
                 by_name.update(run_profile(profile, group, program, options, seed, mode,
                                            start + options.notebook_budget, result))
+        attribute_report(by_name, program.answers)
         result.exercises = [by_name[ex.name] for ex in prepared.exercises]
         result.notes += unreached_notes(program, prepared.exercises)
     result.seconds = time.monotonic() - start
