@@ -18,6 +18,7 @@ INSTRUCTOR_ONLY = (
     "autograder.isolation", "autograder.integrations",  # the trusted grader, nbgrader/Gradescope/GitHub
     "autograder.release", "autograder.edition", "autograder.course", "autograder.curriculum",
     "autograder.seeds",                                 # the course secret and hidden-case seeds
+    "autograder.figures.attach",                        # writes key figures into solutions/
 )
 STUDENT_ENVIRONMENT = [
     ("etc/ipython", ["edition/etc/ipython/ipython_kernel_config.json"]),

@@ -24,7 +24,8 @@ from tests.student_env import (FORBIDDEN_TEXT, StudentKernel, build_edition, fre
 
 INSTRUCTOR_MODULES = ("autograder/isolation/", "autograder/integrations/", "autograder/cli.py",
                       "autograder/__main__.py", "autograder/release.py", "autograder/edition.py",
-                      "autograder/seeds.py", "autograder/course.py", "autograder/curriculum.py")
+                      "autograder/seeds.py", "autograder/course.py", "autograder/curriculum.py",
+                      "autograder/figures/attach.py")
 _SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
 
 
