@@ -16,7 +16,7 @@ CPU_TORCH_INDEX := https://download.pytorch.org/whl/cpu
 TORCH_INDEX_URL := $(if $(filter cpu,$(TORCH_INDEX)),$(CPU_TORCH_INDEX),$(TORCH_INDEX))
 PIP_INDEX := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 
-.PHONY: setup demo test test-fast release lock clean
+.PHONY: setup demo test test-fast release student-edition lock clean
 
 setup: $(STAMP)
 
@@ -41,9 +41,14 @@ release: setup
 	$(RUN) $(BIN)/python -m autograder.release
 	$(RUN) $(BIN)/python examples/make_examples.py
 
+# What students get, in dist/: the library's wheel (no solutions, secret or instructor tools) and the release
+# notebooks with a student README. Students never need this repository.
+student-edition: setup
+	$(RUN) $(BIN)/python -m autograder.edition
+
 lock: setup
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu//' > requirements.lock.tmp && \
 	  (sed -n '1,2p' requirements.txt; cat requirements.lock.tmp) > requirements.txt && rm requirements.lock.tmp
 
 clean:
-	rm -rf $(VENV) demo-results .pytest_cache
+	rm -rf $(VENV) demo-results .pytest_cache dist

@@ -284,11 +284,12 @@ def test_github_grade_step_with_spaces_in_names_and_without_a_notebook(tmp_path)
     results = json.loads((work / "grading" / "results.json").read_text())
     assert results["extra_data"]["provisional"] is True
     assert not (work / "grading" / "instructor.json").exists()
-    bare = tmp_path / "bare-student-edition"             # no course files at all: the notebook's own cells
-    proc = autograder("github", str(work / "my work" / "homework one.ipynb"), "--out-dir", str(tmp_path / "bare"),
-                      "--provisional", "--course", str(bare), "--cases-factor", "1")
+    bare = tmp_path / "bare-student-edition"             # no course anywhere: the notebook's own cells
+    bare.mkdir()
+    proc = autograder("github", str(work / "my work" / "homework one.ipynb"), "--out-dir", str(bare / "out"),
+                      "--provisional", "--cases-factor", "1", cwd=bare, env={"CONVLAB_COURSE": ""})
     assert proc.returncode == 0 and "Points 7/7 (provisional)" in proc.stdout, proc.stdout + proc.stderr
-    assert not bare.exists()                             # no course secret was created or needed
+    assert not list(bare.rglob(".convlab-secret"))       # no course secret was created or needed
     empty = tmp_path / "empty-repo"
     empty.mkdir()
     run, summary, output = _run_grade_step(empty, tmp_path)

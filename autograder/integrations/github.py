@@ -171,6 +171,7 @@ def add_command(sub, add_common, options_from_args) -> None:
 
     def cmd(args) -> int:
         from ..cli import guard_isolation
+        from ..course import find_course
 
         if not args.notebooks:
             no_notebook(args.out_dir)
@@ -179,8 +180,11 @@ def add_command(sub, add_common, options_from_args) -> None:
         if missing:
             raise ValueError(f"no such notebook: {', '.join(missing)}")
         guard_isolation(args, strict=True)
-        result = run([Path(n) for n in args.notebooks], args.out_dir, options_from_args(args), args.assignment,
-                     args.provisional)
+        with tempfile.TemporaryDirectory(prefix="convlab-provisional-") as tmp:
+            if args.provisional and find_course(args.course) is None:
+                args.course = Path(tmp)     # a student's repository knows no course: the notebooks' own cells
+            result = run([Path(n) for n in args.notebooks], args.out_dir, options_from_args(args), args.assignment,
+                         args.provisional)
         return 1 if result.grader_failed else 0
 
     p.set_defaults(func=cmd)

@@ -2,8 +2,8 @@
 
 ``python -m autograder gradescope ASSIGNMENT --out autograder.zip`` packs what the isolated grader needs:
 
-- the ``autograder`` package (exercise specs: case generators and the torch oracle; no reference answers),
-  ``datasets/``, the lean ``requirements-grading.txt``;
+- the ``autograder`` package (exercise specs: case generators and the torch oracle; no reference answers) with
+  its datasets (``autograder/data``), the lean ``requirements-grading.txt``;
 - the assignment's *release* notebook ``assignments/<id>/<id>.ipynb`` as the pristine instructor cells (never
   ``solutions/``, never the example submissions);
 - the assignment's hidden-case seed, derived from the course secret (:func:`autograder.seeds.course_seed`) and
@@ -29,7 +29,8 @@ import stat
 import zipfile
 from pathlib import Path
 
-from ..release import ROOT, assignment_ids
+from ..course import course_root
+from ..release import assignment_ids
 from ..seeds import course_seed
 
 VENV = "/opt/convlab-venv"
@@ -70,8 +71,8 @@ PY
 if [ "$(id -u)" = 0 ]; then
   # Nothing under $ROOT (this zip, other results, metadata) is readable by the sandbox user; the datasets are.
   chmod -R go-rwx "$ROOT"
-  chmod go+x "$ROOT" "$ROOT/source" "$COURSE"
-  chmod -R go+rX "$COURSE/datasets"
+  chmod go+x "$ROOT" "$ROOT/source" "$COURSE" "$COURSE/autograder"
+  chmod -R go+rX "$COURSE/autograder/data"
   export CONVLAB_SANDBOX_USER="${{CONVLAB_SANDBOX_USER:-nobody}}"
 fi
 mapfile -t NOTEBOOKS < <(find "$ROOT/submission" -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | sort)
@@ -92,10 +93,10 @@ exit 0
 """
 
 
-def contents(assignment: str, course: Path = ROOT) -> list[tuple[Path, str]]:
+def contents(assignment: str, course: Path) -> list[tuple[Path, str]]:
     """``(file, name in the zip)`` for everything but the two scripts: no ``solutions/``, no examples, no secret."""
     files: list[tuple[Path, str]] = []
-    for pattern in ("autograder/**/*.py", "datasets/*"):
+    for pattern in ("autograder/**/*.py", "autograder/data/*"):
         files += [(p, f"convlab/{p.relative_to(course)}") for p in sorted(course.glob(pattern))
                   if "__pycache__" not in p.parts and p.is_file()]
     for name in ("pyproject.toml", "requirements-grading.txt", "README.md"):
@@ -107,8 +108,9 @@ def contents(assignment: str, course: Path = ROOT) -> list[tuple[Path, str]]:
     return files
 
 
-def build(assignment: str, out: Path, course: Path = ROOT, allow_reduced: bool = False) -> Path:
+def build(assignment: str, out: Path, course: Path | None = None, allow_reduced: bool = False) -> Path:
     """Write the autograder zip for ``assignment`` to ``out``; returns ``out``."""
+    course = course_root(course)
     if assignment not in assignment_ids(course):
         raise ValueError(f"unknown assignment {assignment!r}; known: {', '.join(assignment_ids(course))}")
     files = contents(assignment, course)
@@ -142,12 +144,13 @@ def add_command(sub, add_common, options_from_args) -> None:
     p = sub.add_parser("gradescope", help="build a Gradescope autograder zip for one assignment")
     p.add_argument("assignment", metavar="ASSIGNMENT")
     p.add_argument("--out", required=True, type=Path, metavar="autograder.zip")
-    p.add_argument("--course", type=Path, default=ROOT, help="course root (default: this repository)")
+    p.add_argument("--course", type=Path, default=None,
+                   help="course root (default: $CONVLAB_COURSE or the nbgrader course directory)")
     p.add_argument("--allow-reduced-isolation", action="store_true",
                    help="let the zip grade where neither bubblewrap nor an unprivileged user is available")
 
     def cmd(args) -> int:
-        out = build(args.assignment, args.out, args.course.resolve(), args.allow_reduced_isolation)
+        out = build(args.assignment, args.out, args.course, args.allow_reduced_isolation)
         print(f"wrote {out}: upload it as the assignment's autograder (Gradescope runs setup.sh, then "
               "run_autograder per submission). It holds the release notebook and this assignment's derived seed, "
               "no solutions and no course secret.")

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import registry, scoring, seeds
-from ..cases import Case, hidden_cases, visible_cases
 from ..attribution import attribute_report
+from ..cases import Case, hidden_cases, visible_cases
+from ..course import course_root
 from ..engine import ExerciseResult, PartResult, grade_exercise
 from ..forbidden import scan_source
 from ..integrity import notebook_flags
@@ -34,8 +35,6 @@ from ..spec import Exercise
 from . import sandbox, scratch, selection, submission
 from .remote import SessionFailed, Settings, WorkerSession
 from .submission import NotebookError, Program
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -46,7 +45,7 @@ class Options:
     seed: int | None = None              # None: each assignment's course seed (autograder.seeds)
     seed_origin: str = ""                # why ``seed`` was given (--seed, --new-seed), for the records
     case_factor: int = 10
-    course: Path = REPO
+    course: Path = field(default_factory=course_root)  # --course, $CONVLAB_COURSE or nbgrader's
     isolation: str | None = None         # auto | bwrap | reduced (default: $CONVLAB_ISOLATION or auto)
     settings: Settings = field(default_factory=Settings)
     shrink_budget: int = 80
