@@ -124,41 +124,77 @@ def _not_an_array(expected: np.ndarray, got: Any) -> Verdict:
     return Verdict(False, f"expected an array of shape {expected.shape}, got {describe_value(got)}{advice}")
 
 
+def _compare_tuple(expected: tuple, got: Any, rel_floor: float, names: tuple) -> Verdict:
+    if not isinstance(got, tuple) or len(got) != len(expected):
+        return Verdict(False, f"expected a tuple of {len(expected)}"
+                              + (f" ({', '.join(names)})" if names else "") + f", got {describe_value(got)}")
+    for i, (e, g) in enumerate(zip(expected, got)):
+        v = compare(e, g, rel_floor)
+        if not v:
+            label = names[i] if i < len(names) else f"element {i}"
+            return Verdict(False, f"{label}: {v.reason}", v.details, v.max_error)
+    return Verdict(True)
+
+
+def _compare_bool(expected: bool, got: Any, rel_floor: float) -> Verdict:
+    if not isinstance(got, bool):
+        return Verdict(False, f"expected a bool, got {describe_value(got)}")
+    return Verdict(got == expected, "" if got == expected else f"expected {expected}, got {got}")
+
+
+def _compare_int(expected: numbers.Integral, got: Any, rel_floor: float) -> Verdict:
+    if isinstance(got, bool) or not isinstance(got, int):
+        return Verdict(False, f"expected an int, got {describe_value(got)}")
+    return Verdict(got == expected, "" if got == expected else f"expected {expected}, got {got}")
+
+
+def _compare_number(expected: Any, got: Any, rel_floor: float) -> Verdict:
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        return Verdict(False, f"expected a number, got {describe_value(got)}")
+    if not math.isfinite(got):
+        return Verdict(False, f"the answer is {got}")
+    return _compare_arrays(np.asarray(expected, dtype=np.float64), np.asarray(float(got)), rel_floor)
+
+
+def _compare_array(expected: np.ndarray, got: Any, rel_floor: float) -> Verdict:
+    if not isinstance(got, np.ndarray):
+        return _not_an_array(expected, got)
+    return _compare_arrays(expected, got, rel_floor)
+
+
+def _compare_str(expected: str, got: Any, rel_floor: float) -> Verdict:
+    if not isinstance(got, str) or got != expected:
+        return Verdict(False, f"expected {expected!r}, got {describe_value(got)}")
+    return Verdict(True)
+
+
+def _compare_none(expected: None, got: Any, rel_floor: float) -> Verdict:
+    return Verdict(got is None, "" if got is None else f"expected None, got {describe_value(got)}")
+
+
+def _is_number(expected: Any, got: Any) -> bool:
+    """A float, or a 0-d array answered by a plain number."""
+    return isinstance(expected, float) or (isinstance(expected, np.ndarray) and expected.ndim == 0
+                                           and not isinstance(got, np.ndarray))
+
+
+#: ``(applies(expected, got), judge(expected, got, rel_floor))``: the first rule that applies to the expected
+#: value judges the answer (``bool`` before ``int``: a bool is an Integral)
+RULES = (
+    (lambda e, g: isinstance(e, bool), _compare_bool),
+    (lambda e, g: isinstance(e, numbers.Integral), _compare_int),
+    (_is_number, _compare_number),
+    (lambda e, g: isinstance(e, np.ndarray), _compare_array),
+    (lambda e, g: isinstance(e, str), _compare_str),
+    (lambda e, g: e is None, _compare_none),
+)
+
+
 def compare(expected: Any, got: Any, rel_floor: float = 0.0, names: tuple = ()) -> Verdict:
     """Compare plain ``got`` with plain ``expected`` (both as produced by :func:`to_plain` / the oracle)."""
     if isinstance(expected, tuple):
-        if not isinstance(got, tuple) or len(got) != len(expected):
-            return Verdict(False, f"expected a tuple of {len(expected)}"
-                                  + (f" ({', '.join(names)})" if names else "") + f", got {describe_value(got)}")
-        for i, (e, g) in enumerate(zip(expected, got)):
-            v = compare(e, g, rel_floor)
-            if not v:
-                label = names[i] if i < len(names) else f"element {i}"
-                return Verdict(False, f"{label}: {v.reason}", v.details, v.max_error)
-        return Verdict(True)
-    if isinstance(expected, bool):
-        if not isinstance(got, bool):
-            return Verdict(False, f"expected a bool, got {describe_value(got)}")
-        return Verdict(got == expected, "" if got == expected else f"expected {expected}, got {got}")
-    if isinstance(expected, numbers.Integral):
-        if isinstance(got, bool) or not isinstance(got, int):
-            return Verdict(False, f"expected an int, got {describe_value(got)}")
-        return Verdict(got == expected, "" if got == expected else f"expected {expected}, got {got}")
-    if isinstance(expected, float) or (isinstance(expected, np.ndarray) and expected.ndim == 0
-                                       and not isinstance(got, np.ndarray)):
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
-            return Verdict(False, f"expected a number, got {describe_value(got)}")
-        exp = np.asarray(expected, dtype=np.float64)
-        return _compare_arrays(exp, np.asarray(float(got)), rel_floor) if math.isfinite(got) else \
-            Verdict(False, f"the answer is {got}")
-    if isinstance(expected, np.ndarray):
-        if not isinstance(got, np.ndarray):
-            return _not_an_array(expected, got)
-        return _compare_arrays(expected, got, rel_floor)
-    if isinstance(expected, str):
-        if not isinstance(got, str) or got != expected:
-            return Verdict(False, f"expected {expected!r}, got {describe_value(got)}")
-        return Verdict(True)
-    if expected is None:
-        return Verdict(got is None, "" if got is None else f"expected None, got {describe_value(got)}")
+        return _compare_tuple(expected, got, rel_floor, names)
+    for applies, judge in RULES:
+        if applies(expected, got):
+            return judge(expected, got, rel_floor)
     raise TypeError(f"oracle produced unsupported value {type(expected)}")

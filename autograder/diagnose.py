@@ -5,6 +5,7 @@ a flipped sign, a constant factor, a constant offset per channel (a missing or d
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,23 +39,51 @@ LARGER_THAN_VALID = {"01-single-channel": "did your loops run past the last wind
                                           "range(H - kH + 1))?"}
 
 
+def _more_dimensions(expected: np.ndarray, got: np.ndarray, assignment: str) -> str | None:
+    if got.ndim == expected.ndim:
+        return None
+    return (f"your answer has {got.ndim} dimensions, the expected one {expected.ndim}: "
+            "check which axes you keep (batch N, channels C, then H, W)")
+
+
+def _swapped_height_width(expected: np.ndarray, got: np.ndarray, assignment: str) -> str | None:
+    if got.shape != expected.shape[:-2] + expected.shape[-2:][::-1]:
+        return None
+    return "height and width look swapped: rows are the second-to-last axis, columns the last"
+
+
+def _leading_sizes(expected: np.ndarray, got: np.ndarray, assignment: str) -> str | None:
+    if got.shape[:-2] == expected.shape[:-2]:
+        return None
+    return "the leading (batch/channel) sizes differ: check how you loop over N and C_out"
+
+
+def _spatial_differences(expected: np.ndarray, got: np.ndarray) -> list[int]:
+    return [g - e for g, e in zip(got.shape[-2:], expected.shape[-2:])]
+
+
+def _off_by_one_size(expected: np.ndarray, got: np.ndarray, assignment: str) -> str | None:
+    if not all(abs(d) <= 1 for d in _spatial_differences(expected, got)):
+        return None
+    return (f"off-by-one output size: yours is {got.shape[-2:]}, expected {expected.shape[-2:]}; "
+            + SIZE_RULES.get(assignment, FULL_SIZE_RULE))
+
+
+def _larger_than_expected(expected: np.ndarray, got: np.ndarray, assignment: str) -> str | None:
+    if not all(d >= 0 for d in _spatial_differences(expected, got)):
+        return None
+    return (f"your output is larger than expected ({got.shape[-2:]} vs {expected.shape[-2:]}): "
+            + LARGER_THAN_VALID.get(assignment, "did you pad the input, or let windows run past its edge?"))
+
+
+#: patterns of a wrong output shape ``(expected, got, assignment) -> hint or None``, tried in order on answers
+#: whose shape differs from the expected one
+SHAPE_HINTS = (_more_dimensions, _swapped_height_width, _leading_sizes, _off_by_one_size, _larger_than_expected)
+
+
 def _shape_hint(expected: np.ndarray, got: np.ndarray, assignment: str = "") -> str | None:
-    if got.ndim != expected.ndim:
-        return (f"your answer has {got.ndim} dimensions, the expected one {expected.ndim}: "
-                "check which axes you keep (batch N, channels C, then H, W)")
-    diffs = [g - e for g, e in zip(got.shape, expected.shape)]
-    if got.shape == expected.shape[:-2] + expected.shape[-2:][::-1] and got.shape != expected.shape:
-        return "height and width look swapped: rows are the second-to-last axis, columns the last"
-    spatial = diffs[-2:]
-    if any(diffs[:-2]):
-        return "the leading (batch/channel) sizes differ: check how you loop over N and C_out"
-    if all(abs(d) <= 1 for d in spatial) and any(spatial):
-        return (f"off-by-one output size: yours is {got.shape[-2:]}, expected {expected.shape[-2:]}; "
-                + SIZE_RULES.get(assignment, FULL_SIZE_RULE))
-    if all(d >= 0 for d in spatial) and any(spatial):
-        return (f"your output is larger than expected ({got.shape[-2:]} vs {expected.shape[-2:]}): "
-                + LARGER_THAN_VALID.get(assignment, "did you pad the input, or let windows run past its edge?"))
-    return None
+    """The first of :data:`SHAPE_HINTS` that recognises ``got``'s shape (which differs from ``expected``'s)."""
+    return next(filter(None, (hint(expected, got, assignment) for hint in SHAPE_HINTS)), None)
 
 
 def _integer_output_hint(expected: np.ndarray, got: np.ndarray) -> str | None:
@@ -67,6 +96,76 @@ def _integer_output_hint(expected: np.ndarray, got: np.ndarray) -> str | None:
             "np.zeros(shape, dtype=int) or np.zeros_like(x) of an integer x.")
 
 
+@dataclass(frozen=True)
+class WrongValues:
+    """A wrong answer of the expected shape: finite float values ``got`` (as float64) against ``expected``."""
+
+    expected: np.ndarray
+    got: np.ndarray
+
+    @property
+    def scale(self) -> float:
+        return max(1e-12, float(np.max(np.abs(self.expected))))
+
+    def close(self, a: np.ndarray, b: np.ndarray) -> bool:
+        """Equal up to rounding, relative to ``max|expected|``."""
+        return float(np.max(np.abs(a - b))) <= 1e-5 * max(self.scale, 1.0)
+
+    def negligible(self, value: float) -> bool:
+        return abs(value) <= 1e-6 * max(self.scale, 1.0)
+
+
+def _transposed(w: WrongValues) -> str | None:
+    e = w.expected
+    if e.ndim < 2 or e.shape[-1] != e.shape[-2]:
+        return None
+    t = np.swapaxes(e, -1, -2)
+    if w.close(e, t) or not w.close(w.got, t):
+        return None
+    return "your result is transposed: rows and columns are swapped"
+
+
+def _opposite_sign(w: WrongValues) -> str | None:
+    return "your result has the opposite sign everywhere" if w.close(w.got, -w.expected) else None
+
+
+def _scale_factor(w: WrongValues) -> str | None:
+    denom = float(np.vdot(w.expected, w.expected))
+    if denom <= 0:
+        return None
+    c = float(np.vdot(w.expected, w.got)) / denom
+    if abs(c - 1) <= 1e-3 or abs(c) <= 1e-6 or not w.close(w.got, c * w.expected):
+        return None
+    return f"your result is the expected one times {c:.4g}: a scale factor (averaging, or a missing 2?)"
+
+
+#: the channel axis of an answer by its number of dimensions: (N, C, H, W) and (C, H, W)
+CHANNEL_AXIS = {4: 1, 3: 0}
+
+
+def _bias_per_channel(w: WrongValues) -> str | None:
+    axis = CHANNEL_AXIS.get(w.expected.ndim)
+    if axis is None:
+        return None
+    reduce_axes = tuple(i for i in range(w.expected.ndim) if i != axis)
+    offset = (w.got - w.expected).mean(axis=reduce_axes, keepdims=True)
+    if w.negligible(float(np.max(np.abs(offset)))) or not w.close(w.got - offset, w.expected):
+        return None
+    return "off by a constant per output channel: a missing, doubled or misplaced bias?"
+
+
+def _constant_offset(w: WrongValues) -> str | None:
+    diff = w.got - w.expected
+    if not w.negligible(float(np.ptp(diff))) or abs(float(diff.flat[0])) <= 1e-9:
+        return None
+    return f"off by the constant {float(diff.flat[0]):.4g} everywhere"
+
+
+#: patterns of wrong values ``WrongValues -> hint or None``, tried in order: the first that recognises the answer
+#: names the likely mistake
+VALUE_HINTS = (_transposed, _opposite_sign, _scale_factor, _bias_per_channel, _constant_offset)
+
+
 def generic_hint(expected: Any, got: Any, assignment: str = "") -> str | None:
     """A pattern recognised in a wrong array answer, or None. ``assignment`` picks the notation of the hints."""
     if not (isinstance(expected, np.ndarray) and isinstance(got, np.ndarray)):
@@ -75,29 +174,8 @@ def generic_hint(expected: Any, got: Any, assignment: str = "") -> str | None:
         return _shape_hint(expected, got, assignment)
     if got.dtype.kind != "f" or not np.all(np.isfinite(got)) or expected.size <= 1:
         return _integer_output_hint(expected, got)  # a single value matches any scale or offset pattern: no hint is better than a wrong one
-    g = got.astype(np.float64)
-    scale = max(1e-12, float(np.max(np.abs(expected))))
-    close = lambda a, b: float(np.max(np.abs(a - b))) <= 1e-5 * max(scale, 1.0)  # noqa: E731
-    transposed = np.swapaxes(expected, -1, -2) if expected.ndim >= 2 else expected
-    if expected.ndim >= 2 and expected.shape[-1] == expected.shape[-2] and not close(expected, transposed) \
-            and close(g, transposed):
-        return "your result is transposed: rows and columns are swapped"
-    if close(g, -expected):
-        return "your result has the opposite sign everywhere"
-    denom = float(np.vdot(expected, expected))
-    if denom > 0:
-        c = float(np.vdot(expected, g)) / denom
-        if abs(c - 1) > 1e-3 and abs(c) > 1e-6 and close(g, c * expected):
-            return f"your result is the expected one times {c:.4g}: a scale factor (averaging, or a missing 2?)"
-    for axis in ((1,) if expected.ndim == 4 else (0,) if expected.ndim == 3 else ()):
-        reduce_axes = tuple(i for i in range(expected.ndim) if i != axis)
-        offset = (g - expected).mean(axis=reduce_axes, keepdims=True)
-        if float(np.max(np.abs(offset))) > 1e-6 * max(scale, 1.0) and close(g - offset, expected):
-            return "off by a constant per output channel: a missing, doubled or misplaced bias?"
-    diff = g - expected
-    if diff.size > 1 and float(np.ptp(diff)) <= 1e-6 * max(scale, 1.0) and abs(float(diff.flat[0])) > 1e-9:
-        return f"off by the constant {float(diff.flat[0]):.4g} everywhere"
-    return None
+    wrong = WrongValues(expected, got.astype(np.float64))
+    return next(filter(None, (hint(wrong) for hint in VALUE_HINTS)), None)
 
 
 #: mistakes recognised from the message of the exception an answer raised: (words in the message, hint)

@@ -75,6 +75,46 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
+def _import_bindings(node: ast.AST, names: tuple[str, ...]) -> list[tuple[str, str, str | None]]:
+    """``(local name, dotted target, forbidden statement or None)`` for each name an import statement binds."""
+    if isinstance(node, ast.Import):
+        return [((a.asname or a.name).split(".")[0], a.name if a.asname else a.name.split(".")[0],
+                 f"import {a.name}" if is_forbidden(a.name, names) else None) for a in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module:
+        return [_from_import_binding(node.module, a, names) for a in node.names]
+    return []
+
+
+def _from_import_binding(module: str, a: ast.alias, names: tuple[str, ...]) -> tuple[str, str, str | None]:
+    full = f"{module}.{a.name}"
+    forbidden = is_forbidden(full, names) or (full not in ALLOWED and is_forbidden(module, names))
+    return a.asname or a.name, full, f"from {module} import {a.name}" if forbidden else None
+
+
+def _references(node: ast.AST, aliases: dict[str, str], names: tuple[str, ...]) -> list[str]:
+    """Forbidden uses in one loaded name or attribute chain (resolved through the import ``aliases``)."""
+    if not isinstance(node, (ast.Attribute, ast.Name)) or not isinstance(getattr(node, "ctx", None), ast.Load):
+        return []
+    dotted = _dotted(node)
+    if not dotted:
+        return []
+    head, _, rest = dotted.partition(".")
+    full = aliases.get(head, head) + ("." + rest if rest else "")
+    if full.startswith("np."):
+        full = "numpy." + full[3:]
+    found = [full] if is_forbidden(full, names) else []
+    if head in DYNAMIC and isinstance(node, ast.Name):
+        found.append(f"dynamic code ({head})")
+    return found
+
+
+def _add_new(found: list[str], more: Iterable[str]) -> None:
+    """Append to ``found`` what it does not hold yet, in order."""
+    for what in more:
+        if what not in found:
+            found.append(what)
+
+
 def scan_source(source: str, names: Iterable[str] = FROM_SCRATCH) -> list[str]:
     """Forbidden uses of ``names`` in ``source`` (a cell or a whole notebook's student code), deduplicated, in order."""
     names = tuple(names)
@@ -84,36 +124,12 @@ def scan_source(source: str, names: Iterable[str] = FROM_SCRATCH) -> list[str]:
         return []
     aliases: dict[str, str] = {}
     found: list[str] = []
-
-    def flag(what: str) -> None:
-        if what not in found:
-            found.append(what)
-
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                aliases[(a.asname or a.name).split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
-                if is_forbidden(a.name, names):
-                    flag(f"import {a.name}")
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            for a in node.names:
-                full = f"{node.module}.{a.name}"
-                aliases[a.asname or a.name] = full
-                if is_forbidden(full, names) or (full not in ALLOWED and is_forbidden(node.module, names)):
-                    flag(f"from {node.module} import {a.name}")
+        for local, target, statement in _import_bindings(node, names):
+            aliases[local] = target
+            _add_new(found, [statement] if statement else [])
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Attribute, ast.Name)) and isinstance(getattr(node, "ctx", None), ast.Load):
-            dotted = _dotted(node)
-            if not dotted:
-                continue
-            head, _, rest = dotted.partition(".")
-            full = aliases.get(head, head) + ("." + rest if rest else "")
-            if full.startswith("np."):
-                full = "numpy." + full[3:]
-            if is_forbidden(full, names):
-                flag(full)
-            if head in DYNAMIC and isinstance(node, ast.Name):
-                flag(f"dynamic code ({head})")
+        _add_new(found, _references(node, aliases, names))
     return _tidy(found)
 
 
@@ -150,6 +166,52 @@ def _module_of(obj: Any) -> str:
     return f"{module}.{name}" if module and name else module
 
 
+def _source_tree(fn: Callable) -> tuple[str, ast.AST, ast.AST] | None:
+    """``(source, module tree, the function's own node)`` of a live function, or None without source."""
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        return None
+    tree = ast.parse(source)
+    fn_node = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))),
+                   tree)
+    return source, tree, fn_node
+
+
+def _free_namespace(fn: Callable, fn_node: ast.AST) -> dict[str, Any]:
+    """What the function's free names refer to: its globals and closure, minus the names it binds itself."""
+    namespace = dict(getattr(fn, "__globals__", {}))
+    if getattr(fn, "__closure__", None):
+        namespace.update({name: cell.cell_contents for name, cell in
+                          zip(fn.__code__.co_freevars, fn.__closure__) if _has_contents(cell)})
+    for name in _local_names(fn_node):
+        namespace.pop(name, None)
+    return namespace
+
+
+def _module_attribute_use(node: ast.Attribute, namespace: dict[str, Any], names: tuple[str, ...]) -> list[str]:
+    """``module.attr`` where ``module`` is a module object of the namespace (whatever its local name)."""
+    head, _, rest = (_dotted(node) or "").partition(".")
+    if not isinstance(namespace.get(head), types.ModuleType):
+        return []
+    full = f"{namespace[head].__name__}.{rest}"
+    return [full] if is_forbidden(full, names) else []
+
+
+def _name_use(node: ast.Name, fn: Callable, namespace: dict[str, Any], names: tuple[str, ...], found: list[str],
+              seen: set) -> list[str]:
+    """A free name bound to something forbidden, or to a notebook helper (scanned in turn)."""
+    if node.id not in namespace:
+        return []
+    obj = namespace[node.id]
+    origin = _module_of(obj)
+    if origin and is_forbidden(origin, names) and origin not in found:
+        return [f"{node.id} (from {origin})"]
+    if isinstance(obj, types.FunctionType) and obj.__module__ in ("__main__", fn.__module__):
+        return scan_function(obj, names, seen)
+    return []
+
+
 def scan_function(fn: Callable, names: Iterable[str] = FROM_SCRATCH, _seen: set | None = None) -> list[str]:
     """Forbidden uses in a live function and the notebook helpers it calls."""
     names = tuple(names)
@@ -158,37 +220,17 @@ def scan_function(fn: Callable, names: Iterable[str] = FROM_SCRATCH, _seen: set 
         return []
     seen.add(id(fn))
     fn = inspect.unwrap(fn)
-    try:
-        source = textwrap.dedent(inspect.getsource(fn))
-    except (OSError, TypeError):
+    parsed = _source_tree(fn)
+    if parsed is None:
         return []
+    source, tree, fn_node = parsed
     found = [f for f in scan_source(source, names) if not f.startswith("dynamic")]
-    namespace = dict(getattr(fn, "__globals__", {}))
-    if getattr(fn, "__closure__", None):
-        namespace.update({name: cell.cell_contents for name, cell in
-                          zip(fn.__code__.co_freevars, fn.__closure__) if _has_contents(cell)})
-    tree = ast.parse(source)
-    fn_node = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))),
-                   tree)
-    for name in _local_names(fn_node):
-        namespace.pop(name, None)
+    namespace = _free_namespace(fn, fn_node)
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
-            dotted = _dotted(node) or ""
-            head, _, rest = dotted.partition(".")
-            if isinstance(namespace.get(head), types.ModuleType):
-                full = f"{namespace[head].__name__}.{rest}"
-                if is_forbidden(full, names) and full not in found:
-                    found.append(full)
-            continue
-        if not isinstance(node, ast.Name) or node.id not in namespace:
-            continue
-        obj = namespace[node.id]
-        origin = _module_of(obj)
-        if origin and is_forbidden(origin, names) and origin not in found:
-            found.append(f"{node.id} (from {origin})")
-        elif isinstance(obj, types.FunctionType) and obj.__module__ in ("__main__", fn.__module__):
-            found += [f for f in scan_function(obj, names, seen) if f not in found]
+            _add_new(found, _module_attribute_use(node, namespace, names))
+        elif isinstance(node, ast.Name):
+            _add_new(found, _name_use(node, fn, namespace, names, found, seen))
     return _tidy(found)
 
 
