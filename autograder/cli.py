@@ -197,26 +197,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _integration_commands(sub) -> None:
+def _integration_commands(sub, package_name: str = f"{__package__}.integrations") -> None:
     """Subcommands contributed by :mod:`autograder.integrations` modules: each module may define
-    ``add_command(subparsers, add_common, options_from_args)``, which adds its parser and sets ``func``."""
+    ``add_command(subparsers, add_common, options_from_args)``, which adds its parser and sets ``func``.
+
+    An integration that needs a third-party package which is not installed is left out with a note on stderr;
+    any other failure to import it (a bug) is raised, never hidden."""
     import importlib
     import pkgutil
 
-    try:
-        package = importlib.import_module(f"{__package__}.integrations")
-    except ImportError:
-        return
+    package = importlib.import_module(package_name)
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if info.name.endswith("_preprocessor"):
             continue            # loaded by nbgrader itself (nbgrader_config.py), not a command
-        try:
-            module = importlib.import_module(f"{package.__name__}.{info.name}")
-        except ImportError:
-            continue
+        module = _import_integration(f"{package.__name__}.{info.name}")
         hook = getattr(module, "add_command", None)
         if callable(hook):
             hook(sub, _add_common, _options)
+
+
+def _import_integration(name: str):
+    """The integration module ``name``, or None (with a note) when a third-party package it needs is missing."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        own = (exc.name or "").split(".")[0] in (__package__, name.split(".")[0])
+        if own or not exc.name:
+            raise
+        print(f"note: {name} is unavailable: it needs {exc.name!r}, which is not installed", file=sys.stderr)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,8 @@ a flipped sign, a constant factor, a constant offset per channel (a missing or d
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,19 +14,38 @@ import numpy as np
 from .cases import Case
 from .compare import compare
 from .oracle import run_reference
-from .spec import Exercise
+from .spec import Exercise, NotApplicable
+
+LOG = logging.getLogger(__name__)
 
 
-def named_misconception(ex: Exercise, case: Case, got: Any, device: str) -> str | None:
-    """``"name: explanation"`` of the first misconception whose output the answer matches, else None."""
+@dataclass
+class Recognised:
+    """What the named misconceptions say about an answer: the first one it matches (``"name: explanation"``), and
+    the grader bugs met on the way (a misconception that raised anything but :class:`NotApplicable`)."""
+
+    hint: str | None = None
+    grader_bugs: list[str] = field(default_factory=list)
+
+
+def named_misconception(ex: Exercise, case: Case, got: Any, device: str) -> Recognised:
+    """The first misconception of ``ex`` whose output the answer matches. One that raises
+    :class:`NotApplicable` is skipped; one that raises anything else is a grader bug: logged, reported, skipped."""
+    found = Recognised()
     for m in ex.misconceptions:
         try:
             wrong = run_reference(m.compute, case.call, device)
-        except Exception:  # the wrong variant may not exist for this case (e.g. shapes do not fit)
+        except NotApplicable:
+            continue
+        except Exception as exc:  # noqa: BLE001 - a bug in one misconception must not cost the feedback
+            LOG.error("grader bug: misconception %r of %s raised on %s", m.name, ex.name, ex.describe(case.params),
+                      exc_info=True)
+            found.grader_bugs.append(f"misconception {m.name!r} of {ex.name} raised {type(exc).__name__}: {exc}")
             continue
         if compare(wrong, got, ex.tolerance.rel_floor, tuple(ex.output_names)):
-            return f"{m.name}: {m.explanation}"
-    return None
+            found.hint = f"{m.name}: {m.explanation}"
+            break
+    return found
 
 
 #: the output-size rule in each assignment's own notation: 01 and 02 know only valid, stride-1 windows;

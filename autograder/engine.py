@@ -129,11 +129,13 @@ def _explain_failure(ex: Exercise, answer: Answer, trial: _Trial, device: str, s
     lines = [f"  First failing case: {ex.describe(trial.case.params)}", f"    {trial.reason}"]
     lines += [f"      {d}" for d in trial.details]
     if trial.outcome.ok and trial.expected is not RAISES:
-        hint = named_misconception(ex, trial.case, trial.outcome.value, device) or \
+        named = named_misconception(ex, trial.case, trial.outcome.value, device)
+        hint = named.hint or \
             generic_hint(trial.expected if not isinstance(trial.expected, tuple) else None, trial.outcome.value,
                          ex.assignment)
         if hint:
             lines.append(f"  Likely mistake: {hint}")
+        lines += [f"  Grader bug (not your mistake; please report it): {bug}" for bug in named.grader_bugs]
     elif error_hint(trial.outcome.error):
         lines.append(f"  Likely mistake: {error_hint(trial.outcome.error)}")
     if shrink_budget > 0 and not trial.outcome.timed_out:

@@ -11,8 +11,9 @@ smallest failing input, so ``valid(params)`` must say which combinations make se
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 Params = Mapping[str, int]
 
@@ -45,10 +46,36 @@ class Call:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
+class NotApplicable(Exception):
+    """Raised by a misconception's ``compute`` where its mistake cannot be told apart in this case (no bias, one
+    channel, no padding...): the diagnosis skips that misconception. Any other exception is a grader bug, reported."""
+
+
+def not_applicable(reason: str = "this mistake cannot be told apart in this case") -> NoReturn:
+    """Raise :class:`NotApplicable` (usable inside a lambda: ``... if padding else not_applicable()``)."""
+    raise NotApplicable(reason)
+
+
+def unless_torch_rejects(compute: Callable[..., Any]) -> Callable[..., Any]:
+    """A misconception whose wrong arguments PyTorch may reject (a kernel turned on its side that no longer fits
+    the image): that rejection, torch's ``RuntimeError``, means :class:`NotApplicable`, as an oracle's means
+    :data:`RAISES`."""
+
+    @functools.wraps(compute)
+    def applicable(*args, **kwargs):
+        try:
+            return compute(*args, **kwargs)
+        except RuntimeError as exc:
+            raise NotApplicable(f"PyTorch rejects this variant's arguments: {exc}") from exc
+
+    return applicable
+
+
 @dataclass(frozen=True)
 class Misconception:
     """A known wrong answer. ``compute`` has the oracle's signature (torch tensors in, result out);
-    when a student's answer matches it, the feedback names the mistake and explains it."""
+    when a student's answer matches it, the feedback names the mistake and explains it. Where the mistake cannot
+    be told apart in a case, ``compute`` raises :class:`NotApplicable`."""
 
     name: str
     explanation: str

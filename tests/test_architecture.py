@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from radon.complexity import cc_rank, cc_visit
 
 PACKAGE = Path(__file__).resolve().parents[1] / "autograder"
@@ -34,3 +36,52 @@ def test_the_complexity_check_sees_a_complex_function(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "tangled.py").write_text(f"def tangled(x):\n{branches}    return -1\n")
     assert complex_functions(tmp_path / "pkg") == ["pkg/tangled.py:1 tangled D(22)"]
+
+
+# --- errors are visible: a broken integration is not silently dropped from the command line ----------------------
+def _integrations(tmp_path, monkeypatch, **modules) -> str:
+    """A package of integration modules (name -> source), importable under a name of its own."""
+    package = tmp_path / f"fake_integrations_{abs(hash(str(tmp_path)))}"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name, source in modules.items():
+        (package / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return package.name
+
+
+HOOK = "def add_command(sub, add_common, options):\n    sub.add_parser('{name}')\n"
+
+
+def test_an_integration_adds_its_command(tmp_path, monkeypatch):
+    import argparse
+
+    from autograder.cli import _integration_commands
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    _integration_commands(sub, _integrations(tmp_path, monkeypatch, works=HOOK.format(name="works")))
+    assert "works" in sub.choices
+
+
+def test_a_broken_integration_import_is_raised_not_hidden(tmp_path, monkeypatch):
+    import argparse
+
+    from autograder.cli import _integration_commands
+
+    broken = "from .works import no_such_name\n" + HOOK.format(name="broken")
+    name = _integrations(tmp_path, monkeypatch, works=HOOK.format(name="works"), broken=broken)
+    with pytest.raises(ImportError, match="no_such_name"):
+        _integration_commands(argparse.ArgumentParser().add_subparsers(), name)
+
+
+def test_an_integration_missing_a_third_party_package_is_named(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from autograder.cli import _integration_commands
+
+    optional = "import convlab_absent_package\n" + HOOK.format(name="optional")
+    name = _integrations(tmp_path, monkeypatch, works=HOOK.format(name="works"), optional=optional)
+    sub = argparse.ArgumentParser().add_subparsers()
+    _integration_commands(sub, name)
+    assert "works" in sub.choices and "optional" not in sub.choices
+    assert "needs 'convlab_absent_package', which is not installed" in capsys.readouterr().err

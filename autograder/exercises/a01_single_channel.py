@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..registry import register
-from ..spec import Call, Exercise, Misconception
+from ..spec import Call, Exercise, Misconception, NotApplicable, unless_torch_rejects
 from ._torch import F, torch
 
 ASSIGNMENT = "01-single-channel"
@@ -75,7 +75,7 @@ def _matmul_window(x, k):
     m-th row sum of k, i.e. cross-correlation with a kernel whose every row is k's row sums."""
     kh, kw = k.shape
     if kh != kw:
-        raise ValueError("window @ k needs a square kernel")
+        raise NotApplicable("window @ k needs a square kernel")
     return _corr(x, k.sum(1)[None, :].expand(kh, kw))
 
 
@@ -130,11 +130,12 @@ convolve2d = Exercise(
                     Misconception("kernel transposed instead of flipped",
                                   "you used k.T; transposing mirrors the kernel across its diagonal. Convolution "
                                   "rotates it by 180 degrees: k[::-1, ::-1].",
-                                  lambda x, k: _corr(x, k.T)),
+                                  unless_torch_rejects(lambda x, k: _corr(x, k.T))),
                     *[Misconception("kernel rotated by 90 degrees, not 180",
                                     "np.rot90(k) turns the kernel a quarter turn; convolution turns it by 180 "
                                     "degrees: np.rot90(k, 2), which is k[::-1, ::-1].",
-                                    lambda x, k, turns=turns: _corr(x, torch().rot90(k, turns, (0, 1))))
+                                    unless_torch_rejects(
+                                        lambda x, k, turns=turns: _corr(x, torch().rot90(k, turns, (0, 1)))))
                       for turns in (1, -1)],
                     Misconception("image flipped instead of the kernel",
                                   "your output is the right one rotated by 180 degrees: you flipped the image "

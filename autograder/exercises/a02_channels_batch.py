@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from ..registry import register
-from ..spec import Call, Exercise, Misconception, Part
+from ..spec import Call, Exercise, Misconception, NotApplicable, Part, not_applicable, unless_torch_rejects
 from ._torch import F, torch
 
 ASSIGNMENT = "02-channels-batch"
@@ -53,10 +53,6 @@ SPEED_POINTS = 2
 
 
 
-
-
-def _not_applicable():
-    raise ValueError("this mistake cannot be told apart in this case")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -112,22 +108,23 @@ def _batched(compute):
 
 def _no_bias(x, w, b):
     if b is None:
-        raise ValueError("no bias in this case")
+        raise NotApplicable("no bias in this case")
     return _conv(x, w)
 
 
 def _bias_per_input_channel(x, w, b):
     if b is None:
-        raise ValueError("no bias in this case")
+        raise NotApplicable("no bias in this case")
     return _conv(x, w) + x.shape[1] * b[None, :, None, None]
 
 
 def _first_channel_only(x, w, b):
     if x.shape[1] == 1:
-        raise ValueError("one input channel: nothing to tell apart")
+        raise NotApplicable("one input channel: nothing to tell apart")
     return _conv(x[:, :1], w[:, :1], b)
 
 
+@unless_torch_rejects
 def _channel_axes_swapped(x, w, b):
     return _conv(x, w.transpose(0, 1), b)  # only runs when C_in == C_out
 
@@ -156,7 +153,7 @@ _CHANNEL_MISCONCEPTIONS = [
 
 def _axes_swapped(x, w, b):
     if x.shape[0] == 1 and w.shape[0] == 1:
-        raise ValueError("nothing to tell apart")
+        raise NotApplicable("nothing to tell apart")
     return _conv(x, w, b).transpose(0, 1)
 
 
@@ -204,7 +201,7 @@ _BATCH_FIXED = [dict(p, N=n) for p, n in zip(_MULTI_FIXED, (2, 3, 1, 2, 3))]
 
 def _batch_mixed(x, w, b):
     if x.shape[0] == 1:
-        raise ValueError("one image: nothing to tell apart")
+        raise NotApplicable("one image: nothing to tell apart")
     return _conv(x[:1], w, b).expand(x.shape[0], -1, -1, -1)
 
 
@@ -257,7 +254,7 @@ def _describe_grouped(p) -> str:
 
 def _ignore_groups(x, w, b, groups):
     if groups == 1:
-        raise ValueError("groups=1: nothing to tell apart")
+        raise NotApplicable("groups=1: nothing to tell apart")
     return _conv(x[:, : w.shape[1]], w, b)
 
 
@@ -265,7 +262,7 @@ def _interleaved_outputs(x, w, b, groups):
     """Output channel o paired with input group o % groups instead of o // (C_out / groups)."""
     t = torch()
     if groups == 1:
-        raise ValueError("groups=1: nothing to tell apart")
+        raise NotApplicable("groups=1: nothing to tell apart")
     cg = w.shape[1]
     outs = [_conv(x[:, (o % groups) * cg:(o % groups + 1) * cg], w[o:o + 1], None if b is None else b[o:o + 1])
             for o in range(w.shape[0])]
@@ -277,7 +274,7 @@ def _strided_inputs(x, w, b, groups):
     t = torch()
     cg = w.shape[1]
     if groups == 1 or cg == 1:
-        raise ValueError("nothing to tell apart")
+        raise NotApplicable("nothing to tell apart")
     order = t.tensor([g + groups * i for g in range(groups) for i in range(cg)], device=x.device)
     return _conv(x[:, order], w, b, groups)
 
@@ -286,7 +283,7 @@ def _interleaved_groups(x, w, b, groups):
     """Every channel c (input and output) put in group c % groups: group g is x[:, g::groups] -> out[:, g::groups]."""
     t = torch()
     if groups == 1:
-        raise ValueError("groups=1: nothing to tell apart")
+        raise NotApplicable("groups=1: nothing to tell apart")
     outs = [_conv(x[:, o % groups::groups], w[o:o + 1], None if b is None else b[o:o + 1])
             for o in range(w.shape[0])]
     return t.cat(outs, dim=1)
@@ -298,7 +295,7 @@ def _grouped_flipped(x, w, b, groups):
 
 def _grouped_no_bias(x, w, b, groups):
     if b is None:
-        raise ValueError("no bias in this case")
+        raise NotApplicable("no bias in this case")
     return _conv(x, w, None, groups)
 
 
@@ -351,14 +348,14 @@ def _flatten_orders_differ(x, w, b):
     """Patches flattened as (kH, kW, C) but weights as (C, kH, kW) (or the other way round)."""
     o, c, kh, kw = w.shape
     if c == 1 or kh * kw == 1:
-        raise ValueError("nothing to tell apart")
+        raise NotApplicable("nothing to tell apart")
     return _conv(x, w.reshape(o, kh, kw, c).permute(0, 3, 1, 2), b)
 
 
 def _flatten_orders_differ_2(x, w, b):
     o, c, kh, kw = w.shape
     if c == 1 or kh * kw == 1:
-        raise ValueError("nothing to tell apart")
+        raise NotApplicable("nothing to tell apart")
     return _conv(x, w.permute(0, 2, 3, 1).reshape(o, c, kh, kw), b)
 
 
@@ -369,7 +366,7 @@ def _channels_not_moved(bias_after: bool):
         y = _conv(x, w, None if bias_after else b)
         n, o, h, wd = y.shape
         if o == 1 or h * wd == 1 or (bias_after and b is None):
-            raise ValueError("nothing to tell apart")
+            raise NotApplicable("nothing to tell apart")
         y = y.permute(0, 2, 3, 1).reshape(n, o, h, wd)
         return y + b[None, :, None, None] if bias_after else y
     return compute
@@ -565,7 +562,7 @@ conv2d_param_count = Exercise(
         Misconception("bias counted per group",
                       "there is one bias per output channel (C_out of them), not one per group.",
                       lambda ci, co, kh, kw, groups=1, bias=True: _weights(ci, co, kh, kw, groups)
-                      + groups if bias and groups > 1 else _not_applicable()),
+                      + groups if bias and groups > 1 else not_applicable()),
         Misconception("a single bias",
                       "there is one bias per output channel: K * F * F * D_in + K, not + 1.",
                       lambda ci, co, kh, kw, groups=1, bias=True: _weights(ci, co, kh, kw, groups)
@@ -638,7 +635,7 @@ def _describe_flops(p) -> str:
 
 def _one_sided(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, groups=1):
     if padding == 0:
-        raise ValueError("no padding: nothing to tell apart")
+        raise NotApplicable("no padding: nothing to tell apart")
     out = ((h + padding - kh) // stride + 1, (w + padding - kw) // stride + 1)
     return _flops_formula(n, c_in, h, w, c_out, kh, kw, stride, padding, groups, out=out)
 
@@ -689,7 +686,7 @@ conv2d_flops = Exercise(
         Misconception("padding ignored", "padding p adds 2p rows and 2p columns before the kernel slides.",
                       lambda n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, groups=1:
                       _flops_formula(n, c_in, h, w, c_out, kh, kw, stride, 0, groups)
-                      if h >= kh and w >= kw and padding else _not_applicable()),
+                      if h >= kh and w >= kw and padding else not_applicable()),
         Misconception("padding on one side only", "padding p is added on both sides: H + 2p, not H + p.",
                       _one_sided),
         Misconception("true division in the output size",

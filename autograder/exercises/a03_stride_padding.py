@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from ..registry import register
-from ..spec import RAISES, Call, Exercise, Misconception
+from ..spec import RAISES, Call, Exercise, Misconception, not_applicable, unless_torch_rejects
 from ._torch import F, torch
 
 ASSIGNMENT = "03-stride-padding"
@@ -34,10 +34,6 @@ ASSIGNMENT = "03-stride-padding"
 
 
 
-
-
-def _not_applicable():
-    raise ValueError("this mistake cannot be told apart in this case")
 
 
 def _call(args: tuple, optional: list, form: int) -> Call:
@@ -134,16 +130,16 @@ conv_output_size = Exercise(
         Misconception("padding on one side only",
                       "padding p adds p rows at the top *and* p at the bottom: n + 2p.",
                       _conv_size_wrong(lambda n, k, s, p, d: (n + p - d * (k - 1) - 1) // s + 1
-                                       if p else _not_applicable())),
+                                       if p else not_applicable())),
         Misconception("dilation ignored",
                       "a kernel of size k with dilation d spans d(k-1) + 1 input pixels.",
                       _conv_size_wrong(lambda n, k, s, p, d: (n + 2 * p - k) // s + 1
-                                       if d > 1 else _not_applicable())),
+                                       if d > 1 else not_applicable())),
         Misconception("dilated kernel taken as d * k pixels wide",
                       "a kernel of size k with dilation d spans d(k-1) + 1 input pixels (k taps, d apart), "
                       "not d * k.",
                       _conv_size_wrong(lambda n, k, s, p, d: (n + 2 * p - d * k) // s + 1
-                                       if d > 1 else _not_applicable())),
+                                       if d > 1 else not_applicable())),
         Misconception("missing + 1",
                       "the number of window positions is (last start) / s + 1: the first position counts too.",
                       _conv_size_wrong(lambda n, k, s, p, d: (n + 2 * p - d * (k - 1) - 1) // s)),
@@ -222,7 +218,7 @@ def _pool_wrong(rule):
 
 def _plain_ceil(n, k, s, p, d, ceil):
     if not ceil:
-        _not_applicable()
+        not_applicable()
     return _ceil_div(n + 2 * p - d * (k - 1) - 1, k if s is None else s) + 1
 
 
@@ -253,7 +249,7 @@ pool_output_size = Exercise(
         Misconception("ceil_mode ignored",
                       "with ceil_mode=True the division is rounded up: a last, partial window is kept.",
                       _pool_wrong(lambda n, k, s, p, d, c: _pool_rule(n, k, k if s is None else s, p, d, False)
-                                  if c else _not_applicable())),
+                                  if c else not_applicable())),
         Misconception("ceil mode without PyTorch's last-window rule",
                       "in ceil mode PyTorch drops the last window when it would start in the right padding: "
                       "out = ceil((n + 2p - d(k-1) - 1) / s) + 1, minus 1 if (out - 1) * s >= n + p.",
@@ -261,19 +257,19 @@ pool_output_size = Exercise(
         Misconception("ceil even without ceil_mode",
                       "the default (ceil_mode=False) rounds down, like a convolution.",
                       _pool_wrong(lambda n, k, s, p, d, c: _pool_rule(n, k, k if s is None else s, p, d, True)
-                                  if not c else _not_applicable())),
+                                  if not c else not_applicable())),
         Misconception("stride=None taken as 1",
                       "for pooling, stride=None means stride = kernel size (non-overlapping windows), not 1.",
                       _pool_wrong(lambda n, k, s, p, d, c: _pool_rule(n, k, 1, p, d, c)
-                                  if s is None else _not_applicable())),
+                                  if s is None else not_applicable())),
         Misconception("dilation ignored",
                       "a window of size k with dilation d spans d(k-1) + 1 input pixels.",
                       _pool_wrong(lambda n, k, s, p, d, c: _pool_rule(n, k, k if s is None else s, p, 1, c)
-                                  if d > 1 else _not_applicable())),
+                                  if d > 1 else not_applicable())),
         Misconception("padding on one side only",
                       "padding p adds p on both sides: n + 2p.",
                       _pool_wrong(lambda n, k, s, p, d, c: _pool_rule(n - p, k, k if s is None else s, p, d, c)
-                                  if p else _not_applicable())),
+                                  if p else not_applicable())),
     ],
     n_visible=150,
     n_hidden=400,
@@ -325,10 +321,10 @@ same_padding = Exercise(
                       "when the total padding d(k-1) is odd, PyTorch puts the extra row after (bottom/right): "
                       "before = total // 2, after = total - before.",
                       _same_wrong(lambda k, d: (d * (k - 1) - d * (k - 1) // 2, d * (k - 1) // 2)
-                                  if d * (k - 1) % 2 else _not_applicable())),
+                                  if d * (k - 1) % 2 else not_applicable())),
         Misconception("dilation ignored",
                       "a dilated kernel spans d(k-1) + 1 pixels, so the total padding is d(k-1).",
-                      _same_wrong(lambda k, d: ((k - 1) // 2, k - 1 - (k - 1) // 2) if d > 1 else _not_applicable())),
+                      _same_wrong(lambda k, d: ((k - 1) // 2, k - 1 - (k - 1) // 2) if d > 1 else not_applicable())),
         Misconception("k // 2 on both sides",
                       "(k // 2, k // 2) keeps the size only for odd kernels: the total padding must be k - 1 "
                       "(d(k-1) with dilation), split as total // 2 before and the rest after.",
@@ -370,7 +366,7 @@ def _padding_arg(p, h="pH", w="pW"):
 def _pad_only(where):
     def compute(x, padding):
         if max(_pads(padding)) == 0:
-            _not_applicable()
+            not_applicable()
         return _pad(x, padding, where)
     return compute
 
@@ -378,13 +374,13 @@ def _pad_only(where):
 def _pad_swapped(x, padding):
     ph, pw = _pads(padding)
     if ph == pw:
-        _not_applicable()
+        not_applicable()
     return _pad(x, padding, "swapped")
 
 
 def _pad_edge(x, padding):
     if max(_pads(padding)) == 0:
-        _not_applicable()
+        not_applicable()
     return _pad(x, padding, mode="replicate")
 
 
@@ -490,21 +486,23 @@ def _conv_full(x, w, b=None, stride=1, padding=0, dilation=1):
 
 def _conv_no_dilation(x, w, b=None, stride=1, padding=0, dilation=1):
     if _pair(dilation) == (1, 1):
-        _not_applicable()
+        not_applicable()
     return _conv_full(x, w, b, stride, padding, 1)
 
 
+@unless_torch_rejects
 def _conv_one_sided(x, w, b=None, stride=1, padding=0, dilation=1):
     ph, pw = _pair(padding)
     if (ph, pw) == (0, 0):
-        _not_applicable()
+        not_applicable()
     return _conv_full(F().pad(x, (0, pw, 0, ph)), w, b, stride, 0, dilation)
 
 
+@unless_torch_rejects
 def _conv_swapped(x, w, b=None, stride=1, padding=0, dilation=1):
     s, p, d = _pair(stride), _pair(padding), _pair(dilation)
     if s[0] == s[1] and p[0] == p[1] and d[0] == d[1]:
-        _not_applicable()
+        not_applicable()
     return _conv_full(x, w, b, s[::-1], p[::-1], d[::-1])
 
 
@@ -514,7 +512,7 @@ def _conv_flipped(x, w, b=None, stride=1, padding=0, dilation=1):
 
 def _conv_no_bias(x, w, b=None, stride=1, padding=0, dilation=1):
     if b is None:
-        _not_applicable()
+        not_applicable()
     return _conv_full(x, w, None, stride, padding, dilation)
 
 
@@ -630,7 +628,7 @@ def _rf_wrong(**kwargs):
     def compute(layers):
         wrong = _rf_rule(layers, **kwargs)
         if wrong == _rf_rule(layers):
-            _not_applicable()
+            not_applicable()
         return wrong
     return compute
 
@@ -680,7 +678,7 @@ receptive_field = Exercise(
         Misconception("kernel sizes multiplied",
                       "receptive fields grow by addition: size = 1 + sum of d(k-1) * jump, not the product of the "
                       "kernel sizes.", lambda layers: _rf_product(layers) if _rf_product(layers)
-                      != _rf_rule(layers) else _not_applicable()),
+                      != _rf_rule(layers) else not_applicable()),
     ],
     n_visible=12,
     n_hidden=36,

@@ -8,7 +8,7 @@ compared exactly), and ``F.interpolate(mode="nearest")`` followed by ``F.conv2d`
 from __future__ import annotations
 
 from ..registry import register
-from ..spec import Call, Exercise, Misconception
+from ..spec import Call, Exercise, Misconception, unless_torch_rejects
 from ._torch import F, torch
 
 ASSIGNMENT = "05-transposed-conv"
@@ -188,8 +188,8 @@ conv_transpose2d = Exercise(
             "weight layout swapped",
             "a transposed convolution's weight is laid out (C_in, C_out, kH, kW), the transpose of a "
             "convolution's (C_out, C_in, kH, kW): output channel o receives x[:, i] * w[i, o].",
-            lambda x, w, b=None, stride=1, padding=0, output_padding=0:
-            _ct(x, w.transpose(0, 1), b, stride, padding, output_padding)),
+            unless_torch_rejects(lambda x, w, b=None, stride=1, padding=0, output_padding=0:
+                                 _ct(x, w.transpose(0, 1), b, stride, padding, output_padding))),
         Misconception(
             "kernel flipped",
             "in the scatter view every input pixel adds x * w[:, :, a, b] at offset (a, b), without a flip; the "
@@ -209,13 +209,14 @@ conv_transpose2d = Exercise(
             "output_padding ignored",
             "output_padding adds that many rows and columns at the bottom and right of the output "
             "(it resolves which of several input sizes a strided convolution came from).",
-            lambda x, w, b=None, stride=1, padding=0, output_padding=0: _ct(x, w, b, stride, padding, 0)),
+            unless_torch_rejects(lambda x, w, b=None, stride=1, padding=0, output_padding=0:
+                                 _ct(x, w, b, stride, padding, 0))),
         Misconception(
             "output_padding appended as zeros",
             "output_padding extends the *uncropped* output before the padding is removed: the extra rows can "
             "hold real values (the full output is cropped to full[p : p + H_out], and H_out counts the "
             "output_padding rows), they are not simply zeros.",
-            _zero_rows_output_padding),
+            unless_torch_rejects(_zero_rows_output_padding)),
     ],
 )
 
@@ -363,7 +364,8 @@ resize_conv2d = Exercise(
                       lambda x, w, b, s: F().interpolate(_same_conv(x, w, b), scale_factor=s, mode="nearest")),
         Misconception("no padding", "pad by (kH // 2, kW // 2) so that the convolution keeps the upsampled size "
                       "(H * scale, W * scale).",
-                      lambda x, w, b, s: F().conv2d(F().interpolate(x, scale_factor=s, mode="nearest"), w, b)),
+                      unless_torch_rejects(
+                          lambda x, w, b, s: F().conv2d(F().interpolate(x, scale_factor=s, mode="nearest"), w, b))),
         Misconception("zero insertion instead of nearest neighbour", "inserting zeros between pixels is what a "
                       "transposed convolution does (and what causes its checkerboards); nearest-neighbour "
                       "upsampling *repeats* each pixel scale x scale times (np.repeat on both axes).",

@@ -25,7 +25,7 @@ import numpy as np
 from .. import module_codec
 from ..oracle import exact_numerics
 from ..registry import register
-from ..spec import Call, Exercise, Misconception
+from ..spec import Call, Exercise, Misconception, NotApplicable, not_applicable
 from ._torch import F, torch
 
 ASSIGNMENT = "06-conv-bn-fusion"
@@ -98,12 +98,14 @@ def _describe_bn(p) -> str:
 
 
 def _bn_batch_stats(x, mean, var, gamma, beta, eps=1e-5):
+    if x.numel() == x.shape[1]:
+        raise NotApplicable("one value per channel: no batch statistics")
     return F().batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
 
 
 def _bn_last_axis(x, mean, var, gamma, beta, eps=1e-5):
     if x.shape[-1] != mean.shape[0]:
-        raise ValueError("not applicable: W != C")
+        raise NotApplicable("not applicable: W != C")
     return (x - mean) / (var + eps).sqrt() * gamma + beta
 
 
@@ -188,7 +190,7 @@ def _wrong_fuse(scale_fn=None, bias_fn=None, axis=0):
         s = (scale_fn or _scale)(var, gamma, eps)
         if axis == 1:
             if w.shape[1] != w.shape[0]:
-                raise ValueError("not applicable")
+                raise NotApplicable("not applicable")
             w_fused = w * s.reshape(1, -1, 1, 1)
         else:
             w_fused = w * s.reshape(-1, 1, 1, 1)
@@ -201,13 +203,13 @@ def _wrong_fuse(scale_fn=None, bias_fn=None, axis=0):
 
 def _none_bias(w, b, mean, var, gamma, beta, eps=1e-5):
     if b is not None:
-        raise ValueError("not applicable")
+        raise NotApplicable("not applicable")
     return w * _scale(var, gamma, eps).reshape(-1, 1, 1, 1), None
 
 
 def _bias_ignored(w, b, mean, var, gamma, beta, eps=1e-5):
     if b is None:
-        raise ValueError("not applicable")
+        raise NotApplicable("not applicable")
     return _wrong_fuse()(w, None, mean, var, gamma, beta, eps)
 
 
@@ -403,7 +405,7 @@ def _oracle_conv_bn(conv, bn):
 def _conv_misconception(name, text, applies=lambda conv, bn: True, **how):
     def compute(conv, bn):
         if not applies(conv, bn):
-            raise ValueError("not applicable")
+            raise NotApplicable("not applicable")
         fused = _fused_conv(conv, bn, **how)
         return _conv_view(fused, _module_device(fused), _module_device(conv), "")
 
@@ -791,12 +793,8 @@ def _stored_without_copy(model, x):
         for h in handles:
             h.remove()
     if not any(type(m) is t.nn.ReLU and m.inplace for m in model.modules()):
-        _not_applicable_here()
+        not_applicable()
     return ", ".join(found), tuple(_numpy(v) for v in found.values()), UNTOUCHED
-
-
-def _not_applicable_here():
-    raise ValueError("not applicable")
 
 
 def _draw_maps(rng) -> dict:

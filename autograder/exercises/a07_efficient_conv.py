@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from ..registry import register
-from ..spec import RAISES, Call, Exercise, Misconception, Part
+from ..spec import RAISES, Call, Exercise, Misconception, Part, not_applicable
 from ._torch import F, torch
 
 ASSIGNMENT = "07-efficient-conv"
@@ -43,10 +43,6 @@ SPEED_RUNS, SPEED_BUDGET_S = 5, 4.0
 SPEED_POINTS = 2
 #: a rank-2 case's second singular value is at least this fraction of the first
 RANK_MARGIN = 0.1
-
-
-def _not_applicable():
-    raise ValueError("this mistake cannot be told apart in this case")
 
 
 def _shape(*dims) -> str:
@@ -97,7 +93,7 @@ def _crop_misconception(offset):
         ho, wo = x.shape[2] - kh + 1, x.shape[3] - kw + 1
         top, left = offset(kh, kw)
         if (top, left) == (kh - 1, kw - 1):
-            _not_applicable()
+            not_applicable()
         return _with_bias(_full(x, w)[:, :, top:top + ho, left:left + wo], b)
     return compute
 
@@ -110,7 +106,7 @@ def _circular(x, w, b=None, conj=False):
     h, wd = x.shape[2:]
     kh, kw = w.shape[2:]
     if kh == 1 and kw == 1:
-        _not_applicable()
+        not_applicable()
     spec_x = t.fft.rfft2(x, s=(h, wd))[:, None]                       # (N, 1, C_in, ., .)
     kernel = w if conj else w.flip(2, 3)
     spec_w = t.fft.rfft2(kernel, s=(h, wd))[None]                      # (1, C_out, C_in, ., .)
@@ -268,12 +264,12 @@ conv2d_fft = Exercise(
         Misconception("wrap-around (circular convolution)", _WRAP_TEXT,
                       lambda x, w, b=None: _circular(x, w, b, conj=True)),
         Misconception("bias missing", "add b[o] to output channel o (when b is not None).",
-                      lambda x, w, b=None: _conv(x, w) if b is not None else _not_applicable()),
+                      lambda x, w, b=None: _conv(x, w) if b is not None else not_applicable()),
         Misconception("input channels not summed",
                       "an output channel sums the correlations of every input channel with its kernel slice: sum "
                       "the products of the spectra over the input-channel axis before the inverse FFT.",
                       lambda x, w, b=None: _with_bias(_conv(x[:, :1], w[:, :1]), b) if x.shape[1] > 1
-                      else _not_applicable()),
+                      else not_applicable()),
     ],
     parts=[Part("speed", SPEED_POINTS, grade_fft_speed)],
     n_visible=8,
@@ -462,7 +458,7 @@ def _svd(k):
 def _factor_misconception(compute_pair):
     def compute(k):
         if int(torch().linalg.matrix_rank(k)) > 1:
-            _not_applicable()
+            not_applicable()
         col, row = compute_pair(k)
         col, row = col.cpu().numpy(), row.cpu().numpy()
         return _factors_view(tuple(k.shape), col, row)
@@ -472,7 +468,7 @@ def _factor_misconception(compute_pair):
 def _dropped(k):
     u, s, vh = _svd(k)
     if abs(float(s[0]) - 1.0) < 1e-9:
-        _not_applicable()
+        not_applicable()
     return u[:, 0], vh[0]
 
 
@@ -484,7 +480,7 @@ def _swapped(k):
 def _transposed_v(k):
     u, s, vh = _svd(k)
     if k.shape[1] == 1:
-        _not_applicable()
+        not_applicable()
     return u[:, 0] * s[0], vh[:, 0]
 
 
@@ -550,21 +546,21 @@ def _draw_separable(rng) -> dict:
 
 def _swapped_passes(x, col, row):
     if len(col) == len(row) and torch().allclose(col, row):
-        _not_applicable()
+        not_applicable()
     if len(row) > x.shape[2] or len(col) > x.shape[3]:
-        _not_applicable()
+        not_applicable()
     return _separable(x, row, col)
 
 
 def _one_pass(x, col, row):
     if len(row) == 1:
-        _not_applicable()
+        not_applicable()
     return _conv(x, col[None, None, :, None].expand(x.shape[1], 1, len(col), 1), groups=x.shape[1])
 
 
 def _channels_summed(x, col, row):
     if x.shape[1] == 1:
-        _not_applicable()
+        not_applicable()
     return _separable(x, col, row).sum(1, keepdim=True)
 
 
@@ -638,20 +634,20 @@ def _describe_dw(p) -> str:
 def _dw_summing(x, w_dw, w_pw, b_dw=None, b_pw=None):
     c = x.shape[1]
     if c == 1:
-        _not_applicable()
+        not_applicable()
     return _conv(_conv(x, w_dw.expand(c, c, *w_dw.shape[2:]), b_dw), w_pw, b_pw)
 
 
 def _pointwise_first(x, w_dw, w_pw, b_dw=None, b_pw=None):
     if w_pw.shape[0] != x.shape[1]:
-        _not_applicable()
+        not_applicable()
     return _conv(_conv(x, w_pw, b_pw), w_dw, b_dw, groups=x.shape[1])
 
 
 def _bias_missing(which):
     def compute(x, w_dw, w_pw, b_dw=None, b_pw=None):
         if (b_dw if which == "b_dw" else b_pw) is None:
-            _not_applicable()
+            not_applicable()
         return _dw_sep(x, w_dw, w_pw, None if which == "b_dw" else b_dw, None if which == "b_pw" else b_pw)
     return compute
 
@@ -765,7 +761,7 @@ separable_cost = Exercise(
                       "with padding k // 2 and stride 1 both blocks keep the h x w size: every one of the h * w "
                       "output pixels costs the same.",
                       lambda c_in, c_out, k, h, w: _cost_formula(c_in, c_out, k, h, w, out=(h - k + 1, w - k + 1))
-                      if h >= k and w >= k and k > 1 else _not_applicable()),
+                      if h >= k and w >= k and k > 1 else not_applicable()),
     ],
     n_visible=10,
     n_hidden=30,
