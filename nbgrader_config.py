@@ -1,7 +1,7 @@
 """nbgrader configuration for the convlab course (the repository root is the course root).
 
 solutions/<id>/<id>.ipynb (source) --nbgrader generate_assignment--> assignments/<id>/<id>.ipynb (release).
-Hardening, from measured nbgrader 0.9.6 behaviour (see shared FACTS.md):
+Hardening, from measured nbgrader 0.9.6 behaviour (tests/test_isolation_submission.py, tests/test_nbgrader_roundtrip.py):
 - skip_cells_with_tag is an unguessable per-course value: students could otherwise tag test cells
   `skip-execution` and nbgrader would not run them;
 - missing cells (a deleted or metadata-stripped test cell) are restored from the gradebook;

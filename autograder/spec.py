@@ -1,7 +1,7 @@
 """Exercise specifications as data.
 
 An :class:`Exercise` says everything the grader needs about one graded function of the curriculum
-(``../shared/CURRICULUM.md``): its name and points, how to draw test cases, the torch oracle, the comparison
+(``docs/CURRICULUM.md``): its name and points, how to draw test cases, the torch oracle, the comparison
 tolerance, and the known wrong variants (misconceptions) used to explain failures. No exercise carries its own
 comparison code: :mod:`autograder.compare` is the one engine for all of them.
 

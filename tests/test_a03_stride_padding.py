@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from harness import assert_fails, assert_passes, reference_answers
 
+from autograder import registry
 from autograder.exercises.a03_stride_padding import torch_accepts_conv, torch_accepts_pool
+from autograder.spec import RAISES
 
 swv = np.lib.stride_tricks.sliding_window_view
 
@@ -370,22 +372,28 @@ def _torch_raises(fn) -> bool:
 GRID = list(itertools.product(range(1, 10), range(1, 6), range(1, 4), range(0, 3), range(1, 3)))
 
 
-def test_graded_conv_sizes_are_exactly_those_torch_accepts():
-    """``valid`` (which cases are graded) agrees with torch; where torch raises, so does the reference."""
+def test_conv_sizes_must_raise_exactly_where_torch_rejects_them():
+    """The closed-form rule :func:`torch_accepts_conv` agrees with torch; the graded oracle expects an exception
+    exactly there (every drawn case is graded, the rejected ones included); the reference solution raises there."""
+    oracle = registry.get("conv_output_size").oracle
     for n, k, s, p, d in GRID:
         raises = _torch_raises(lambda: F.conv2d(torch.zeros(1, 1, n, 1), torch.zeros(1, 1, k, 1), stride=(s, 1),
                                                 padding=(p, 0), dilation=(d, 1)))
         assert torch_accepts_conv(n, k, s, p, d) == (not raises), (n, k, s, p, d)
+        assert (oracle(n, k, s, p, d) is RAISES) == raises, (n, k, s, p, d)
         if raises:
             with pytest.raises(ValueError):
                 REF["conv_output_size"](n, k, s, p, d)
 
 
-def test_graded_pool_sizes_are_exactly_those_torch_accepts():
+def test_pool_sizes_must_raise_exactly_where_torch_rejects_them():
+    """As for convolutions: closed-form rule, graded oracle and reference solution agree with torch."""
+    oracle = registry.get("pool_output_size").oracle
     for (n, k, s, p, d), ceil in itertools.product(GRID, (False, True)):
         raises = _torch_raises(lambda: F.max_pool2d(torch.zeros(1, 1, n, 1), (k, 1), (s, 1), (p, 0), (d, 1),
                                                     ceil_mode=ceil))
         assert torch_accepts_pool(n, k, s, p, d, ceil) == (not raises), (n, k, s, p, d, ceil)
+        assert (oracle(n, k, s, p, d, ceil) is RAISES) == raises, (n, k, s, p, d, ceil)
         if raises:
             with pytest.raises(ValueError):
                 REF["pool_output_size"](n, k, s, p, d, ceil)

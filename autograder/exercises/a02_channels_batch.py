@@ -51,10 +51,6 @@ SPEED_RUNS, SPEED_BUDGET_S = 7, 2.0
 SPEED_POINTS = 2
 
 
-
-
-
-
 # --------------------------------------------------------------------------------------------------------------
 # shared pieces of the array exercises
 # --------------------------------------------------------------------------------------------------------------
@@ -699,7 +695,6 @@ conv2d_flops = Exercise(
     n_visible=12,
     n_hidden=36,
 )
-
 
 
 register(conv2d_multi, conv2d_batch, conv2d_grouped, conv2d_im2col, conv2d_param_count, conv2d_flops)

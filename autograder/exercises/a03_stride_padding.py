@@ -32,10 +32,6 @@ from ._torch import F, torch
 ASSIGNMENT = "03-stride-padding"
 
 
-
-
-
-
 def _call(args: tuple, optional: list, form: int) -> Call:
     """``optional`` is [(name, value, default)]: form 0 passes only non-default values as keywords, form 1 every
     optional argument as a keyword, form 2 every argument positionally."""
@@ -65,10 +61,6 @@ def _conv_size(n, k, stride=1, padding=0, dilation=1):
         return int(F().conv2d(x, w, stride=(stride, 1), padding=(padding, 0), dilation=(dilation, 1)).shape[2])
     except RuntimeError:
         return RAISES
-
-
-def _floor_size(n, k, s, p, d):
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def _draw_size(rng) -> dict:
@@ -683,7 +675,6 @@ receptive_field = Exercise(
     n_visible=12,
     n_hidden=36,
 )
-
 
 
 register(conv_output_size, pool_output_size, same_padding, pad2d, conv2d, receptive_field)

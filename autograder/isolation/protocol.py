@@ -308,7 +308,6 @@ class Channel:
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
         self._buf = bytearray()
-        self.last_frame_at = 0.0  # monotonic time at which the last complete frame arrived
 
     def _wait(self, fd: int, events: int, deadline: float) -> None:
         left = deadline - time.monotonic()
@@ -355,7 +354,6 @@ class Channel:
             raise ProtocolError("bad frame")
         tree, sizes = _parse_header(self._take(size, deadline), self.max_bytes)
         blobs = [self._take(n, deadline) for n in sizes]
-        self.last_frame_at = time.monotonic()
         return tree, blobs
 
     def drain(self) -> int:

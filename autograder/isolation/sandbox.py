@@ -175,7 +175,6 @@ class Sandbox:
     started: float = field(default_factory=time.monotonic)
     output: bytearray = field(default_factory=bytearray)
     output_dropped: int = 0
-    start_tick: int = 0
     _drain: threading.Thread | None = None
 
     @property
@@ -381,7 +380,6 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
     else:
         token_line = token
     box = Sandbox(mode, process, Channel(rep_r, req_w), token_line, workdir)
-    box.start_tick = (_proc_stat(process.pid) or (0, 0, 0, 0))[3]
     _LIVE.add(process)
     box._drain = threading.Thread(target=_drain_output, args=(out_r, box, limits.output_bytes), daemon=True)
     box._drain.start()
