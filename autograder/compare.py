@@ -33,6 +33,22 @@ class PlainList(tuple):
     but called a "list" in feedback."""
 
 
+#: the NumPy scalars that stand for plain Python ones (complex, string and object scalars do not)
+NUMPY_SCALARS = (np.bool_, np.integer, np.floating)
+
+
+def plain_scalar(value: Any) -> Any:
+    """The one normalisation of NumPy scalars: ``np.bool_`` -> bool, ``np.integer`` -> int, ``np.floating`` ->
+    float (so that ``True`` is never taken for ``1``); anything else unchanged."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
 def to_plain(value: Any) -> Any:
     """Reduce an answer to plain data: ndarray (base class, own memory), int, float, bool, None, or tuples of those.
 
@@ -41,12 +57,8 @@ def to_plain(value: Any) -> Any:
     """
     if value is None or type(value) in (bool, int, float, str):
         return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
+    if isinstance(value, NUMPY_SCALARS):
+        return plain_scalar(value)
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise NotPlainData(f"an array of dtype {value.dtype} (expected numbers)")

@@ -193,7 +193,8 @@ def generic_hint(expected: Any, got: Any, assignment: str = "") -> str | None:
     if got.shape != expected.shape:
         return _shape_hint(expected, got, assignment)
     if got.dtype.kind != "f" or not np.all(np.isfinite(got)) or expected.size <= 1:
-        return _integer_output_hint(expected, got)  # a single value matches any scale or offset pattern: no hint is better than a wrong one
+        # a single value matches any scale or offset pattern: no hint is better than a wrong one
+        return _integer_output_hint(expected, got)
     wrong = WrongValues(expected, got.astype(np.float64))
     return next(filter(None, (hint(wrong) for hint in VALUE_HINTS)), None)
 

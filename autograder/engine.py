@@ -217,20 +217,28 @@ def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], devic
     return PartResult(ex.name, score, ex.points, "\n".join(lines), passed, len(trials))
 
 
+def zero_result(ex: Exercise, reason: str, n_cases: int = 0, part_note: str = "") -> ExerciseResult:
+    """Every part of ``ex`` at 0 points: the one result of an exercise that was not graded (a violation, a
+    missing answer, a notebook that did not run, a grader fault). The correctness part says ``reason``; each extra
+    part says ``part_note``, or the same as the correctness part."""
+    message = f"\u2718 {ex.name}: 0/{ex.total_points:g} points: {reason}"
+    result = ExerciseResult(ex.name)
+    result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, n_cases))
+    result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points,
+                                f"\u2718 {ex.name}: {p.name}: {part_note}" if part_note else message)
+                     for p in ex.parts]
+    return result
+
+
 def grade_exercise(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str = "cpu",
                    violations: Sequence[str] = (), shrink_budget: int = 80, label: str = "",
                    context: dict | None = None) -> ExerciseResult:
     """Every part of one exercise. ``violations`` (forbidden APIs found in the answer) zero all parts."""
-    result = ExerciseResult(ex.name)
     if violations:
         rule = "must be written from scratch" if ex.from_scratch else "may not use ready-made helpers"
-        message = (f"\u2718 {ex.name}: 0/{ex.total_points:g} points: this exercise {rule}, "
-                   f"but the answer uses {', '.join(violations)}")
-        result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, len(cases)))
-        result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points,
-                                    f"\u2718 {ex.name}: {p.name}: not graded (forbidden API, see {ex.name})")
-                         for p in ex.parts]
-        return result
+        return zero_result(ex, f"this exercise {rule}, but the answer uses {', '.join(violations)}", len(cases),
+                           part_note=f"not graded (forbidden API, see {ex.name})")
+    result = ExerciseResult(ex.name)
     correctness = grade_correctness(ex, answer, cases, device, shrink_budget, label)
     result.parts.append(correctness)
     for part in ex.parts:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .compare import plain_scalar
 from .spec import Call
 
 
@@ -95,13 +96,7 @@ def from_torch(value: Any) -> Any:
         return tuple(from_torch(v) for v in value)
     if isinstance(value, np.ndarray):
         return value.copy()
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
+    return plain_scalar(value)
 
 
 @contextlib.contextmanager

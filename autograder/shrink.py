@@ -2,7 +2,7 @@
 
 Like hypothesis' shrinking, but deterministic and bounded so that it also works through the isolated grader's
 process boundary: every probe is one call of the student's function. Starting from a failing case, each
-integer parameter is lowered (to its minimum, halfway, by one) while the answer still fails; values are
+integer parameter is lowered (to its minimum, halfway, by one valid step) while the answer still fails; values are
 replaced by small integers when that still fails, so the case can be printed and worked out by hand.
 """
 from __future__ import annotations
@@ -13,10 +13,13 @@ from .cases import Case, build_case, stable_seed
 from .spec import Exercise
 
 
-def _candidates(value: int, low: int) -> list[int]:
+def _candidates(value: int, low: int, allowed: Callable[[int], bool] = lambda v: True) -> list[int]:
+    """Lower values to try, in order: the minimum, halfway, and the next allowed value below ``value`` (one
+    step, or more where the values in between are not ``allowed``: a hole in the valid parameters is no wall)."""
+    step = next((v for v in range(value - 1, low - 1, -1) if allowed(v)), None)
     out = []
-    for v in (low, (value + low) // 2, value - 1):
-        if low <= v < value and v not in out:
+    for v in (low, (value + low) // 2, step):
+        if v is not None and low <= v < value and v not in out:
             out.append(v)
     return out
 
@@ -47,7 +50,8 @@ def shrink(ex: Exercise, start: Case, fails: Callable[[Case], bool], budget: int
         for key in sorted(ex.params_min):
             if key not in best.params:
                 continue
-            for value in _candidates(best.params[key], ex.params_min[key]):
+            params = best.params
+            for value in _candidates(params[key], ex.params_min[key], lambda v: ex.valid({**params, key: v})):
                 found = probe({**best.params, key: value}, simple)
                 if found:
                     best, improved = found, True

@@ -85,3 +85,53 @@ def test_an_integration_missing_a_third_party_package_is_named(tmp_path, monkeyp
     _integration_commands(sub, name)
     assert "works" in sub.choices and "optional" not in sub.choices
     assert "needs 'convlab_absent_package', which is not installed" in capsys.readouterr().err
+
+
+# --- one place for each policy --------------------------------------------------------------------------------
+#: modules that run inside the sandbox and import nothing of the grader on purpose (their own copies are documented)
+SANDBOX_SIDE = {"autograder/isolation/worker.py", "autograder/isolation/protocol.py", "autograder/module_codec.py"}
+
+
+def _modules_with(text: str) -> set[str]:
+    return {str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py") if text in p.read_text("utf-8")}
+
+
+def test_torch_threads_are_pinned_in_one_place():
+    assert _modules_with(".set_num_threads(") == {"autograder/oracle.py"}
+
+
+def test_one_thread_pins_and_restores():
+    import torch
+
+    from autograder.oracle import one_thread
+
+    before = torch.get_num_threads()
+    with one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_numpy_scalars_are_normalised_in_one_place():
+    assert _modules_with("isinstance(value, np.integer)") - SANDBOX_SIDE == {"autograder/compare.py"}
+
+
+def test_numpy_scalars_become_plain_python_scalars_on_both_sides():
+    import numpy as np
+    import torch
+
+    from autograder.compare import plain_scalar, to_plain
+    from autograder.oracle import from_torch
+
+    for scalar, plain in ((np.bool_(True), True), (np.int32(3), 3), (np.uint8(7), 7), (np.float32(0.5), 0.5)):
+        for normalise in (plain_scalar, to_plain, from_torch):
+            got = normalise(scalar)
+            assert type(got) is type(plain) and got == plain, (normalise.__name__, scalar)
+    assert from_torch(torch.tensor(True)) is True and type(from_torch(torch.tensor(4))) is int
+
+
+def test_the_zero_result_is_built_in_one_place():
+    from autograder import engine
+    from autograder.isolation import grader, jobs
+
+    assert _modules_with("def zero_result(") == {"autograder/engine.py"}
+    assert grader.zero_result is engine.zero_result and jobs.zero_result is engine.zero_result

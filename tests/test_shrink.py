@@ -113,3 +113,12 @@ def test_candidates_are_smaller_distinct_and_not_below_the_minimum(value, low):
     assert (found == []) == (value <= low)
     if value > low:
         assert found[0] == low and found[-1] == value - 1
+
+
+@given(st.integers(0, 60), st.integers(0, 60), st.sets(st.integers(0, 60)))
+def test_the_one_step_candidate_steps_over_values_that_are_not_allowed(value, low, holes):
+    found = _candidates(value, low, lambda v: v not in holes)
+    below = [v for v in range(low, value) if v not in holes]
+    if below:
+        assert max(below) in found              # the next allowed value down, however far
+    assert all(low <= v < value for v in found)

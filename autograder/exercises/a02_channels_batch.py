@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 
+from ..oracle import one_thread
 from ..registry import register
 from ..spec import Call, Exercise, Misconception, NotApplicable, Part, not_applicable, unless_torch_rejects
 from ._torch import F, torch
@@ -432,13 +433,8 @@ def grade_speed(answer, context) -> object:
     from ..engine import PartResult
 
     name, points = "conv2d_im2col: speed", SPEED_POINTS
-    t = torch()
-    threads = t.get_num_threads()
-    t.set_num_threads(1)
-    try:
+    with one_thread():
         torch_times, answer_times, _, failure = _timed_runs(answer, np.random.default_rng())
-    finally:
-        t.set_num_threads(threads)
     shape = _speed_case_text()
     if failure is not None:
         return PartResult(name, 0.0, points, f"\u2718 {name}: 0/{points:g} points\n  First failing case: a random "

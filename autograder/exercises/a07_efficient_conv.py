@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from ..oracle import one_thread
 from ..registry import register
 from ..spec import RAISES, Call, Exercise, Misconception, Part, not_applicable
 from ._torch import F, torch
@@ -204,13 +205,8 @@ def grade_fft_speed(answer, context) -> object:
     from ..engine import PartResult
 
     name, points = "conv2d_fft: speed", SPEED_POINTS
-    t = torch()
-    threads = t.get_num_threads()
-    t.set_num_threads(1)
-    try:
+    with one_thread():
         runs = _timed_runs(answer)
-    finally:
-        t.set_num_threads(threads)
     wrong = _first_wrong(runs)
     if wrong:
         return PartResult(name, 0.0, points, f"\u2718 {name}: 0/{points:g} points\n  First failing case: "

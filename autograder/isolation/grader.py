@@ -15,7 +15,6 @@ unless one is given; points follow :mod:`autograder.scoring`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import time
@@ -28,9 +27,10 @@ from .. import registry, scoring, seeds
 from ..attribution import attribute_report
 from ..cases import Case, hidden_cases, visible_cases
 from ..course import course_root
-from ..engine import ExerciseResult, PartResult, grade_exercise
+from ..engine import ExerciseResult, PartResult, grade_exercise, zero_result
 from ..forbidden import scan_source
 from ..integrity import notebook_flags
+from ..oracle import one_thread
 from ..spec import Exercise
 from . import sandbox, scratch, selection, submission
 from .remote import SessionFailed, Settings, WorkerSession
@@ -167,15 +167,6 @@ def memoised(ex: Exercise) -> Exercise:
 
 
 # ------------------------------------------------------------------------------------------ results
-
-def zero_result(ex: Exercise, reason: str, n_cases: int = 0) -> ExerciseResult:
-    """Every part of ``ex`` at 0 points with ``reason`` (the engine's wording for a violation)."""
-    message = f"\u2718 {ex.name}: 0/{ex.total_points:g} points: {reason}"
-    result = ExerciseResult(ex.name)
-    result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, n_cases))
-    result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points, message) for p in ex.parts]
-    return result
-
 
 def _with_note(result: ExerciseResult, note: str) -> ExerciseResult:
     if result.parts:
@@ -440,7 +431,7 @@ def grade(paths: Sequence[Path], options: Options, assignment: str | None = None
     seed = options.seed                 # None: each assignment's course seed (autograder.seeds)
     notebooks: list[NotebookResult] = []
     seen: dict[str, str] = {}
-    with scratch.run_scratch(), single_threaded_torch():
+    with scratch.run_scratch(), one_thread():
         for path in selection.order(paths, assignment):
             nb = grade_notebook(Path(path), options, seed, mode, assignment)
             if nb.assignment in seen and nb.exercises:
@@ -460,17 +451,3 @@ def _unprivileged_note() -> str:
     extra = describe()
     return f" ({extra[0].upper()}{extra[1:]}.)" if extra else ""
 
-
-@contextlib.contextmanager
-def single_threaded_torch():
-    """The oracle's tensors are tiny: torch's thread pool only adds overhead, and spins against the sandbox
-    (and against the other graders of a batch) for the cores."""
-    from ..oracle import torch as _torch
-
-    t = _torch()
-    threads = t.get_num_threads()
-    t.set_num_threads(1)
-    try:
-        yield
-    finally:
-        t.set_num_threads(threads)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .. import registry
 from . import report, selection
-from .grader import NotebookResult, Options, SubmissionResult, grade, grading_cases, zero_result
+from ..engine import zero_result
+from .grader import NotebookResult, Options, SubmissionResult, grade, grading_cases
 
 
 @dataclass
