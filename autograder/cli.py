@@ -25,9 +25,24 @@ import sys
 from pathlib import Path
 
 
+def defaults() -> dict:
+    """The grading defaults the options show, read from the dataclasses that hold them (never restated here)."""
+    import dataclasses
+
+    from .isolation.budget import Limits
+    from .isolation.grader import Options
+    from .isolation.remote import Settings
+
+    option = {f.name: f.default for f in dataclasses.fields(Options)}
+    setting = {f.name: f.default for f in dataclasses.fields(Settings)}
+    return {"device": option["device"], "cases_factor": option["case_factor"], "memory": Limits().memory_bytes >> 20,
+            "call_timeout": setting["call_timeout"], "cell_timeout": setting["cell_timeout"]}
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                   help="where the torch oracle runs (default: cpu)")
+    d = defaults()
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=d["device"],
+                   help="where the torch oracle runs (default: %(default)s)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the hidden cases (default: the assignment's seed derived from the course secret; "
                         "recorded for the instructor only)")
@@ -37,18 +52,19 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="proportional (default) or all-or-nothing, for every exercise or one (repeatable)")
     p.add_argument("--allow-reduced-isolation", action="store_true",
                    help="accept reduced isolation where bubblewrap is unusable (also CONVLAB_ALLOW_REDUCED=1)")
-    p.add_argument("--cases-factor", type=int, default=10, metavar="K",
-                   help="hidden cases per exercise: K times the notebook check's count (default: 10)")
+    p.add_argument("--cases-factor", type=int, default=d["cases_factor"], metavar="K",
+                   help="hidden cases per exercise: K times the notebook check's count (default: %(default)s)")
     p.add_argument("--course", type=Path, default=None,
                    help="course root holding solutions/<id>/<id>.ipynb (default: $CONVLAB_COURSE, else the "
                         "nbgrader course directory: the working directory or a parent with nbgrader_config.py)")
     p.add_argument("--isolation", choices=("auto", "bwrap", "reduced"), default=None,
                    help="sandbox: bubblewrap, reduced (rlimits and a process group), or auto (default)")
-    p.add_argument("--memory", type=int, default=2048, metavar="MiB", help="address-space limit (default 2048)")
-    p.add_argument("--call-timeout", type=float, default=10.0, metavar="S",
-                   help="wall-clock limit of one call of a student's function (default 10)")
-    p.add_argument("--cell-timeout", type=float, default=30.0, metavar="S",
-                   help="wall-clock limit of one notebook cell (default 30)")
+    p.add_argument("--memory", type=int, default=d["memory"], metavar="MiB",
+                   help="memory of the whole sandbox (default %(default)s)")
+    p.add_argument("--call-timeout", type=float, default=d["call_timeout"], metavar="S",
+                   help="wall-clock limit of one call of a student's function (default %(default)s)")
+    p.add_argument("--cell-timeout", type=float, default=d["cell_timeout"], metavar="S",
+                   help="wall-clock limit of one notebook cell (default %(default)s)")
 
 
 def _seed_choice(args) -> tuple[int | None, str]:

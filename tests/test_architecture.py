@@ -135,3 +135,12 @@ def test_the_zero_result_is_built_in_one_place():
 
     assert _modules_with("def zero_result(") == {"autograder/engine.py"}
     assert grader.zero_result is engine.zero_result and jobs.zero_result is engine.zero_result
+
+
+def test_the_command_line_defaults_are_the_dataclass_defaults():
+    from autograder.cli import _options, build_parser
+    from autograder.isolation.grader import Options
+
+    options, default = _options(build_parser().parse_args(["grade", "a.ipynb", "--out", "r.json"])), Options()
+    assert (options.settings, options.case_factor, options.device) == \
+        (default.settings, default.case_factor, default.device)
