@@ -27,6 +27,7 @@ class Outcome:
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
     raised: bool = False  # the function itself raised an ``Exception`` (not a timeout, exit or crash)
+    timed_out: bool = False  # the call ran past its time limit (set by the sandboxed answer)
 
     @property
     def ok(self) -> bool:

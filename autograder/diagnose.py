@@ -12,19 +12,25 @@ import numpy as np
 from .cases import Case
 from .compare import compare
 from .oracle import run_reference
-from .spec import Exercise
+from .spec import Exercise, Misconception
 
 
-def named_misconception(ex: Exercise, case: Case, got: Any, device: str) -> str | None:
-    """``"name: explanation"`` of the first misconception whose output the answer matches, else None."""
+def matching_misconception(ex: Exercise, case: Case, got: Any, device: str) -> Misconception | None:
+    """The first misconception whose output the answer matches, else None."""
     for m in ex.misconceptions:
         try:
             wrong = run_reference(m.compute, case.call, device)
         except Exception:  # the wrong variant may not exist for this case (e.g. shapes do not fit)
             continue
         if compare(wrong, got, ex.tolerance.rel_floor, tuple(ex.output_names)):
-            return f"{m.name}: {m.explanation}"
+            return m
     return None
+
+
+def named_misconception(ex: Exercise, case: Case, got: Any, device: str) -> str | None:
+    """``"name: explanation"`` of the first misconception whose output the answer matches, else None."""
+    m = matching_misconception(ex, case, got, device)
+    return f"{m.name}: {m.explanation}" if m else None
 
 
 def _shape_hint(expected: np.ndarray, got: np.ndarray) -> str | None:

@@ -13,8 +13,9 @@ import numpy as np
 from .answers import Answer, Outcome
 from .cases import Case
 from .compare import compare, describe_value
-from .diagnose import generic_hint, named_misconception
+from .diagnose import generic_hint, matching_misconception
 from .oracle import exact_numerics, run_reference
+from .outcome import FORBIDDEN_API, NEEDS_CORRECT_ANSWER, NOT_IMPLEMENTED, failure_of
 from .shrink import shrink
 from .spec import RAISES, Exercise
 
@@ -29,6 +30,9 @@ class PartResult:
     output: str
     passed: int = 0
     total: int = 0
+    failure: str = ""            # category when points were lost (:mod:`autograder.outcome`)
+    misconception: str = ""      # name of the recognised misconception, if any
+    misconception_id: str = ""
 
     def to_json(self) -> dict:
         status = "passed" if self.score >= self.max_score else "failed"
@@ -89,6 +93,7 @@ class _Trial:
     outcome: Outcome
     reason: str = ""
     details: Sequence[str] = ()
+    misconception: Any = None  # the recognised :class:`~autograder.spec.Misconception`, set when explained
 
     @property
     def passed(self) -> bool:
@@ -122,7 +127,9 @@ def _explain_failure(ex: Exercise, answer: Answer, trial: _Trial, device: str, s
     lines = [f"  First failing case: {ex.describe(trial.case.params)}", f"    {trial.reason}"]
     lines += [f"      {d}" for d in trial.details]
     if trial.outcome.ok and trial.expected is not RAISES:
-        hint = named_misconception(ex, trial.case, trial.outcome.value, device) or \
+        trial.misconception = matching_misconception(ex, trial.case, trial.outcome.value, device)
+        named = trial.misconception
+        hint = (f"{named.name}: {named.explanation}" if named else None) or \
             generic_hint(trial.expected if not isinstance(trial.expected, tuple) else None, trial.outcome.value)
         if hint:
             lines.append(f"  Likely mistake: {hint}")
@@ -152,7 +159,7 @@ def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], devic
         errors = {t.outcome.error for t in failures if not t.outcome.ok}
         if len(failures) == len(trials) and len(errors) == 1 and "NotImplementedError" in next(iter(errors)):
             return PartResult(ex.name, 0.0, ex.points, f"\u2718 {ex.name}: not implemented yet (raises "
-                                                       "NotImplementedError)", 0, len(trials))
+                                                       "NotImplementedError)", 0, len(trials), NOT_IMPLEMENTED)
         lines = [f"\u2718 {head}"]
         lines += _explain_failure(ex, answer, failures[0], device, shrink_budget)
         if len(failures) > 1:
@@ -162,7 +169,12 @@ def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], devic
     notes = sorted({w for t in trials for w in t.outcome.warnings})
     if notes:
         lines.append("  Note: your function emitted: " + "; ".join(notes[:3]))
-    return PartResult(ex.name, score, ex.points, "\n".join(lines), passed, len(trials))
+    result = PartResult(ex.name, score, ex.points, "\n".join(lines), passed, len(trials))
+    if failures:
+        named = failures[0].misconception
+        result.failure = failure_of(t.outcome for t in failures)
+        result.misconception, result.misconception_id = (named.name, named.id) if named else ("", "")
+    return result
 
 
 def grade_exercise(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str = "cpu",
@@ -174,15 +186,17 @@ def grade_exercise(ex: Exercise, answer: Answer, cases: Sequence[Case], device: 
         rule = "must be written from scratch" if ex.from_scratch else "may not use ready-made helpers"
         message = (f"\u2718 {ex.name}: 0/{ex.total_points:g} points: this exercise {rule}, "
                    f"but the answer uses {', '.join(violations)}")
-        result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, len(cases)))
-        result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points, message) for p in ex.parts]
+        result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, len(cases), FORBIDDEN_API))
+        result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points, message, failure=FORBIDDEN_API)
+                         for p in ex.parts]
         return result
     correctness = grade_correctness(ex, answer, cases, device, shrink_budget, label)
     result.parts.append(correctness)
     for part in ex.parts:
         if correctness.passed < correctness.total:
             result.parts.append(PartResult(f"{ex.name}: {part.name}", 0.0, part.points,
-                                           f"\u2718 {ex.name}: {part.name}: needs a correct answer first"))
+                                           f"\u2718 {ex.name}: {part.name}: needs a correct answer first",
+                                           failure=NEEDS_CORRECT_ANSWER))
             continue
         result.parts.append(part.grade(answer, dict(context or {}, device=device, exercise=ex)))
     return result

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from .outcome import slug
+
 Params = Mapping[str, int]
 
 
@@ -48,11 +50,17 @@ class Call:
 @dataclass(frozen=True)
 class Misconception:
     """A known wrong answer. ``compute`` has the oracle's signature (torch tensors in, result out);
-    when a student's answer matches it, the feedback names the mistake and explains it."""
+    when a student's answer matches it, the feedback names the mistake and explains it. ``id`` is the stable
+    machine-readable name that class analytics count (default: a slug of ``name``)."""
 
     name: str
     explanation: str
     compute: Callable[..., Any]
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", slug(self.name))
 
 
 @dataclass(frozen=True)

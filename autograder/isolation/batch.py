@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import registry
+from ..outcome import GRADER_ERROR, NOTEBOOK_MISSING
 from ..seeds import fresh_seed
 from . import report, resume, stubs
 from .executors import make_executor, options_to_plain
@@ -76,10 +77,12 @@ def discover(submitted: Path) -> list[Job]:
     return jobs
 
 
-def _empty_result(job: Job, options: Options, seed: int, mode: str, why: str) -> SubmissionResult:
+def _empty_result(job: Job, options: Options, seed: int, mode: str, why: str,
+                  failure: str = GRADER_ERROR) -> SubmissionResult:
     exercises = registry.assignments().get(job.assignment, [])
     nb = NotebookResult(f"{job.assignment}.ipynb", job.assignment if exercises else None)
-    nb.exercises = [zero_result(ex, why, len(grading_cases(ex, seed, options.case_factor))) for ex in exercises]
+    nb.exercises = [zero_result(ex, why, len(grading_cases(ex, seed, options.case_factor)), failure)
+                    for ex in exercises]
     nb.notes.append(why)
     return SubmissionResult([nb], seed, mode, "")
 
@@ -92,7 +95,7 @@ def grade_job(job: Job, options: Options, seed: int) -> dict:
     try:
         if not job.notebooks:
             mode, _ = isolation_mode(options.isolation)
-            result = _empty_result(job, options, seed, mode, "no notebook was submitted")
+            result = _empty_result(job, options, seed, mode, "no notebook was submitted", NOTEBOOK_MISSING)
         else:
             known = job.assignment in registry.assignments()
             result = grade(job.notebooks, options, assignment=job.assignment if known else None)

@@ -27,6 +27,7 @@ from .. import registry
 from ..cases import Case, hidden_cases, visible_cases
 from ..engine import ExerciseResult, PartResult, grade_exercise
 from ..forbidden import scan_source
+from ..outcome import EXCEPTION, GRADER_ERROR, NOT_IMPLEMENTED, NOTEBOOK_UNREADABLE, TIMEOUT
 from ..seeds import fresh_seed
 from ..spec import Exercise
 from . import sandbox, submission
@@ -159,12 +160,14 @@ def memoised(ex: Exercise) -> Exercise:
 
 # ------------------------------------------------------------------------------------------ results
 
-def zero_result(ex: Exercise, reason: str, n_cases: int = 0) -> ExerciseResult:
-    """Every part of ``ex`` at 0 points with ``reason`` (the engine's wording for a violation)."""
+def zero_result(ex: Exercise, reason: str, n_cases: int = 0, failure: str = "") -> ExerciseResult:
+    """Every part of ``ex`` at 0 points with ``reason`` (the engine's wording for a violation); ``failure`` is
+    the category (:mod:`autograder.outcome`)."""
     message = f"\u2718 {ex.name}: 0/{ex.total_points:g} points: {reason}"
     result = ExerciseResult(ex.name)
-    result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, n_cases))
-    result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points, message) for p in ex.parts]
+    result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, n_cases, failure))
+    result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points, message, failure=failure)
+                     for p in ex.parts]
     return result
 
 
@@ -254,8 +257,9 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
         source = None
     if problem is not None or source is None or nb is None:
         result.notes.append(problem or "the notebook could not be read")
-        result.exercises = [zero_result(ex, problem or "the notebook could not be read", n_cases[ex.name])
-                            for ex in exercises]
+        failure = GRADER_ERROR if result.grader_errors else NOTEBOOK_UNREADABLE
+        result.exercises = [zero_result(ex, problem or "the notebook could not be read", n_cases[ex.name],
+                                        failure) for ex in exercises]
         result.seconds = time.monotonic() - start
         return result
 
@@ -276,7 +280,8 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
                     result.grader_errors.append(f"{ex.name}: {type(exc).__name__}: {exc}\n"
                                                 + traceback.format_exc(limit=8))
                     by_name[ex.name] = zero_result(ex, "the grader failed on this exercise (not your fault; "
-                                                       "the instructor has been told)", n_cases[ex.name])
+                                                       "the instructor has been told)", n_cases[ex.name],
+                                               GRADER_ERROR)
         finally:
             session.close()
             result.log += [f"[{profile} sandbox output]\n{o}" for o in session.outputs]
@@ -312,11 +317,13 @@ def _grade_one(ex: Exercise, session: WorkerSession, program: Program, options: 
     try:
         handle = session.exercise(ex)
     except SessionFailed as exc:
-        return zero_result(ex, f"the notebook could not be run: {exc}", len(cases))
+        return zero_result(ex, f"the notebook could not be run: {exc}", len(cases),
+                           TIMEOUT if exc.timed_out else EXCEPTION)
     with handle:
         state = handle.probe(ex.name)
         if state != "callable":
-            return zero_result(ex, _why_missing(ex, state, answer_cell, session), len(cases))
+            return zero_result(ex, _why_missing(ex, state, answer_cell, session), len(cases),
+                               _missing_failure(ex, state, session))
         answer = handle.answer(cases)
         context = {"isolated": True, "isolation": mode}
         result = grade_exercise(graded, answer, cases, options.device, (), options.shrink_budget, "", context)
@@ -343,6 +350,15 @@ def _why_missing(ex: Exercise, state: str, answer_cell, session: WorkerSession) 
     if error:
         return f"{ex.name} is not defined: your answer cell raised {error}"
     return f"{ex.name} is not defined (the answer cell does not define a function of that name)"
+
+
+def _missing_failure(ex: Exercise, state: str, session: WorkerSession) -> str:
+    """The category of an exercise whose function could not be called (see :func:`_why_missing`)."""
+    if ex.name in session.timed_out:
+        return TIMEOUT
+    if state in ("unavailable", "not callable") or ex.name in session.fatal or ex.name in session.cell_errors:
+        return EXCEPTION
+    return NOT_IMPLEMENTED
 
 
 def grade(paths: Sequence[Path], options: Options, assignment: str | None = None) -> SubmissionResult:
