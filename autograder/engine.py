@@ -169,7 +169,11 @@ def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], devic
     notes = sorted({w for t in trials for w in t.outcome.warnings})
     if notes:
         lines.append("  Note: your function emitted: " + "; ".join(notes[:3]))
-    result = PartResult(ex.name, score, ex.points, "\n".join(lines), passed, len(trials))
+    return _classified(PartResult(ex.name, score, ex.points, "\n".join(lines), passed, len(trials)), failures)
+
+
+def _classified(result: PartResult, failures: Sequence[_Trial]) -> PartResult:
+    """``result`` with the category of its failures and the misconception recognised in the first one."""
     if failures:
         named = failures[0].misconception
         result.failure = failure_of(t.outcome for t in failures)

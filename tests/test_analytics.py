@@ -205,6 +205,13 @@ def test_similar_answers(summary):
     assert not any("alice" in p["students"] for p in sim["pairs"])       # the reference answer is excluded
 
 
+def test_without_the_submissions_the_report_says_so(graded, tmp_path):
+    _, out = graded
+    report = json.loads(_report(out, "json", tmp_path / "r.json", "--submitted", str(tmp_path / "nowhere")))
+    assert "similar_answers" not in report["assignments"][A01]
+    assert any("similar answers not checked" in n for n in report["notes"])
+
+
 def test_compare_to_an_earlier_run(graded, tmp_path):
     _, out = graded
     old = tmp_path / "old"

@@ -35,7 +35,8 @@ h2 { border-bottom: 2px solid #4477aa; padding-bottom: .2em; margin-top: 2em; }
 <table><tr><th>exercise</th><th>mean</th><th>max</th><th>full marks</th><th>failures</th></tr>
 {% for ex, e in a.exercises.items() %}<tr><td>{{ ex }}</td><td class="num">{{ "%g"|format(e.mean) }}</td>
 <td class="num">{{ "%g"|format(e.max_score) }}</td><td class="num">{{ e.full_marks }}/{{ a.students }}</td>
-<td>{% for cat, who in e.failures.items() %}{{ cat }}: {{ who|length }}{% if not loop.last %}; {% endif %}{% endfor %}</td></tr>
+<td>{% for cat, who in e.failures.items() %}<span title="{{ who|join(', ') }}">{{ cat }}: {{ who|length }}</span>
+{%- if not loop.last %}; {% endif %}{% endfor %}</td></tr>
 {% endfor %}</table>
 <h3>Misconceptions</h3>
 {% for ex, e in a.exercises.items() if e.misconceptions %}
@@ -108,7 +109,7 @@ def _md_assignment(aid: str, a: dict, links: dict[str, str]) -> list[str]:
         fails = "; ".join(f"{k}: {len(v)}" for k, v in e["failures"].items())
         lines.append(f"| {_md(ex)} | {e['mean']:g} | {e['max_score']:g} | {e['full_marks']}/{a['students']} | "
                      f"{_md(fails)} |")
-    lines.append("")
+    lines += ["", "### Misconceptions", ""]
     for ex, e in a["exercises"].items():
         for m in e["misconceptions"]:
             lines.append(f"- **{_md(ex)}**: {_md(m['name'])} ({m['count']}): {_who(m['students'], links)}")

@@ -257,9 +257,8 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
         source = None
     if problem is not None or source is None or nb is None:
         result.notes.append(problem or "the notebook could not be read")
-        failure = GRADER_ERROR if result.grader_errors else NOTEBOOK_UNREADABLE
         result.exercises = [zero_result(ex, problem or "the notebook could not be read", n_cases[ex.name],
-                                        failure) for ex in exercises]
+                                        _unrunnable(result)) for ex in exercises]
         result.seconds = time.monotonic() - start
         return result
 
@@ -350,6 +349,11 @@ def _why_missing(ex: Exercise, state: str, answer_cell, session: WorkerSession) 
     if error:
         return f"{ex.name} is not defined: your answer cell raised {error}"
     return f"{ex.name} is not defined (the answer cell does not define a function of that name)"
+
+
+def _unrunnable(result: NotebookResult) -> str:
+    """The category of a notebook that could not be run at all: the grader's fault, or an unreadable file."""
+    return GRADER_ERROR if result.grader_errors else NOTEBOOK_UNREADABLE
 
 
 def _missing_failure(ex: Exercise, state: str, session: WorkerSession) -> str:
