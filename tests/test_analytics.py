@@ -11,6 +11,7 @@ construction:
     frank  corr2d never returns, convolve2d left as given        timeout, not implemented
     grace  Bob's answers, names changed, comments added          bob's two misconceptions, similar to bob
     heidi  an empty submission folder                            notebook missing
+    ivan   reference answers, but the Sobel cell never finishes   timeout (the cell, not a call)
 
 dave and frank share one Sobel answer (similar); alice's answers are the reference (never similar to anyone).
 """
@@ -24,13 +25,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from autograder.cli import main
 from redteam import support
 
 A01 = support.A01
-STUDENTS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
+STUDENTS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan")
 
 UNFLIPPED = '''def convolve2d(x, k):
     return corr2d(x, k)
@@ -74,6 +76,10 @@ ENDLESS_CORR2D = '''def corr2d(x, k):
     while True:
         pass
 '''
+ENDLESS_CELL = '''import time
+while True:
+    time.sleep(0.1)
+'''
 
 
 def _class(examples) -> dict:
@@ -90,6 +96,8 @@ def _class(examples) -> dict:
         "dave": {"corr2d": SCIPY_CORR2D, "convolve2d": reference["convolve2d"], "sobel_magnitude": honest_sobel},
         "frank": {"corr2d": ENDLESS_CORR2D, "sobel_magnitude": honest_sobel},
         "grace": {"corr2d": GRACE_CORR2D, "convolve2d": bob["convolve2d"], "sobel_magnitude": GRACE_SOBEL},
+        "ivan": {"corr2d": reference["corr2d"], "convolve2d": reference["convolve2d"],
+                 "sobel_magnitude": ENDLESS_CELL},
     }
 
 
@@ -119,7 +127,8 @@ def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("analytics")
     submitted, out = _write_class(root), root / "graded"
     proc = subprocess.run([sys.executable, "-m", "autograder", "batch", str(submitted), "--out", str(out),
-                           "--workers", "2", "--cases-factor", "1", "--call-timeout", "3", "--quiet"],
+                           "--workers", "2", "--cases-factor", "1", "--call-timeout", "3", "--cell-timeout", "8",
+                           "--quiet"],
                           capture_output=True, text=True, env=_env(), cwd=support.REPO, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return submitted, out
@@ -147,6 +156,31 @@ def _reduced() -> bool:
     return isolation_mode(None)[0] != "bwrap"
 
 
+def test_engine_sets_category_and_misconception():
+    """In-notebook grading carries the same fields (no sandbox): a recognised mistake, an exception."""
+    from harness import grade
+
+    from autograder.outcome import part_record
+
+    def unflipped(x, k):
+        windows = np.lib.stride_tricks.sliding_window_view(x, k.shape)
+        return np.einsum("ijab,ab->ij", windows, k)
+
+    def crashes_on_one_row(x, k):
+        if x.shape[0] == 1:
+            raise IndexError("row")
+        return unflipped(x, k[::-1, ::-1])
+
+    record = part_record(grade("convolve2d", unflipped).parts[0])
+    assert (record["failure"], record["misconception"]) == (
+        "wrong values", {"id": "kernel-not-flipped", "name": "kernel not flipped"})
+    record = part_record(grade("convolve2d", crashes_on_one_row).parts[0])
+    assert (record["failure"], record["misconception"]) == ("exception", None)
+    assert 0 < record["passed"] < record["cases"]
+    record = part_record(grade("corr2d", unflipped).parts[0])
+    assert (record["failure"], record["misconception"], record["passed"]) == (None, None, record["cases"])
+
+
 def test_reports_carry_structured_test_data(graded):
     _, out = graded
     tests = {t["name"]: t["extra_data"] for t in json.loads((out / "bob" / f"{A01}.json").read_text())["tests"]}
@@ -162,13 +196,13 @@ def test_reports_carry_structured_test_data(graded):
 
 def test_counts_are_exact(graded, summary):
     _, out = graded
-    assert summary["students"] == 8 and sorted(summary["scores"]) == list(STUDENTS)
+    assert summary["students"] == 9 and sorted(summary["scores"]) == list(STUDENTS)
     ex = summary["exercises"]
     assert list(ex) == ["corr2d", "convolve2d", "sobel_magnitude"]
-    assert [ex[e]["full_marks"] for e in ex] == [4, 1, 3]
+    assert [ex[e]["full_marks"] for e in ex] == [5, 2, 3]
     rows = _grades(out)
     for name in ex:
-        assert ex[name]["mean"] == pytest.approx(sum(float(r[name]) for r in rows) / 8, abs=1e-4)
+        assert ex[name]["mean"] == pytest.approx(sum(float(r[name]) for r in rows) / 9, abs=1e-4)
     assert ex["corr2d"]["misconceptions"] == []
     assert [(m["name"], m["students"]) for m in ex["convolve2d"]["misconceptions"]] == [
         ("kernel not flipped", ["bob", "carol", "grace"])]
@@ -180,19 +214,21 @@ def test_counts_are_exact(graded, summary):
                                             "not implemented": ["frank"], "notebook missing": ["heidi"],
                                             "notebook unreadable": ["erin"]}
     assert ex["sobel_magnitude"]["failures"] == {"wrong values": ["bob", "carol", "grace"],
-                                                 "notebook missing": ["heidi"], "notebook unreadable": ["erin"]}
+                                                 "notebook missing": ["heidi"], "notebook unreadable": ["erin"],
+                                                 "timeout": ["ivan"]}
 
 
 def test_needs_a_look(summary):
     look = {row["student"]: row["reasons"] for row in summary["needs_a_look"]}
     if _reduced():
-        assert all(r.pop("reduced isolation") for r in look.values()) and len(look) == 8
+        assert all(r.pop("reduced isolation") for r in look.values()) and len(look) == 9
         look = {s: r for s, r in look.items() if r}
     everything = ["corr2d", "convolve2d", "sobel_magnitude"]
     assert look == {"dave": {"forbidden API": ["corr2d", "convolve2d"]},
                     "erin": {"notebook unreadable": everything},
                     "frank": {"timeout": ["corr2d"]},
-                    "heidi": {"notebook missing": everything}}
+                    "heidi": {"notebook missing": everything},
+                    "ivan": {"timeout": ["sobel_magnitude"]}}
 
 
 def test_similar_answers(summary):
@@ -224,7 +260,7 @@ def test_compare_to_an_earlier_run(graded, tmp_path):
     test["score"] = 2
     path.write_text(json.dumps(report))
     changes = json.loads(_report(out, "json", tmp_path / "c.json", "--compare-to", str(old)))["changes"]
-    assert changes["unchanged"] == 7
+    assert changes["unchanged"] == 8
     assert changes["changed"] == [{"student": "bob", "assignment": A01, "old": report["score"],
                                    "new": pytest.approx(report["score"] - 2 + before),
                                    "delta": pytest.approx(before - 2, abs=1e-4),
