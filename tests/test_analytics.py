@@ -231,6 +231,29 @@ def test_needs_a_look(summary):
                     "ivan": {"timeout": ["sobel_magnitude"]}}
 
 
+def test_integrity_flags_statuses_and_lost_reports_need_a_look(graded, tmp_path):
+    """Flags the grader records (instructor record, grades.csv), an unusual status, a report that is gone."""
+    _, out = graded
+    copy = tmp_path / "graded"
+    shutil.copytree(out, copy)
+    record = copy / ".instructor" / "alice" / f"{A01}.json"
+    record.write_text(json.dumps(dict(json.loads(record.read_text()), flags=["redefines check"])))
+    rows = _grades(copy)
+    for row in rows:
+        row["status"] = "other assignment" if row["student"] == "carol" else row["status"]
+    with open(copy / "grades.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (copy / "bob" / f"{A01}.json").unlink()
+    summary = json.loads(_report(copy, "json", tmp_path / "r.json"))["assignments"][A01]
+    look = {row["student"]: row["reasons"] for row in summary["needs_a_look"]}
+    assert look["alice"]["integrity"] == ["redefines check"]
+    assert look["carol"]["integrity"] == ["status: other assignment"]
+    assert list(look["bob"]) == ["no report"]          # nothing else is known without the report
+    assert summary["students"] == 9 and summary["scores"]["bob"] == 0
+
+
 def test_similar_answers(summary):
     sim = summary["similar_answers"]
     pairs = {(p["exercise"], tuple(p["students"])) for p in sim["pairs"]}

@@ -21,10 +21,12 @@ from .load import ClassRun, Submission
 
 REDUCED_ISOLATION = "reduced isolation"
 INTEGRITY = "integrity"
+NO_REPORT = "no report"
 # failure categories that put a student on the "needs a look" list (kind -> the exercises concerned)
 LOOK_CATEGORIES = (outcome.FORBIDDEN_API, outcome.TIMEOUT, outcome.NOTEBOOK_UNREADABLE, outcome.NOTEBOOK_MISSING,
                    outcome.GRADER_ERROR)
-PLAIN_STATUSES = ("graded", "missing", "grader error", "")
+# grades.csv statuses already said by a failure category or a reason (others, e.g. "other assignment", are flags)
+PLAIN_STATUSES = ("graded", "missing", "unreadable", "grader error", "no result", "")
 FLAG_KEYS = ("integrity", "integrity_flags", "flags")
 
 
@@ -42,16 +44,12 @@ def _ranked(hits: dict[str, dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (-r["count"], r["name"]))
 
 
-def exercise_summary(exercise: str, subs: list[Submission]) -> dict:
-    """Mean points, full marks, misconceptions and failure categories of one exercise over ``subs``."""
-    points = [s.exercise_scores().get(exercise, (0.0, 0.0)) for s in subs]
-    most = max((m for _, m in points), default=0.0)
+def _hits(exercise: str, subs: list[Submission]) -> tuple[dict[str, dict], dict[str, set]]:
+    """Who hit which misconception (by id) and which failure category in ``exercise``."""
     misconceptions: dict[str, dict] = {}
     failures: dict[str, set] = {}
     for s in subs:
-        for t in s.tests:
-            if t.exercise != exercise:
-                continue
+        for t in (t for t in s.tests if t.exercise == exercise):
             m = t.misconception
             if m:
                 key = m.get("id") or outcome.slug(m["name"])
@@ -59,6 +57,14 @@ def exercise_summary(exercise: str, subs: list[Submission]) -> dict:
                     s.student)
             if t.failure:
                 failures.setdefault(t.failure, set()).add(s.student)
+    return misconceptions, failures
+
+
+def exercise_summary(exercise: str, subs: list[Submission]) -> dict:
+    """Mean points, full marks, misconceptions and failure categories of one exercise over ``subs``."""
+    points = [s.exercise_scores().get(exercise, (0.0, 0.0)) for s in subs]
+    most = max((m for _, m in points), default=0.0)
+    misconceptions, failures = _hits(exercise, subs)
     return {
         "mean": round(fmean(p for p, _ in points), 4) if points else 0.0,
         "max_score": most,
@@ -69,28 +75,30 @@ def exercise_summary(exercise: str, subs: list[Submission]) -> dict:
 
 
 def _flags(sub: Submission) -> list[str]:
-    """Integrity flags: a grades.csv status other than the plain ones, and flags a report carries."""
+    """Integrity flags: the grader's (instructor record, grades.csv), a grades.csv status other than the plain
+    ones, and flags a report carries; without the reduced-isolation flag, a reason of its own."""
     found = [f"status: {sub.status}"] if sub.status not in PLAIN_STATUSES else []
+    found += [f for f in sub.flags if f != REDUCED_ISOLATION]
     for key in FLAG_KEYS:
         value = sub.extra.get(key)
         items = value if isinstance(value, list) else [value] if value else []
         if isinstance(value, dict):
             items = [f"{k}: {v}" for k, v in value.items() if v]
         found += [str(i.get("flag") or i.get("name") or i) if isinstance(i, dict) else str(i) for i in items]
-    return found
+    return list(dict.fromkeys(found))
 
 
 def look_reasons(sub: Submission) -> dict[str, list[str]]:
     """Why an instructor should look at this submission: kind -> details (exercises, flags); empty if none."""
     reasons: dict[str, list[str]] = {}
-    if sub.status == "missing":
-        reasons[outcome.NOTEBOOK_MISSING] = ["no report"]
+    if not sub.has_report:
+        reasons[NO_REPORT] = ["the batch wrote no result for this submission"]
     for t in sub.tests:
         if t.failure in LOOK_CATEGORIES and t.exercise not in reasons.get(t.failure, []):
             reasons.setdefault(t.failure, []).append(t.exercise)
     if sub.record.get("errors") and outcome.GRADER_ERROR not in reasons:
         reasons[outcome.GRADER_ERROR] = [str(e) for e in sub.record["errors"]][:3]
-    if sub.extra.get("isolation") == "reduced":
+    if sub.extra.get("isolation") == "reduced" or REDUCED_ISOLATION in sub.flags:
         reasons[REDUCED_ISOLATION] = ["student code ran without the bubblewrap sandbox"]
     flags = _flags(sub)
     if flags:

@@ -1,9 +1,10 @@
 """Read a ``batch`` output folder (:mod:`autograder.isolation.batch`) as plain records.
 
 Layout read: ``OUT_DIR/<student>/<assignment>.json`` (Gradescope ``results.json``, one per submission),
-``OUT_DIR/grades.csv`` (its ``status`` column), ``OUT_DIR/.instructor/<student>/<assignment>.json`` (the
-instructor's record: notebooks graded, grader errors) and ``OUT_DIR/.instructor/batch.state`` (where the
-submissions were). Nothing here trusts a file to be well formed: an unreadable report is a submission without
+``OUT_DIR/grades.csv`` (its ``status`` and, where present, ``flags`` columns),
+``OUT_DIR/.instructor/<student>/<assignment>.json`` (the instructor's record: notebooks graded, grader errors,
+integrity ``flags`` where the grader records them) and ``OUT_DIR/.instructor/batch.state`` (where the submissions
+were). Nothing here trusts a file to be well formed: an unreadable report is a submission without
 tests, flagged by the aggregation.
 """
 from __future__ import annotations
@@ -47,7 +48,9 @@ class Submission:
     report: Path                                   # OUT_DIR/<student>/<assignment>.json
     score: float = 0.0
     max_score: float = 0.0
-    status: str = "graded"                         # grades.csv's status ("missing" when there is no report)
+    status: str = "graded"                         # grades.csv's status
+    has_report: bool = True
+    flags: list[str] = field(default_factory=list)  # integrity flags (instructor record, grades.csv)
     tests: list[Test] = field(default_factory=list)
     extra: dict = field(default_factory=dict)      # the report's top-level extra_data (isolation...)
     record: dict = field(default_factory=dict)     # the instructor's record
@@ -92,22 +95,31 @@ def _tests(report: dict) -> list[Test]:
     return tests
 
 
-def _statuses(out: Path) -> dict[tuple[str, str], str]:
+def _rows(out: Path) -> dict[tuple[str, str], dict]:
+    """(student, assignment) -> its grades.csv row."""
     try:
         with open(out / "grades.csv", newline="", encoding="utf-8") as fh:
-            return {(r.get("student", ""), r.get("assignment", "")): r.get("status", "") for r in csv.DictReader(fh)}
-    except OSError:
+            return {(r.get("student") or "", r.get("assignment") or ""): r for r in csv.DictReader(fh)}
+    except (OSError, csv.Error):
         return {}
 
 
-def _submission(out: Path, student: str, assignment: str, statuses: dict) -> Submission:
+def _flags(record: dict, row: dict) -> list[str]:
+    listed = record.get("flags") if isinstance(record.get("flags"), list) else []
+    column = [f.strip() for f in (row.get("flags") or "").split(";")]
+    return list(dict.fromkeys(str(f) for f in [*listed, *column] if f))
+
+
+def _submission(out: Path, student: str, assignment: str, rows: dict) -> Submission:
     path = resume.result_path(out, student, assignment)
-    sub = Submission(student, assignment, path, status=statuses.get((student, assignment), "graded"))
+    row = rows.get((student, assignment), {})
+    sub = Submission(student, assignment, path, status=row.get("status") or "graded")
     record = resume.load_json(resume.record_path(out, student, assignment))
     sub.record = record if isinstance(record, dict) else {}
+    sub.flags = _flags(sub.record, row)
     report = resume.load_json(path)
     if not isinstance(report, dict):
-        sub.status = "missing"
+        sub.has_report = False
         return sub
     sub.extra = report.get("extra_data") if isinstance(report.get("extra_data"), dict) else {}
     sub.score, sub.max_score = _number(report.get("score")), _number(sub.extra.get("max_score"))
@@ -120,10 +132,10 @@ def load_batch(out: Path) -> ClassRun:
     out = Path(out)
     if not out.is_dir():
         raise ValueError(f"{out} is not a folder (expected the OUT_DIR of `python -m autograder batch`)")
-    statuses = _statuses(out)
+    rows = _rows(out)
     keys = {(p.parent.name, p.stem) for p in out.glob("*/*.json") if not p.parent.name.startswith(".")}
-    keys |= set(statuses)
+    keys |= set(rows)
     state = resume.read_state(out)
-    subs = [_submission(out, student, assignment, statuses) for student, assignment in sorted(keys)]
+    subs = [_submission(out, student, assignment, rows) for student, assignment in sorted(keys)]
     return ClassRun(out, subs, state)
 
