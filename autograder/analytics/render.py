@@ -74,10 +74,16 @@ threshold {{ a.similar_answers.threshold }}.</p>
 """
 
 
+def _relative(path: Path, start: Path) -> str:
+    """``path`` relative to ``start``, always starting with ``./`` or ``../`` (a student folder named like a URL
+    scheme, ``javascript:...``, stays a path)."""
+    rel = Path(os.path.relpath(path, start)).as_posix()
+    return rel if rel.startswith("../") else f"./{rel}"
+
+
 def _links(report: dict, out_dir: Path, page_dir: Path) -> dict[str, dict[str, str]]:
     """assignment -> student -> the student's report, relative to the page's folder."""
-    return {aid: {s: Path(os.path.relpath(Path(out_dir) / rel, page_dir)).as_posix()
-                  for s, rel in a.get("reports", {}).items()}
+    return {aid: {s: _relative(Path(out_dir) / rel, page_dir) for s, rel in a.get("reports", {}).items()}
             for aid, a in report["assignments"].items()}
 
 
