@@ -31,6 +31,9 @@ h2 { border-bottom: 2px solid #4477aa; padding-bottom: .2em; margin-top: 2em; }
 <h2>{{ aid }}</h2>
 <p>{{ a.students }} students, mean {{ "%g"|format(a.mean) }} of {{ "%g"|format(a.max_score) }} points.</p>
 <img alt="score distribution of {{ aid }}" src="{{ a.histogram }}">
+<details><summary>Every student's score</summary><table><tr><th>student</th><th>points</th></tr>
+{% for s, points in a.scores.items() %}<tr><td><a href="{{ a.links[s] }}">{{ s }}</a></td>
+<td class="num">{{ "%g"|format(points) }}</td></tr>{% endfor %}</table></details>
 <h3>Exercises</h3>
 <table><tr><th>exercise</th><th>mean</th><th>max</th><th>full marks</th><th>failures</th></tr>
 {% for ex, e in a.exercises.items() %}<tr><td>{{ ex }}</td><td class="num">{{ "%g"|format(e.mean) }}</td>
