@@ -27,7 +27,6 @@ LOOK_CATEGORIES = (outcome.FORBIDDEN_API, outcome.TIMEOUT, outcome.NOTEBOOK_UNRE
                    outcome.GRADER_ERROR)
 # grades.csv statuses already said by a failure category or a reason (others, e.g. "other assignment", are flags)
 PLAIN_STATUSES = ("graded", "missing", "unreadable", "grader error", "no result", "")
-FLAG_KEYS = ("integrity", "integrity_flags", "flags")
 
 
 def exercise_order(subs: list[Submission]) -> list[str]:
@@ -75,17 +74,10 @@ def exercise_summary(exercise: str, subs: list[Submission]) -> dict:
 
 
 def _flags(sub: Submission) -> list[str]:
-    """Integrity flags: the grader's (instructor record, grades.csv), a grades.csv status other than the plain
-    ones, and flags a report carries; without the reduced-isolation flag, a reason of its own."""
+    """Integrity flags: the grader's (instructor record, grades.csv) and a grades.csv status other than the plain
+    ones; reduced isolation is a reason of its own."""
     found = [f"status: {sub.status}"] if sub.status not in PLAIN_STATUSES else []
-    found += [f for f in sub.flags if f != REDUCED_ISOLATION]
-    for key in FLAG_KEYS:
-        value = sub.extra.get(key)
-        items = value if isinstance(value, list) else [value] if value else []
-        if isinstance(value, dict):
-            items = [f"{k}: {v}" for k, v in value.items() if v]
-        found += [str(i.get("flag") or i.get("name") or i) if isinstance(i, dict) else str(i) for i in items]
-    return list(dict.fromkeys(found))
+    return found + [f for f in sub.flags if f != REDUCED_ISOLATION]
 
 
 def look_reasons(sub: Submission) -> dict[str, list[str]]:
