@@ -309,6 +309,21 @@ def test_markdown_links_students_to_their_reports(graded, tmp_path):
     assert f"kernel not flipped (3): [bob]({link})" in text
 
 
+def test_html_escapes_student_names(tmp_path):
+    """Folder names and flags are untrusted text: no markup, no script URL gets through."""
+    from autograder.analytics import render
+
+    evil = '<img src=x onerror="alert(1)">'
+    report = {"assignments": {A01: {
+        "students": 1, "max_score": 7.0, "mean": 0.0, "scores": {evil: 0.0}, "reports": {evil: f"{evil}/{A01}.json"},
+        "exercises": {"corr2d": {"mean": 0.0, "max_score": 3.0, "full_marks": 0, "failures": {"timeout": [evil]},
+                                 "misconceptions": [{"id": "x", "name": evil, "count": 1, "students": [evil]}]}},
+        "needs_a_look": [{"student": evil, "reasons": {"integrity": [evil]}}]}}}
+    page = render.html(report, tmp_path / "out", tmp_path)
+    assert "<img src=x" not in page and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in page
+    assert 'href="./out/&lt;img' in page
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

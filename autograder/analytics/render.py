@@ -51,7 +51,8 @@ h2 { border-bottom: 2px solid #4477aa; padding-bottom: .2em; margin-top: 2em; }
 <h3>Needs a look</h3>
 {% if a.needs_a_look %}<table><tr><th>student</th><th>why</th></tr>
 {% for row in a.needs_a_look %}<tr><td><a href="{{ a.links[row.student] }}">{{ row.student }}</a></td><td>
-{% for kind, details in row.reasons.items() %}{{ kind }}: {{ details|join(", ") }}{% if not loop.last %}<br>{% endif %}{% endfor %}
+{% for kind, details in row.reasons.items() %}{{ kind }}: {{ details|join(", ") }}
+{%- if not loop.last %}<br>{% endif %}{% endfor %}
 </td></tr>{% endfor %}</table>
 {% else %}<p class="muted">Nobody.</p>{% endif %}
 {% if a.similar_answers %}<h3>Similar answers (for review)</h3>
@@ -67,10 +68,13 @@ threshold {{ a.similar_answers.threshold }}.</p>
 </section>
 {% endfor %}
 {% if changes is not none %}<h2>Score changes since the previous run</h2>
-{% if changes.changed %}<table><tr><th>student</th><th>assignment</th><th>old</th><th>new</th><th>change</th><th>exercises</th></tr>
-{% for c in changes.changed %}<tr><td>{{ c.student }}</td><td>{{ c.assignment }}</td><td class="num">{{ "%g"|format(c.old) }}</td>
-<td class="num">{{ "%g"|format(c.new) }}</td><td class="num">{{ "%+g"|format(c.delta) }}</td>
-<td>{% for e in c.exercises %}{{ e.exercise }} {{ "%+g"|format(e.delta) }}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
+{% if changes.changed %}<table>
+<tr><th>student</th><th>assignment</th><th>old</th><th>new</th><th>change</th><th>exercises</th></tr>
+{% for c in changes.changed %}<tr><td>{{ c.student }}</td><td>{{ c.assignment }}</td>
+<td class="num">{{ "%g"|format(c.old) }}</td><td class="num">{{ "%g"|format(c.new) }}</td>
+<td class="num">{{ "%+g"|format(c.delta) }}</td>
+<td>{% for e in c.exercises %}{{ e.exercise }} {{ "%+g"|format(e.delta) }}{% if not loop.last %}, {% endif %}
+{% endfor %}</td></tr>
 {% endfor %}</table>{% endif %}
 <p>{{ changes.unchanged }} submission(s) unchanged.</p>{% endif %}
 </body></html>
