@@ -5,7 +5,6 @@
     python -m autograder batch SUBMITTED_DIR --out OUT_DIR [--workers N] [--device ...] [--fresh]
                                [--executor local|dask] [--scheduler ADDRESS]
     python -m autograder demo [--out DIR]
-    python -m autograder report OUT_DIR --out FILE [--format html|md|json|canvas|moodle] [--compare-to OLD_DIR]
 
 Student code runs in a sandbox (bubblewrap when present); the oracle, the cases and the comparison stay in this
 process. Exit status 0 when grading completed, whatever the scores; 1 when the grader itself failed; 2 for a
