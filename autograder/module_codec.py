@@ -460,3 +460,45 @@ def decode_answer(plain: Any, device: str = "cpu") -> tuple[nn.Module, str, str,
     _expect(arg_device is None or arg_device in DEVICE_KINDS, "malformed device")
     model = decode_module(encoded, device, arguments=False)
     return model, plain_device(encoded), problems, arg_device
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tensors as call arguments, and answers that are {name: tensor} dicts (06's feature_maps)
+# ---------------------------------------------------------------------------------------------------------------
+
+FEATURE_MAPS = "convlab-feature-maps/1"
+
+
+def decode_tensor(arr: Any) -> torch.Tensor:
+    """A call argument that the grader built as a tensor (it travels as an array): a tensor again, on the CPU."""
+    _expect(isinstance(arr, np.ndarray) and arr.dtype in _FLOAT_DTYPES, "a tensor argument must be a float array")
+    return _torch().from_numpy(np.array(arr, copy=True, order="C"))
+
+
+def _hooks_left() -> str:
+    """Forward hooks still registered on a live call argument (or globally on every module), in words."""
+    nn = _torch().nn
+    places = []
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        places.append("global module hooks")
+    for name, _token, ref, _fp, _device in list(_ARGUMENTS):
+        arg = ref()
+        if arg is not None and any(m._forward_hooks or m._forward_pre_hooks for m in arg.modules()):
+            places.append(f"`{name}`")
+    if not places:
+        return ""
+    return (f"forward hooks left on {', '.join(dict.fromkeys(places))}: remove every hook after the forward pass "
+            "(keep the handles that register_forward_hook returns and call handle.remove(), in a finally block)")
+
+
+def encode_feature_maps(answer: Any) -> tuple:
+    """The ``encode`` of ``feature_maps``: ``(FEATURE_MAPS, names, outputs, problems)`` for a ``{name: tensor}``
+    mapping, in its order; ``problems`` adds hooks left behind to :func:`provenance`'s report."""
+    if not isinstance(answer, dict):
+        raise TypeError(f"expected a dict {{name: output}}, got {type(answer).__module__}.{type(answer).__qualname__}")
+    names = tuple(answer.keys())
+    if not all(type(n) is str for n in names):
+        raise TypeError("the keys must be the module names (str) of model.named_modules()")
+    problems, _device = provenance(None)
+    hooks = _hooks_left()
+    return (FEATURE_MAPS, names, tuple(answer.values()), "; ".join(p for p in (problems, hooks) if p))

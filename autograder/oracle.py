@@ -72,14 +72,16 @@ def to_torch(value: Any, device: str) -> Any:
 
 
 def place_modules(value: Any, device: str) -> Any:
-    """Copies of the ``nn.Module`` objects in ``value`` (tuples, lists, dicts) moved to ``device``; arrays and
-    everything else unchanged. Used to hand torch exercises their module arguments on the grading device."""
+    """Copies of the ``nn.Module`` objects (and tensors) in ``value`` (tuples, lists, dicts) moved to ``device``;
+    arrays and everything else unchanged. Used to hand torch exercises their module arguments on the grading device."""
     if isinstance(value, (tuple, list)):
         return type(value)(place_modules(v, device) for v in value)
     if isinstance(value, dict):
         return {k: place_modules(v, device) for k, v in value.items()}
     if isinstance(value, torch().nn.Module):
         return copy.deepcopy(value).to(device)
+    if isinstance(value, torch().Tensor):
+        return value.to(device)
     return value
 
 

@@ -628,3 +628,121 @@ def test_module_codec_is_standalone_and_cheap_to_import():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# feature_maps: forward hooks on every Conv2d
+# ------------------------------------------------------------------------------------------------------------------
+def _hooked(model, x, select=lambda m: isinstance(m, nn.Conv2d), modules=None, keep=None, remove=True):
+    """One implementation of the hook recipe, with its knobs: which modules, what each hook keeps, removal."""
+    maps, handles = OrderedDict(), []
+    keep = keep or (lambda inputs, output: output.detach().clone())
+    for name, m in (modules or model.named_modules)():
+        if select(m):
+            handles.append(m.register_forward_hook(
+                lambda mod, inputs, output, name=name: maps.__setitem__(name, keep(inputs, output))))
+    with torch.no_grad():
+        model(x)
+    if remove:
+        for h in handles:
+            h.remove()
+    return maps
+
+
+def maps_float32_copy(model, x):
+    """On a float32 deep copy of the model (the original is left alone), float32 outputs."""
+    return _hooked(copy.deepcopy(model).float(), x.float())
+
+
+def maps_one_hook_everywhere(model, x):
+    """One hook on every module that filters by type, names looked up afterwards; removed in a finally block."""
+    names = {id(m): n for n, m in model.named_modules()}
+    maps, handles = {}, []
+
+    def hook(module, inputs, output):
+        if type(module) is nn.Conv2d:
+            maps[names[id(module)]] = output.clone()
+
+    try:
+        handles = [m.register_forward_hook(hook) for m in model.modules()]
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return maps
+
+
+def maps_top_level_only(model, x):
+    return _hooked(model, x, modules=model.named_children)
+
+
+def maps_inputs(model, x):
+    return _hooked(model, x, keep=lambda inputs, output: inputs[0].detach().clone())
+
+
+def maps_hooks_left(model, x):
+    return _hooked(model, x, remove=False)
+
+
+def maps_no_copy(model, x):
+    return _hooked(model, x, keep=lambda inputs, output: output)
+
+
+def maps_every_module(model, x):
+    return _hooked(model, x, select=lambda m: True)
+
+
+MAPS_PASSES = [
+    ("feature_maps", REF["feature_maps"]),
+    ("feature_maps", maps_float32_copy),
+    ("feature_maps", maps_one_hook_everywhere),
+]
+
+MAPS_FAILS = [
+    ("feature_maps", maps_top_level_only, ["hooks on the top level only"]),
+    ("feature_maps", maps_inputs, ["inputs instead of outputs"]),
+    ("feature_maps", maps_hooks_left, ["forward hooks left on `model`", "handle.remove()"]),
+    ("feature_maps", maps_no_copy, ["outputs kept without a copy"]),
+    ("feature_maps", maps_every_module, ["every module recorded"]),
+]
+
+
+@pytest.mark.parametrize("case", MAPS_PASSES, ids=_id)
+def test_feature_maps_correct_answers_pass(case):
+    assert_passes(*case)
+
+
+@pytest.mark.parametrize("case", MAPS_FAILS, ids=_id)
+def test_feature_maps_bugs_fail_with_named_mistake(case):
+    name, fn, mentions = case
+    assert_fails(name, fn, *mentions)
+
+
+@pytest.mark.parametrize("case", [MAPS_PASSES[0], MAPS_FAILS[0], MAPS_FAILS[2]], ids=_id)
+def test_feature_maps_through_the_codec(case):
+    """The model crosses as plain data (rebuilt and registered as the call's argument, as in the sandbox)."""
+    result = grade_through_codec(case[0], case[1])
+    if len(case) == 2:
+        assert result.score == result.max_score, result.text
+    else:
+        assert result.score < result.max_score and case[2][0] in result.text, result.text
+
+
+def test_tensor_arguments_reach_the_sandbox_as_tensors():
+    from autograder.isolation import protocol, remote, worker
+
+    x = torch.arange(6, dtype=torch.float64).reshape(1, 1, 2, 3)
+    frame = remote.pack_call({"op": "call", "args": (x,)})
+    header_len = int.from_bytes(frame[4:8], "big")
+    import json
+
+    header = json.loads(frame[8:8 + header_len])
+    blobs, offset = [], 8 + header_len
+    for n in header["b"]:
+        blobs.append(frame[offset:offset + n])
+        offset += n
+    (got,) = protocol.unpack(header["m"], blobs, worker._resolve)["args"]
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float64 and torch.equal(got, x)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.unpack(header["m"], blobs, None)

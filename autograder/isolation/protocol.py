@@ -11,8 +11,9 @@ A frame is ``MAGIC | u32 header length | header JSON | blob 0 | blob 1 | ...``; 
   plain strings (or start with ``$``), any other JSON object a dict with string keys;
 - ``{"$npy": i}`` is the array stored in blob ``i`` (dtype bool, int, uint or float only);
 - ``{"$float": "nan" | "inf" | "-inf"}`` a non-finite float;
-- ``{"$fn": "module:name"}`` and ``{"$module": tree}`` are references the receiving side resolves (a test
-  function passed as an argument, an ``nn.Module`` encoded as plain data); a side without a resolver rejects them.
+- ``{"$fn": "module:name"}``, ``{"$module": tree}`` and ``{"$tensor": array}`` are references the receiving side
+  resolves (a test function passed as an argument, an ``nn.Module`` encoded as plain data, a tensor argument); a
+  side without a resolver rejects them.
 """
 from __future__ import annotations
 
@@ -160,7 +161,7 @@ def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None 
                 except TypeError:
                     raise ProtocolError("unhashable dict key") from None
             return out
-        if key in ("$fn", "$module"):
+        if key in ("$fn", "$module", "$tensor"):
             if resolve is None:
                 raise ProtocolError(f"unexpected reference {key}")
             return resolve(key, payload if key == "$fn" else from_tree(payload, blobs, resolve, depth + 1))

@@ -95,7 +95,7 @@ def pack_call(message: dict) -> bytes:
                     raise TypeError("an nn.Module argument, but autograder.module_codec is missing") from None
                 return {"$module": to_tree(module_codec.encode_module(value), blobs, default)}
             if isinstance(value, torch.Tensor):
-                return to_tree(value.detach().cpu().numpy(), blobs)
+                return {"$tensor": to_tree(value.detach().cpu().numpy(), blobs)}
         if callable(value):
             return {"$fn": reference(value)}
         raise TypeError(f"a {cls.__module__}.{cls.__qualname__} in a case's arguments")

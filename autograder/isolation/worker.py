@@ -176,6 +176,8 @@ def _resolve(kind: str, payload):
         return _resolve_ref(str(payload))
     if kind == "$module":
         return _resolve_ref("autograder.module_codec:decode_module")(payload)
+    if kind == "$tensor":
+        return _resolve_ref("autograder.module_codec:decode_tensor")(payload)
     raise protocol.ProtocolError(kind)
 
 
