@@ -77,7 +77,11 @@ def local_answer(fn: Callable[..., Any], encode: Callable[[Any], Any] | None = N
         if captured.getvalue().strip():
             notes += (f"wrote to stderr: {captured.getvalue().strip()[:200]}",)
         try:
-            value = to_plain(encode(raw) if encode else raw)
+            with warnings.catch_warnings(record=True) as during_encode:  # what encode notices is feedback only
+                warnings.simplefilter("always")
+                encoded = encode(raw) if encode else raw
+            notes += tuple(f"{w.category.__name__}: {w.message}" for w in during_encode[:1])
+            value = to_plain(encoded)
         except NotPlainData as exc:
             return Outcome(error=f"returned {exc}, which is not an array or number", warnings=notes,
                            seconds=seconds)

@@ -24,34 +24,31 @@ anything else, a wrong shape, an unexpected parameter or an oversized model is r
 message that says what is wrong. Layers are first built on the ``meta`` device (no memory), then every tensor is
 taken from the plain data, so hostile hyper-parameters cannot allocate memory.
 
-Call arguments, identity and mutation
--------------------------------------
-An exercise like ``fuse_conv_bn_module(conv, bn)`` must return a *new* module and leave its inputs untouched. The
-answer proxy only sends back the encoded return value, so the check happens where the student's code runs:
+Call arguments and mutation
+---------------------------
+An exercise like ``fuse_conv_bn_module(conv, bn)`` must return a new module and leave its inputs untouched. That
+property counts for points, so it is judged by the trusted side from plain data, never from a record kept where the
+student's code runs (a property judged inside the sandbox is feedback, never points):
 
 1. The grader builds each module argument as a *template* and marks it with :func:`mark_argument` (an
-   :class:`ArgumentTag` in the module's ``__dict__``).
-2. The modules the student receives are registered as the current call's arguments, with a fingerprint
-   (layers, hyper-parameters, every parameter and buffer) and their device:
-   - in a notebook, ``answers.local_answer`` deep-copies the call's arguments: the tag's ``__deepcopy__`` registers
-     the copy (a template's copy is an *argument*; a copy of an argument, e.g. the student's own
-     ``copy.deepcopy(conv)``, is an ordinary module);
-   - in the sandbox, ``encode_module(template)`` carries the tag across and ``decode_module`` registers the module it
-     rebuilds.
-   They are held by weak references, so they are forgotten once the call's arguments are freed.
-3. :func:`encode_answer` (the exercise's ``encode``) encodes the returned model and adds a *provenance* report:
-   whether the returned model is (or contains) one of the argument objects, whether any argument's fingerprint
-   changed during the call (modified in place: weights scaled, BatchNorm removed from the input ``Sequential``...),
-   and the arguments' device. The trusted ``view`` turns the report into values compared with the oracle's.
+   :class:`ArgumentTag` in the module's ``__dict__``: a name, a random token, plain metadata).
+2. Where the student's code runs, the modules it receives are registered as arguments (weak references): in the
+   sandbox ``decode_module`` registers what it rebuilds; in a notebook ``answers.local_answer`` deep-copies the call's
+   arguments and the tag's ``__deepcopy__`` registers the copy.
+3. :func:`encode_answer` (the exercise's ``encode``) sends back the returned model *and the state of every live
+   argument after the call*, as plain data.
+4. The trusted side (:func:`decode_answer` with the call) encodes its own templates and compares: an argument whose
+   layers, hyper-parameters, parameters or buffers differ from what was sent was modified in place. Returning the
+   input object itself shows up the same way (its weights are the unfused ones, or it was modified).
 
-Limits: the report is produced where the student's code runs; a student who tampers with this module in the same
-process can forge it (in the notebook they can forge anything anyway). A stronger design would have the answer proxy
-send back the encoded arguments after the call, for the trusted side to compare.
+Student code can of course send back forged argument states; what it cannot do is make the trusted side accept a
+state that differs from the template, and the forgery earns nothing a correct answer would not.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -71,11 +68,16 @@ def _torch():
 
 
 FORMAT = "convlab-module/1"
-ANSWER = "convlab-answer/1"
+ANSWER = "convlab-answer/2"
+#: at most this many argument states travel back with an answer (the most recent ones)
+MAX_REPORTED_ARGUMENTS = 8
 
 MAX_DEPTH = 16
 MAX_MODULES = 512
 MAX_ELEMENTS = 20_000_000
+#: the most a decoded model may cost to run once: elements of any layer's output, multiply-adds in all
+MAX_ACTIVATION = 1 << 22
+MAX_FLOPS = 1 << 30
 DEVICE_KINDS = ("cpu", "cuda", "mixed", "mps", "xpu")
 
 #: allowed layer types (names in ``torch.nn``): name -> (constructor arguments read back from the module, whether
@@ -240,6 +242,29 @@ def _tensor(arr: Any, like: torch.Tensor, what: str, device: str, budget: list) 
     return _torch().from_numpy(np.array(arr, copy=True, order="C")).to(device)
 
 
+def _construct(cls, kwargs: dict, factory: bool, name: str, where: str):
+    """The layer built from its hyper-parameters, on the ``meta`` device when it takes one (no memory)."""
+    try:
+        return cls(**kwargs, device="meta") if factory else cls(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - a constructor rejecting the hyper-parameters
+        raise ValueError(f"cannot build {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}){where}: "
+                         f"{exc}") from None
+
+
+def _load_tensors(kind: str, table: dict, given: Any, name: str, where: str, device: str, budget: list) -> None:
+    """Fill a freshly built layer's parameters or buffers (``table``) from the plain data ``given``."""
+    nn = _torch().nn
+    got = dict(_pairs(given, f"{kind}s of {name}{where}"))
+    need = {k for k, v in table.items() if v is not None}
+    have = {k for k, v in got.items() if v is not None}
+    _expect(need == have, f"{name}{where} has {kind}s {sorted(have)}, but a {name} with these hyper-parameters "
+                          f"has {sorted(need)}")
+    _expect(set(got) <= set(table), f"{name}{where} has unexpected {kind}s {sorted(set(got) - set(table))}")
+    for k in need:
+        tensor = _tensor(got[k], table[k], f"{name}.{k}{where}", device, budget)
+        table[k] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if kind == "parameter" else tensor
+
+
 def _decode_tree(tree: Any, device: str, depth: int, count: list, budget: list, path: str) -> nn.Module:
     count[0] += 1
     _expect(count[0] <= MAX_MODULES, f"the model has more than {MAX_MODULES} layers")
@@ -261,22 +286,9 @@ def _decode_tree(tree: Any, device: str, depth: int, count: list, budget: list, 
         _check_hyper_value(v, f"{name}.{k}{where}")
     _expect(type(training) is bool, f"malformed training flag{where}")
     _expect(_device is None or _device in DEVICE_KINDS, f"malformed device{where}")
-    try:
-        module = cls(**kwargs, device="meta") if factory else cls(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - a constructor rejecting the hyper-parameters
-        raise ValueError(f"cannot build {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}){where}: "
-                         f"{exc}") from None
+    module = _construct(cls, kwargs, factory, name, where)
     for kind, table, given in (("parameter", module._parameters, params), ("buffer", module._buffers, buffers)):
-        got = dict(_pairs(given, f"{kind}s of {name}{where}"))
-        need = {k for k, v in table.items() if v is not None}
-        have = {k for k, v in got.items() if v is not None}
-        _expect(need == have, f"{name}{where} has {kind}s {sorted(have)}, but a {name} with these hyper-parameters "
-                              f"has {sorted(need)}")
-        _expect(set(got) <= set(table), f"{name}{where} has unexpected {kind}s {sorted(set(got) - set(table))}")
-        for k in need:
-            tensor = _tensor(got[k], table[k], f"{name}.{k}{where}", device, budget)
-            table[k] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if kind == "parameter" \
-                else tensor
+        _load_tensors(kind, table, given, name, where, device, budget)
     pairs = _pairs(children, f"children of {name}{where}")
     _expect(name == "Sequential" or not pairs, f"a {name}{where} cannot have sub-modules")
     for k, child in pairs:
@@ -304,6 +316,88 @@ def decode_module(plain: Any, device: str = "cpu", arguments: bool = True) -> nn
         module.__dict__[TAG_ATTR] = ArgumentTag(tag[0], tag[1], "argument", meta)
         _register(tag[1], tag[0], module)
     return module
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)  # type: ignore[return-value]
+
+
+def _conv_out(n: int, k: int, s: int, p: int, d: int, ceil: bool = False) -> int:
+    span = n + 2 * p - d * (k - 1) - 1
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def _spatial(module, h: int, w: int) -> tuple[int, int]:
+    """The output height and width of a conv or pooling layer on an ``h x w`` input (PyTorch's formulas)."""
+    nn = _torch().nn
+    k, s = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
+    d = _pair(getattr(module, "dilation", 1))
+    if isinstance(module, nn.ConvTranspose2d):
+        p, op = _pair(module.padding), _pair(module.output_padding)
+        return tuple((n - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + op[i] + 1 for i, n in enumerate((h, w)))
+    padding = module.padding
+    if padding == "same":
+        return h, w
+    p = (0, 0) if padding == "valid" else _pair(padding)
+    ceil = bool(getattr(module, "ceil_mode", False))
+    return tuple(_conv_out(n, k[i], s[i], p[i], d[i], ceil) for i, n in enumerate((h, w)))
+
+
+def _layer_shape(module, shape: tuple) -> tuple[tuple, int]:
+    """``(output shape, multiply-adds)`` of one allowed layer on an input of ``shape`` (shapes only)."""
+    nn = _torch().nn
+    size = math.prod(shape)
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        h, w = _spatial(module, shape[-2], shape[-1])
+        out = (*shape[:-3], module.out_channels, h, w)
+        per_out = module.in_channels // module.groups * math.prod(_pair(module.kernel_size))
+        return out, math.prod(out) * per_out + size
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        h, w = _spatial(module, shape[-2], shape[-1])
+        out = (*shape[:-2], h, w)
+        return out, math.prod(out) * math.prod(_pair(module.kernel_size)) + size
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        oh, ow = _pair(module.output_size)
+        return (*shape[:-2], oh or shape[-2], ow or shape[-1]), size
+    if isinstance(module, nn.Linear):
+        return (*shape[:-1], module.out_features), size // max(1, shape[-1]) * module.out_features * module.in_features
+    if isinstance(module, nn.Flatten):
+        dims = list(shape)
+        start, end = module.start_dim % len(dims), module.end_dim % len(dims)
+        return (*dims[:start], math.prod(dims[start:end + 1]), *dims[end + 1:]), size
+    return shape, size
+
+
+def forward_cost(model: nn.Module, shape: tuple) -> tuple[int, int]:
+    """``(largest layer output in elements, multiply-adds)`` of running a model of allowed layers
+    (:data:`LAYERS`) on an input of ``shape``, from PyTorch's shape formulas: nothing is allocated or computed,
+    whatever the model's padding or sizes. A shape the real model would reject may be over- or under-estimated;
+    running it then raises, cheaply."""
+    largest, flops = 0, 0
+    layers = list(model.children()) if type(model) is _torch().nn.Sequential else [model]
+    for layer in layers:
+        if type(layer) is _torch().nn.Sequential:
+            inner_largest, inner_flops = forward_cost(layer, shape)
+            largest, flops = max(largest, inner_largest), flops + inner_flops
+            continue
+        if len(shape) < 2 or min(shape) < 0:
+            break
+        shape, cost = _layer_shape(layer, tuple(int(n) for n in shape))
+        largest, flops = max(largest, math.prod(shape) if min(shape) >= 0 else 0), flops + cost
+    return largest, flops
+
+
+def check_forward_cost(model: nn.Module, example: torch.Tensor) -> None:
+    """``ValueError`` (saying why) when running ``model`` on ``example`` would exceed :data:`MAX_ACTIVATION` or
+    :data:`MAX_FLOPS`: a student's model is bounded before the trusted side runs it."""
+    largest, flops = forward_cost(model, tuple(example.shape))
+    _expect(largest <= MAX_ACTIVATION, f"running the model would produce a layer output of {largest:,} numbers "
+                                       f"(at most {MAX_ACTIVATION:,} are allowed; check the padding and sizes)")
+    _expect(flops <= MAX_FLOPS, f"running the model would take {flops:,} multiply-adds (at most {MAX_FLOPS:,} "
+                                "are allowed; check the kernel sizes and padding)")
 
 
 def plain_device(plain: Any) -> str:
@@ -343,7 +437,7 @@ class ArgumentTag:
         if self.state == "template":
             copied = memo.get(id(self.owner)) if self.owner is not None else None
             if copied is not None:  # the module being copied: register it, with the template's fingerprint
-                _register(self.token, self.name, copied, fingerprint(self.owner), _module_device(self.owner))
+                _register(self.token, self.name, copied, _module_device(self.owner))
             return ArgumentTag(self.name, self.token, "argument", self.meta)
         return ArgumentTag(self.name, self.token, "copy", self.meta)
 
@@ -366,7 +460,7 @@ def argument_meta(module: nn.Module) -> dict:
     return dict(tag.meta) if isinstance(tag, ArgumentTag) else {}
 
 
-#: live call arguments: (name, token, weakref to the module, fingerprint when handed over, device type)
+#: live call arguments: (name, token, weakref to the module, device type when handed over)
 _ARGUMENTS: list = []
 
 
@@ -374,11 +468,10 @@ def _module_device(module: nn.Module) -> str | None:
     return _device_of(list(module.parameters()) + list(module.buffers()))
 
 
-def _register(token: str, name: str, module: nn.Module, fp: str | None = None, device: str | None = None) -> None:
+def _register(token: str, name: str, module: nn.Module, device: str | None = None) -> None:
     _ARGUMENTS[:] = [entry for entry in _ARGUMENTS if entry[2]() is not None]
-    fp = fingerprint(module) if fp is None else fp
     device = _module_device(module) if device is None else device
-    _ARGUMENTS.append((name, token, weakref.ref(module), fp, device))
+    _ARGUMENTS.append((name, token, weakref.ref(module), device))
 
 
 def _tensor_bytes(t: Any) -> bytes:
@@ -411,54 +504,98 @@ def fingerprint(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def provenance(answer: Any) -> tuple[str, str | None]:
-    """``(problems, argument_device)`` for the live call arguments: ``problems`` is ``""`` when the answer is a new
-    object and every argument is unchanged, else a short description of what happened.
-
-    Every live argument is checked, not only the current call's: the sandbox may decode the arguments of several
-    calls before running them; those not run yet are unchanged, and an argument found modified is reported once
-    (then forgotten), so that it cannot be blamed on a later call."""
-    problems: list[str] = []
-    devices: set = set()
-    inside = {id(m) for m in answer.modules()} if isinstance(answer, _torch().nn.Module) else set()
-    consumed = []
-    for entry in list(_ARGUMENTS):
-        name, _token, ref, fp, device = entry
-        arg = ref()
-        if arg is None:
-            continue
-        if device is not None:
-            devices.add(device)
-        found = []
-        if id(arg) in inside:
-            found.append(f"returned the input `{name}` object itself" if arg is answer else
-                         f"the returned model contains the input `{name}` object")
-        if fingerprint(arg) != fp:
-            found.append(f"modified the input `{name}` in place")
-            consumed.append(entry)
-        problems += [text for text in found if text not in problems]
-    _ARGUMENTS[:] = [entry for entry in _ARGUMENTS if not any(entry is c for c in consumed)]
-    return "; ".join(problems), (next(iter(devices)) if len(devices) == 1 else None)
+def argument_states() -> tuple:
+    """``((name, token, device when handed over, encoded tree now or None), ...)`` for the live call arguments,
+    the most recent :data:`MAX_REPORTED_ARGUMENTS` (``None``: the argument is no longer a model that can be
+    encoded)."""
+    _ARGUMENTS[:] = [entry for entry in _ARGUMENTS if entry[2]() is not None]
+    states = []
+    for name, token, ref, device in _ARGUMENTS[-MAX_REPORTED_ARGUMENTS:]:
+        module = ref()
+        try:
+            tree = _encode_tree(module, "", 0, [0]) if module is not None else None
+        except (ValueError, TypeError):
+            tree = None
+        states.append((name, token, device, tree))
+    return tuple(states)
 
 
 def encode_answer(answer: Any) -> tuple:
-    """The ``encode`` of exercises that return a model: ``(ANSWER, encode_module(answer), problems, device)``
-    with :func:`provenance`'s report."""
+    """The ``encode`` of exercises that return a model: ``(ANSWER, encode_module(answer), argument_states())``."""
     if not isinstance(answer, _torch().nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(answer).__module__}.{type(answer).__qualname__}")
-    problems, device = provenance(answer)
-    return (ANSWER, encode_module(answer), problems, device)
+    return (ANSWER, encode_module(answer), argument_states())
 
 
-def decode_answer(plain: Any, device: str = "cpu") -> tuple[nn.Module, str, str, str | None]:
+def _same_tensors(a: Any, b: Any) -> bool:
+    if not (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b)):
+        return False
+    for (ka, va), (kb, vb) in zip(a, b):
+        if ka != kb or (va is None) != (vb is None):
+            return False
+        if va is not None and not (isinstance(vb, np.ndarray) and va.dtype == vb.dtype and va.shape == vb.shape
+                                   and np.array_equal(va, vb)):
+            return False
+    return True
+
+
+def same_state(sent: tuple, back: Any, depth: int = 0) -> bool:
+    """Whether ``back`` (untrusted plain data) encodes the same model as ``sent`` (an ``_encode_tree`` the trusted
+    side made): layer types, hyper-parameters, parameters, buffers and children; not the device or training flag."""
+    if depth > MAX_DEPTH or not (isinstance(back, tuple) and len(back) == 8 and back[0] == "module"):
+        return False
+    if sent[1] != back[1] or sent[2] != back[2]:
+        return False
+    if not (_same_tensors(sent[3], back[3]) and _same_tensors(sent[4], back[4])):
+        return False
+    kids, back_kids = sent[7], back[7]
+    if not isinstance(back_kids, tuple) or len(kids) != len(back_kids):
+        return False
+    return all(isinstance(bk, tuple) and len(bk) == 2 and k == bk[0] and same_state(v, bk[1], depth + 1)
+               for (k, v), bk in zip(kids, back_kids))
+
+
+def _templates(call: Any) -> list:
+    """``(name, token, module)`` of the module arguments of ``call`` that the grader marked as templates."""
+    values = list(getattr(call, "args", ())) + list(getattr(call, "kwargs", {}).values())
+    out = []
+    for value in values:
+        tag = value.__dict__.get(TAG_ATTR) if isinstance(value, _torch().nn.Module) else None
+        if isinstance(tag, ArgumentTag) and tag.state == "template":
+            out.append((tag.name, tag.token, value))
+    return out
+
+
+def judge_arguments(states: Any, call: Any) -> tuple[str, str | None]:
+    """Trusted side: ``(problems, argument device)`` from the argument states sent back with an answer, compared
+    with the call's templates. ``problems`` is ``""`` when every argument came back unchanged."""
+    reported = {}
+    for entry in states if isinstance(states, tuple) else ():
+        if isinstance(entry, tuple) and len(entry) == 4 and isinstance(entry[0], str) and isinstance(entry[1], str):
+            reported[(entry[0], entry[1])] = entry
+    problems, devices = [], set()
+    for name, token, template in _templates(call):
+        entry = reported.get((name, token))
+        if entry is None:
+            problems.append(f"the input `{name}` was not sent back for checking")
+            continue
+        if entry[2] in DEVICE_KINDS:
+            devices.add(entry[2])
+        if entry[3] is None or not same_state(_encode_tree(template, "", 0, [0]), entry[3]):
+            problems.append(f"modified the input `{name}` in place")
+    return "; ".join(problems), (next(iter(devices)) if len(devices) == 1 else None)
+
+
+def decode_answer(plain: Any, device: str = "cpu", call: Any = None) -> tuple[nn.Module, str, str, str | None]:
     """Trusted side: ``(model, model_device, problems, argument_device)`` from :func:`encode_answer`'s data;
-    ``model`` is rebuilt on ``device``, ``model_device`` is where the student's model lived."""
-    _expect(isinstance(plain, tuple) and len(plain) == 4 and plain[0] == ANSWER,
+    ``model`` is rebuilt on ``device``, ``model_device`` is where the student's model lived, ``problems`` what
+    :func:`judge_arguments` finds against ``call``'s module arguments."""
+    _expect(isinstance(plain, tuple) and len(plain) == 3 and plain[0] == ANSWER,
             "not an encoded answer (expected the output of module_codec.encode_answer)")
-    _, encoded, problems, arg_device = plain
-    _expect(isinstance(problems, str) and len(problems) <= 1000, "malformed provenance")
-    _expect(arg_device is None or arg_device in DEVICE_KINDS, "malformed device")
+    _, encoded, states = plain
+    _expect(isinstance(states, tuple) and len(states) <= MAX_REPORTED_ARGUMENTS, "malformed argument states")
     model = decode_module(encoded, device, arguments=False)
+    problems, arg_device = judge_arguments(states, call)
     return model, plain_device(encoded), problems, arg_device
 
 
@@ -481,7 +618,7 @@ def _hooks_left() -> str:
     places = []
     if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
         places.append("global module hooks")
-    for name, _token, ref, _fp, _device in list(_ARGUMENTS):
+    for name, _token, ref, _device in list(_ARGUMENTS):
         arg = ref()
         if arg is not None and any(m._forward_hooks or m._forward_pre_hooks for m in arg.modules()):
             places.append(f"`{name}`")
@@ -492,13 +629,16 @@ def _hooks_left() -> str:
 
 
 def encode_feature_maps(answer: Any) -> tuple:
-    """The ``encode`` of ``feature_maps``: ``(FEATURE_MAPS, names, outputs, problems)`` for a ``{name: tensor}``
-    mapping, in its order; ``problems`` adds hooks left behind to :func:`provenance`'s report."""
+    """The ``encode`` of ``feature_maps``: ``(FEATURE_MAPS, names, outputs, argument_states())`` for a
+    ``{name: tensor}`` mapping, in its order. Hooks left behind are seen only here, where the student's code runs:
+    they become a warning (feedback), never points; the model's state is judged by the trusted side
+    (:func:`judge_arguments`)."""
     if not isinstance(answer, dict):
         raise TypeError(f"expected a dict {{name: output}}, got {type(answer).__module__}.{type(answer).__qualname__}")
     names = tuple(answer.keys())
     if not all(type(n) is str for n in names):
         raise TypeError("the keys must be the module names (str) of model.named_modules()")
-    problems, _device = provenance(None)
     hooks = _hooks_left()
-    return (FEATURE_MAPS, names, tuple(answer.values()), "; ".join(p for p in (problems, hooks) if p))
+    if hooks:
+        warnings.warn(hooks, UserWarning, stacklevel=2)
+    return (FEATURE_MAPS, names, tuple(answer.values()), argument_states())

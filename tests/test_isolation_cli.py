@@ -86,7 +86,7 @@ def test_seeded_grades_are_reproducible(graded, tmp_path):
     assert [t["output"] for t in first["tests"]] == [t["output"] for t in again["tests"]]
 
 
-@pytest.mark.parametrize("damage", ["invalid-json", "foreign-kernel", "no-answers", "empty-file"])
+@pytest.mark.parametrize("damage", ["invalid-json", "foreign-kernel", "no-answers", "empty-file", "deep"])
 def test_broken_notebooks_still_get_a_complete_report(tmp_path, damage):
     path = tmp_path / f"{support.A01}.ipynb"
     nb = support.submission()
@@ -98,6 +98,8 @@ def test_broken_notebooks_still_get_a_complete_report(tmp_path, damage):
     elif damage == "no-answers":
         nb["cells"] = [c for c in nb["cells"] if c["cell_type"] == "markdown"]
         support.write(nb, path)
+    elif damage == "deep":
+        path.write_text("[" * 100_000 + "]" * 100_000)
     else:
         path.write_bytes(b"")
     out = tmp_path / "r.json"
@@ -107,7 +109,7 @@ def test_broken_notebooks_still_get_a_complete_report(tmp_path, damage):
     assert [t["name"] for t in result["tests"]] == list(support.EXERCISES_01)
     assert result["score"] == 0
     reason = {"invalid-json": "invalid JSON", "foreign-kernel": "julia kernel", "no-answers": "is missing",
-              "empty-file": "invalid JSON"}[damage]
+              "empty-file": "invalid JSON", "deep": "unreadable notebook"}[damage]
     assert reason in result["output"] + result["tests"][0]["output"]
 
 

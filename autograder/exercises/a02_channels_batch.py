@@ -7,8 +7,9 @@
 The speed part of ``conv2d_im2col`` (report line ``conv2d_im2col: speed``) times the answer by wall clock around
 the answer proxy, on the grader's side (a time reported by student code is never used), against
 ``F.conv2d`` in float32 on **one** CPU thread, on a fixed shape (:data:`SPEED_SHAPE`: a 256 x 256 greyscale
-image through a pair of 3x3 filters), both measured in the same run, interleaved, best of several runs. The part
-is awarded when the ratio is at most :data:`SPEED_BOUND`. Why these choices (measured on a shared 2-core machine,
+image through a pair of 3x3 filters), both measured in the same run, interleaved, best of several runs, each run
+on a fresh random input whose result is checked (a cache of earlier results earns nothing). The part is awarded
+when the ratio is at most :data:`SPEED_BOUND`. Why these choices (measured on a shared 2-core machine,
 quiet and with one core taken by a runaway process, answers called through ``local_answer`` so that the argument
 and result copies are included; "a-b" is the range over repeated gradings, both conditions together; on the quiet
 machine alone, vectorised answers measured 1-10x and the pixel loop 200-380x):
@@ -359,9 +360,9 @@ def _channels_not_moved(bias_after: bool):
     return compute
 
 
-def _speed_case() -> Call:
+def _speed_case(rng: np.random.Generator) -> Call:
+    """A fresh random input of the speed shape (a new one for every timed run: a cache earns nothing)."""
     s = SPEED_SHAPE
-    rng = np.random.default_rng(20260202)
     x = rng.standard_normal((s["N"], s["C_in"], s["H"], s["W"]))
     w = rng.standard_normal((s["C_out"], s["C_in"], s["k"], s["k"])) / 3.0
     b = rng.standard_normal(s["C_out"])
@@ -374,54 +375,71 @@ def _speed_case_text() -> str:
             f"b ({s['C_out']},)")
 
 
+def _time_torch(call: Call) -> tuple[float, np.ndarray]:
+    """``(seconds of F.conv2d in float32 on the call, the float64 reference)``."""
+    t, fn = torch(), F()
+    x, w, b = (t.from_numpy(a) for a in call.args)
+    x32, w32, b32 = x.float(), w.float(), b.float()
+    t0 = time.perf_counter()
+    fn.conv2d(x32, w32, b32)
+    seconds = time.perf_counter() - t0
+    return seconds, fn.conv2d(x, w, b).numpy()
+
+
+def _timed_runs(answer, rng: np.random.Generator) -> tuple[list, list, object, str | None]:
+    """Interleaved timings of torch and the answer on fresh inputs, each result checked:
+    ``(torch seconds, answer seconds, last outcome, why the answer failed or None)``."""
+    from ..compare import compare
+
+    t, fn = torch(), F()
+    torch_times, answer_times, outcome = [], [], None
+    with t.no_grad():
+        fn.conv2d(*(a.float() for a in (t.from_numpy(v) for v in _speed_case(rng).args)))  # warm-up
+        start = time.perf_counter()
+        for _ in range(SPEED_RUNS):
+            call = _speed_case(rng)
+            seconds, expected = _time_torch(call)
+            torch_times.append(seconds)
+            t0 = time.perf_counter()
+            outcome = answer(call)
+            answer_times.append(time.perf_counter() - t0)
+            if not outcome.ok:
+                return torch_times, answer_times, outcome, outcome.error
+            verdict = compare(expected, outcome.value)
+            if not verdict:
+                return torch_times, answer_times, outcome, f"the timed result is wrong: {verdict.reason}"
+            if time.perf_counter() - start > SPEED_BUDGET_S:
+                break
+        while len(torch_times) < 3:                    # a slow answer ran once: still time torch fairly
+            torch_times.append(_time_torch(_speed_case(rng))[0])
+    return torch_times, answer_times, outcome, None
+
+
 def grade_speed(answer, context) -> object:
     """The ``conv2d_im2col: speed`` part: wall-clock ratio of the answer to ``F.conv2d`` (float32, one thread),
     measured here, interleaved, best of up to :data:`SPEED_RUNS` runs within :data:`SPEED_BUDGET_S` seconds.
 
-    The timed result must also be correct (a fast wrong answer on this shape earns nothing)."""
-    from ..compare import compare
+    Every run times a fresh random input, and every timed result must be correct (a fast wrong answer, or one that
+    remembers an earlier result, earns nothing)."""
     from ..engine import PartResult
 
     name, points = "conv2d_im2col: speed", SPEED_POINTS
-    t, fn = torch(), F()
-    call = _speed_case()
-    x, w, b = (t.from_numpy(a) for a in call.args)
-    expected = fn.conv2d(x, w, b).numpy()
-    x32, w32, b32 = x.float(), w.float(), b.float()
+    t = torch()
     threads = t.get_num_threads()
     t.set_num_threads(1)
-    torch_times, answer_times, outcome = [], [], None
     try:
-        with t.no_grad():
-            fn.conv2d(x32, w32, b32)                       # warm-up (first call allocates)
-            start = time.perf_counter()
-            for _ in range(SPEED_RUNS):
-                t0 = time.perf_counter()
-                fn.conv2d(x32, w32, b32)
-                torch_times.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                outcome = answer(call)
-                answer_times.append(time.perf_counter() - t0)
-                if not outcome.ok or time.perf_counter() - start > SPEED_BUDGET_S:
-                    break
-            while len(torch_times) < 3:                    # a slow answer ran once: still time torch fairly
-                t0 = time.perf_counter()
-                fn.conv2d(x32, w32, b32)
-                torch_times.append(time.perf_counter() - t0)
+        torch_times, answer_times, _, failure = _timed_runs(answer, np.random.default_rng())
     finally:
         t.set_num_threads(threads)
     shape = _speed_case_text()
-    if not outcome.ok:
-        return PartResult(name, 0.0, points, f"\u2718 {name}: 0/{points:g} points\n  First failing case: {shape}\n"
-                                             f"    {outcome.error}")
-    verdict = compare(expected, outcome.value)
-    if not verdict:
-        return PartResult(name, 0.0, points, f"\u2718 {name}: 0/{points:g} points: the timed result is wrong\n"
-                                             f"  First failing case: {shape}\n    {verdict.reason}")
+    if failure is not None:
+        return PartResult(name, 0.0, points, f"\u2718 {name}: 0/{points:g} points\n  First failing case: a random "
+                                             f"input of the speed shape {shape}\n    {failure}")
     ratio = min(answer_times) / min(torch_times)
     runs = f"best of {len(answer_times)} run{'s' if len(answer_times) > 1 else ''}"
     measured = (f"{ratio:.1f}x the time of F.conv2d (float32, one thread) on {shape}: "
-                f"{min(answer_times) * 1e3:.1f} ms vs {min(torch_times) * 1e3:.2f} ms, {runs}")
+                f"{min(answer_times) * 1e3:.1f} ms vs {min(torch_times) * 1e3:.2f} ms, {runs}, a fresh random "
+                "input each run")
     if ratio <= SPEED_BOUND:
         return PartResult(name, float(points), points, f"\u2714 {name}: {measured}; full marks up to "
                                                        f"{SPEED_BOUND:g}x, {points:g}/{points:g} points", 1, 1)

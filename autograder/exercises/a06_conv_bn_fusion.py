@@ -10,9 +10,9 @@ plain data through :mod:`autograder.module_codec` (``encode`` = ``module_codec.e
 - ``fuse_sequential``: ``(layers, outputs, device, inputs)``, where ``outputs`` are the eval-mode outputs on a fixed
   input derived from the case (its shape is stored with the argument, ``module_codec.argument_meta``).
 
-``device`` says whether the returned model lives where its inputs lived; ``inputs`` whether the answer is a new
-object and the inputs were left untouched (see ``module_codec``: the grader's module arguments are tagged, the
-copies the student receives are fingerprinted, and ``encode_answer`` reports identity and in-place changes).
+``device`` says whether the returned model lives where its inputs lived; ``inputs`` whether the inputs were left
+untouched, judged here from plain data (see ``module_codec``: the answer carries the arguments' state after the
+call, which ``decode_answer`` compares with the grader's own templates of the call).
 The oracle returns the same views, from ``torch.nn.utils.fusion.fuse_conv_bn_eval`` and from the original model.
 """
 from __future__ import annotations
@@ -325,7 +325,7 @@ def _inputs_text(problems: str) -> str:
 
 
 def _decoded(plain, call, device):
-    model, model_device, problems, arg_device = module_codec.decode_answer(plain, device)
+    model, model_device, problems, arg_device = module_codec.decode_answer(plain, device, call)
     return model, model_device, problems, arg_device or _device_kind(device)
 
 
@@ -476,6 +476,7 @@ def _outputs(model, example):
     t = torch()
     model.eval()
     try:
+        module_codec.check_forward_cost(model, example)  # a student's model is bounded before it runs here
         with t.no_grad(), exact_numerics():
             return _numpy(model(example))
     except Exception as exc:  # noqa: BLE001 - a broken model is a wrong answer, not a grader crash
@@ -665,7 +666,7 @@ register(batchnorm2d_eval, fuse_conv_bn, fuse_conv_bn_module, fuse_sequential)
 # ---------------------------------------------------------------------------------------------------------------
 
 MAPS_VIEW = ("conv layers", "outputs", "model")
-UNTOUCHED = "hooks removed; the model unchanged"
+UNTOUCHED = "the model unchanged"
 
 
 def _maps_layout(p) -> list:
@@ -764,12 +765,14 @@ def _maps_oracle(model, x, want=None, what="output", top_level=False):
 
 
 def _maps_of_answer(plain, call, device):
+    """Trusted side: names and outputs as sent; the model's state compared with the grader's own template."""
     ok = (isinstance(plain, tuple) and len(plain) == 4 and plain[0] == module_codec.FEATURE_MAPS
           and isinstance(plain[1], tuple) and all(isinstance(n, str) for n in plain[1])
-          and isinstance(plain[2], tuple) and len(plain[2]) == len(plain[1]) and isinstance(plain[3], str))
+          and isinstance(plain[2], tuple) and len(plain[2]) == len(plain[1]))
     if not ok:
         raise ValueError("not a {name: output tensor} dict")
-    return ", ".join(plain[1]), plain[2], plain[3] or UNTOUCHED
+    problems, _device = module_codec.judge_arguments(plain[3], call)
+    return ", ".join(plain[1]), plain[2], problems or UNTOUCHED
 
 
 def _stored_without_copy(model, x):

@@ -24,25 +24,17 @@ import signal
 import sys
 import threading
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from .. import registry
-from ..outcome import GRADER_ERROR, NOTEBOOK_MISSING
 from ..seeds import fresh_seed
-from . import report, resume, stubs
+from . import report, resume, scratch, stubs
 from .executors import make_executor, options_to_plain
-from .grader import NotebookResult, Options, SubmissionResult, grade, grading_cases, zero_result
-
-
-@dataclass
-class Job:
-    student: str
-    assignment: str
-    notebooks: list[Path]
+from .grader import Options
+from .jobs import Job, empty_result, grade_job  # noqa: F401 - Job and grade_job are part of this module's API
 
 
 @dataclass
@@ -77,42 +69,6 @@ def discover(submitted: Path) -> list[Job]:
     return jobs
 
 
-def _empty_result(job: Job, options: Options, seed: int, mode: str, why: str,
-                  failure: str = GRADER_ERROR) -> SubmissionResult:
-    exercises = registry.assignments().get(job.assignment, [])
-    nb = NotebookResult(f"{job.assignment}.ipynb", job.assignment if exercises else None)
-    nb.exercises = [zero_result(ex, why, len(grading_cases(ex, seed, options.case_factor)), failure)
-                    for ex in exercises]
-    nb.notes.append(why)
-    return SubmissionResult([nb], seed, mode, "")
-
-
-def grade_job(job: Job, options: Options, seed: int) -> dict:
-    """Grade one submission (runs in a pool process); returns what the parent writes."""
-    from .sandbox import isolation_mode
-
-    options.seed = seed
-    try:
-        if not job.notebooks:
-            mode, _ = isolation_mode(options.isolation)
-            result = _empty_result(job, options, seed, mode, "no notebook was submitted", NOTEBOOK_MISSING)
-        else:
-            known = job.assignment in registry.assignments()
-            result = grade(job.notebooks, options, assignment=job.assignment if known else None)
-        errors = [f"{job.student}/{job.assignment}/{nb.notebook}: {e.splitlines()[0]}"
-                  for nb in result.notebooks for e in nb.grader_errors]
-        return {"results": report.results_json(result),
-                "instructor": report.instructor_record(result, student=job.student, assignment=job.assignment),
-                "errors": errors}
-    except Exception as exc:  # noqa: BLE001 - a grader bug: still a complete report for this student
-        mode, _ = isolation_mode(options.isolation)
-        result = _empty_result(job, options, seed, mode, "the grader failed on this submission (not your fault)")
-        return {"results": report.results_json(result),
-                "instructor": {"student": job.student, "assignment": job.assignment, "seed": seed,
-                               "traceback": traceback.format_exc()},
-                "errors": [f"{job.student}/{job.assignment}: {type(exc).__name__}: {exc}"]}
-
-
 def _csv(rows: list[dict], tests: list[str]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -135,7 +91,7 @@ def _test_order() -> list[str]:
 def _failure(job: Job, options: Options, seed: int, mode: str, exc: BaseException) -> dict:
     """The outcome of a submission whose grader died or raised: a complete zero report, flagged as the grader's
     failure (retried by the next run)."""
-    result = _empty_result(job, options, seed, mode, "the grader failed on this submission (not your fault)")
+    result = empty_result(job, options, seed, mode, "the grader failed on this submission (not your fault)")
     return {"results": report.results_json(result), "instructor": {"error": repr(exc)},
             "errors": [f"{job.student}/{job.assignment}: {type(exc).__name__}: {exc}"]}
 
@@ -192,6 +148,178 @@ def _sigterm_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _prepare_output(out: Path) -> Path:
+    """``out`` and its private ``.instructor`` folder (mode 0700); returns the latter."""
+    out.mkdir(parents=True, exist_ok=True)
+    private = out / ".instructor"
+    private.mkdir(exist_ok=True)
+    os.chmod(private, 0o700)
+    return private
+
+
+def choose_seed(options: Options, state: dict) -> tuple[int, bool]:
+    """``(seed, whether the previous run's seed is kept)``: ``--seed``, else the previous run's, else fresh."""
+    if options.seed is not None:
+        return options.seed, False
+    if isinstance(state.get("seed"), int):
+        return state["seed"], True
+    return fresh_seed(), False
+
+
+def plan(jobs: list[Job], out: Path, settings: str, fresh: bool) -> tuple[list[tuple[Job, str]], int]:
+    """``(jobs to grade with their content keys, how many finished results are reused)``."""
+    todo, reused = [], 0
+    for job in jobs:
+        content = resume.content_key(job.assignment, _digests(job))
+        if not fresh and resume.complete_record(out, job.student, job.assignment, content, settings):
+            reused += 1
+        else:
+            todo.append((job, content))
+    return todo, reused
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _write_state(private: Path, **state) -> None:
+    report.atomic_write(private / resume.STATE_NAME, json.dumps(state, indent=2) + "\n")
+
+
+@dataclass
+class Recorder:
+    """Writes each finished submission's files (result first, the instructor record last: it completes it)."""
+
+    out: Path
+    options: Options
+    seed: int
+    mode: str
+    settings: str
+    todo: list[tuple[Job, str]]
+    summary: BatchSummary
+    say: Callable[[str], None]
+
+    def __post_init__(self):
+        self.keys = {(job.student, job.assignment): (job, content) for job, content in self.todo}
+
+    def __call__(self, task: dict, outcome) -> None:
+        job, expected = self.keys[(task["student"], task["assignment"])]
+        if isinstance(outcome, BaseException):
+            outcome = _failure(job, self.options, self.seed, self.mode, outcome)
+        res = outcome["results"]
+        result_id = uuid.uuid4().hex
+        res.setdefault("extra_data", {})["result_id"] = result_id
+        text = json.dumps(res, indent=2) + "\n"
+        digests = [(nb["name"], nb["sha256"]) for nb in task["notebooks"]]
+        content = resume.content_key(job.assignment, digests)
+        if content != expected:
+            self.say(f"{job.student}/{job.assignment} changed while the batch ran: its result is for the "
+                     f"version it graded")
+        instructor = dict(outcome["instructor"], student=job.student, assignment=job.assignment,
+                          result_id=result_id, result_sha256=resume.sha256_bytes(text.encode()),
+                          errors=outcome["errors"], graded_by=outcome.get("graded_by"),
+                          key={"content": content, "settings": self.settings, "notebooks": dict(digests)})
+        report.atomic_write(resume.result_path(self.out, job.student, job.assignment), text)
+        report.atomic_write(resume.record_path(self.out, job.student, job.assignment),
+                            json.dumps(instructor, indent=2) + "\n")
+        self.summary.errors += outcome["errors"]
+        self.summary.graded += 1
+
+
+def grade_all(engine, record: Recorder, options: Options, executor: str, progress: bool | None) -> None:
+    """Grade every submission of ``record.todo`` with ``engine``, recording each as it finishes."""
+    from tqdm import tqdm
+
+    todo, summary = record.todo, record.summary
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(todo), unit="nb", desc="grading", disable=not show, file=sys.stderr)
+    plain = options_to_plain(options, remote=executor == "dask")
+    try:
+        tasks = (_task(job) for job, _ in todo)
+        for task, outcome in engine.map(tasks, plain, record.seed, getattr(engine, "expect", None), len(todo)):
+            record(task, outcome)
+            bar.update()
+    except KeyboardInterrupt:
+        record.say(f"interrupted: {summary.graded} submission(s) graded by this run are saved; run the same "
+                   f"command again to grade the {len(todo) - summary.graded} left (finished ones are reused)")
+        raise
+    finally:
+        bar.close()
+
+
+def write_grades(out: Path, jobs: list[Job]) -> list[dict]:
+    """``grades.csv`` from the per-student files; returns its rows."""
+    rows = sorted((_row(out, job) for job in jobs), key=lambda r: (r["student"], r["assignment"]))
+    known = _test_order()
+    extra = sorted({t for r in rows for t in r["tests"]} - set(known))
+    used = [t for t in known if any(t in r["tests"] for r in rows)] + extra
+    report.atomic_write(out / "grades.csv", _csv(rows, used))
+    return rows
+
+
+def _start_engine(executor: str, workers: int | None, scheduler, lock, options: Options, say):
+    engine = make_executor(executor, max(1, workers or os.cpu_count() or 1), scheduler,
+                           close_fds=(lock.fd,) if lock.fd else ())
+    try:
+        engine.start(options)               # probes the isolation (here, or on every Dask worker)
+    except BaseException:
+        engine.close()
+        raise
+    for line in engine.warnings:
+        say(f"warning: {line}")
+    if executor == "local":
+        stubs.layout()                      # one sandbox layout for the whole run (removed at exit)
+    return engine
+
+
+def _describe(summary: BatchSummary, engine, jobs: list[Job], seed: int) -> tuple[str, list[str]]:
+    modes = sorted(engine.modes)
+    mode = modes[0] if len(modes) == 1 else "mixed"
+    summary.students, summary.seed, summary.submissions = len({j.student for j in jobs}), seed, len(jobs)
+    summary.isolation = "bwrap" if modes == ["bwrap"] else f"reduced isolation: {engine.note or mode}"
+    summary.executor = engine.describe()
+    return mode, modes
+
+
+def _announce(summary: BatchSummary, out: Path, todo: list, jobs: list, say) -> None:
+    if summary.reused:
+        say(f"resuming in {out}: {summary.reused} of {len(jobs)} submission(s) already graded and "
+            f"unchanged (reused), {len(todo)} to grade"
+            + ("; the previous run's seed is kept (--fresh for a new one)" if summary.seed_reused else ""))
+    if todo:
+        with contextlib.suppress(FileNotFoundError):
+            (out / "grades.csv").unlink()   # back once this run is complete, consistent with the files
+
+
+def _log_seed(private: Path, summary: BatchSummary, submitted: Path, options: Options, todo: list) -> None:
+    with open(private / "seeds.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"time": _now(), "seed": summary.seed, "submitted": str(submitted),
+                             "cases_factor": options.case_factor, "submissions": summary.submissions,
+                             "to_grade": len(todo), "reused": summary.reused, "seed_kept": summary.seed_reused,
+                             "executor": summary.executor}) + "\n")
+
+
+def _run(submitted: Path, out: Path, private: Path, options: Options, engine, fresh: bool, say,
+         executor: str, progress: bool | None, summary: BatchSummary, start: float) -> None:
+    """The body of :func:`run_batch`, once the output is locked and the executor started."""
+    resume.remove_partial_writes(out)
+    jobs = discover(submitted)
+    seed, summary.seed_reused = choose_seed(options, {} if fresh else resume.read_state(out))
+    mode, modes = _describe(summary, engine, jobs, seed)
+    settings = resume.settings_key(options, seed, "+".join(modes))
+    todo, summary.reused = plan(jobs, out, settings, fresh)
+    _announce(summary, out, todo, jobs, say)
+    _write_state(private, seed=seed, settings=settings, submitted=str(submitted), complete=False, started=_now(),
+                 executor=summary.executor)
+    _log_seed(private, summary, submitted, options, todo)
+    grade_all(engine, Recorder(out, options, seed, mode, settings, todo, summary, say), options, executor, progress)
+    rows = write_grades(out, jobs)
+    summary.errors += [f"{r['student']}/{r['assignment']}: no result" for r in rows if r["status"] == "missing"]
+    summary.seconds = time.monotonic() - start
+    _write_state(private, seed=seed, settings=settings, submitted=str(submitted), complete=True, finished=_now(),
+                 executor=summary.executor, graded=summary.graded, reused=summary.reused)
+
+
 def run_batch(submitted: Path, out: Path, options: Options, workers: int | None = None,
               progress: bool | None = None, *, executor: str = "local", scheduler=None, fresh: bool = False,
               log: Callable[[str], None] | None = None) -> BatchSummary:
@@ -206,118 +334,16 @@ def run_batch(submitted: Path, out: Path, options: Options, workers: int | None 
     submitted, out = Path(submitted).resolve(), Path(out).resolve()
     if not submitted.is_dir():
         raise RuntimeError(f"{submitted} is not a folder of submissions")
-    out.mkdir(parents=True, exist_ok=True)
-    private = out / ".instructor"
-    private.mkdir(exist_ok=True)
-    os.chmod(private, 0o700)
+    private = _prepare_output(out)
     lock = resume.OutputLock(out).acquire(" ".join(sys.argv))
-    engine = None
     summary = BatchSummary()
     try:
-        with _sigterm_interrupts():
-            resume.remove_partial_writes(out)
-            jobs = discover(submitted)
-            workers = max(1, workers or os.cpu_count() or 1)
-            engine = make_executor(executor, workers, scheduler, close_fds=(lock.fd,) if lock.fd else ())
-            engine.start(options)                   # probes the isolation (here, or on every Dask worker)
-            for line in engine.warnings:
-                say(f"warning: {line}")
-            modes = sorted(engine.modes)
-            mode = modes[0] if len(modes) == 1 else "mixed"
-            if executor == "local":
-                stubs.layout()                      # one sandbox layout for the whole run (removed at exit)
-            state = {} if fresh else resume.read_state(out)
-            if options.seed is not None:
-                seed = options.seed
-            elif isinstance(state.get("seed"), int):
-                seed, summary.seed_reused = state["seed"], True
-            else:
-                seed = fresh_seed()
-            settings = resume.settings_key(options, seed, "+".join(modes))
-            summary.students, summary.seed, summary.submissions = len({j.student for j in jobs}), seed, len(jobs)
-            summary.isolation = "bwrap" if modes == ["bwrap"] else f"reduced isolation: {engine.note or mode}"
-            summary.executor = engine.describe()
-
-            todo: list[tuple[Job, str]] = []
-            for job in jobs:
-                content = resume.content_key(job.assignment, _digests(job))
-                if not fresh and resume.complete_record(out, job.student, job.assignment, content, settings):
-                    summary.reused += 1
-                else:
-                    todo.append((job, content))
-            if summary.reused:
-                say(f"resuming in {out}: {summary.reused} of {len(jobs)} submission(s) already graded and "
-                    f"unchanged (reused), {len(todo)} to grade"
-                    + ("; the previous run's seed is kept (--fresh for a new one)" if summary.seed_reused else ""))
-            if todo:
-                try:
-                    (out / "grades.csv").unlink()   # back once this run is complete, consistent with the files
-                except FileNotFoundError:
-                    pass
-            report.atomic_write(private / resume.STATE_NAME, json.dumps({
-                "seed": seed, "settings": settings, "submitted": str(submitted), "complete": False,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "executor": summary.executor}, indent=2) + "\n")
-            with open(private / "seeds.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": seed,
-                                     "submitted": str(submitted), "cases_factor": options.case_factor,
-                                     "submissions": len(jobs), "to_grade": len(todo), "reused": summary.reused,
-                                     "seed_kept": summary.seed_reused, "executor": summary.executor}) + "\n")
-
-            keys = {(job.student, job.assignment): content for job, content in todo}
-            by_key = {(job.student, job.assignment): job for job, _ in todo}
-
-            def record(task: dict, outcome) -> None:
-                job = by_key[(task["student"], task["assignment"])]
-                if isinstance(outcome, BaseException):
-                    outcome = _failure(job, options, seed, mode, outcome)
-                res = outcome["results"]
-                result_id = uuid.uuid4().hex
-                res.setdefault("extra_data", {})["result_id"] = result_id
-                text = json.dumps(res, indent=2) + "\n"
-                digests = [(nb["name"], nb["sha256"]) for nb in task["notebooks"]]
-                content = resume.content_key(job.assignment, digests)
-                if content != keys[(job.student, job.assignment)]:
-                    say(f"{job.student}/{job.assignment} changed while the batch ran: its result is for the "
-                        f"version it graded")
-                instructor = dict(outcome["instructor"], student=job.student, assignment=job.assignment,
-                                  result_id=result_id, result_sha256=resume.sha256_bytes(text.encode()),
-                                  errors=outcome["errors"], graded_by=outcome.get("graded_by"),
-                                  key={"content": content, "settings": settings, "notebooks": dict(digests)})
-                report.atomic_write(resume.result_path(out, job.student, job.assignment), text)
-                report.atomic_write(resume.record_path(out, job.student, job.assignment),   # last: completes it
-                                    json.dumps(instructor, indent=2) + "\n")
-                summary.errors += outcome["errors"]
-                summary.graded += 1
-
-            from tqdm import tqdm
-
-            show = sys.stderr.isatty() if progress is None else progress
-            bar = tqdm(total=len(todo), unit="nb", desc="grading", disable=not show, file=sys.stderr)
-            plain = options_to_plain(options, remote=executor == "dask")
+        with scratch.run_scratch(), _sigterm_interrupts():
+            engine = _start_engine(executor, workers, scheduler, lock, options, say)
             try:
-                tasks = (_task(job) for job, _ in todo)
-                for task, outcome in engine.map(tasks, plain, seed, getattr(engine, "expect", None), len(todo)):
-                    record(task, outcome)
-                    bar.update()
-            except KeyboardInterrupt:
-                say(f"interrupted: {summary.graded} submission(s) graded by this run are saved; run the same "
-                    f"command again to grade the {len(todo) - summary.graded} left (finished ones are reused)")
-                raise
+                _run(submitted, out, private, options, engine, fresh, say, executor, progress, summary, start)
             finally:
-                bar.close()
-            rows = sorted((_row(out, job) for job in jobs), key=lambda r: (r["student"], r["assignment"]))
-            known = _test_order()
-            extra = sorted({t for r in rows for t in r["tests"]} - set(known))
-            used = [t for t in known if any(t in r["tests"] for r in rows)] + extra
-            report.atomic_write(out / "grades.csv", _csv(rows, used))
-            summary.errors += [f"{r['student']}/{r['assignment']}: no result" for r in rows if r["status"] == "missing"]
-            summary.seconds = time.monotonic() - start
-            report.atomic_write(private / resume.STATE_NAME, json.dumps({
-                "seed": seed, "settings": settings, "submitted": str(submitted), "complete": True,
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "executor": summary.executor,
-                "graded": summary.graded, "reused": summary.reused}, indent=2) + "\n")
+                engine.close()
     finally:
-        if engine is not None:
-            engine.close()
         lock.release()
     return summary

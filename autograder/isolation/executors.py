@@ -2,7 +2,7 @@
 
 Every executor runs the same task, :func:`grade_task`: one submission (one student's notebooks for one
 assignment) travels as plain data (the notebooks' names and bytes), is written to a private temporary folder,
-graded there with :func:`autograder.isolation.batch.grade_job` (the sandbox runs on the machine that grades), and
+graded there with :func:`autograder.isolation.jobs.grade_job` (the sandbox runs on the machine that grades), and
 comes back as a plain JSON-able dict. Only the batch process writes files, so results never depend on a shared
 filesystem, and a worker that dies costs only the submissions it was grading (retried by the next run).
 
@@ -86,7 +86,7 @@ def worker_environment(options_plain: dict) -> dict:
 def grade_task(task: dict, options_plain: dict, seed: int, expect: dict | None = None) -> dict:
     """Grade one submission given as plain data; returns ``{"results", "instructor", "errors", "graded_by"}``,
     plain JSON-able data. Runs in a pool process or on a Dask worker."""
-    from .batch import Job, grade_job
+    from .jobs import Job, grade_job
     from .resume import environment
 
     options = options_from_plain(options_plain)

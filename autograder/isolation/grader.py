@@ -30,7 +30,7 @@ from ..forbidden import scan_source
 from ..outcome import EXCEPTION, GRADER_ERROR, NOT_IMPLEMENTED, NOTEBOOK_UNREADABLE, TIMEOUT
 from ..seeds import fresh_seed
 from ..spec import Exercise
-from . import sandbox, submission
+from . import sandbox, scratch, submission
 from .remote import SessionFailed, Settings, WorkerSession
 from .submission import NotebookError, Program
 
@@ -220,87 +220,147 @@ def known_sources(course: Path) -> dict[str, dict]:
     return out
 
 
+@dataclass
+class Prepared:
+    """A notebook after the steps before any student code runs: what to grade, or why nothing can be run."""
+
+    assignment: str | None
+    exercises: list[Exercise] = field(default_factory=list)
+    program: Program | None = None
+    problem: str | None = None          # for the student: why the notebook cannot be run (every exercise 0)
+    grader_error: str | None = None     # for the instructor
+
+
+def read_step(path: Path) -> tuple[dict | None, str | None]:
+    """Step 1, read: ``(notebook, None)`` or ``(None, why it cannot be read)``."""
+    try:
+        return submission.read_notebook(path), None
+    except NotebookError as exc:
+        return None, str(exc)
+
+
+def recognise_step(nb: dict | None, path: Path, options: Options, assignment: str | None) -> str | None:
+    """Step 2, recognise: the assignment given, else the one the notebook's name, folder or cells point to."""
+    if assignment is not None:
+        return assignment
+    names = {aid: [e.name for e in exs] for aid, exs in registry.assignments().items()}
+    return submission.recognise(nb, path, known_sources(options.course), names)
+
+
+def pristine_step(options: Options, assignment: str) -> tuple[dict | None, str | None]:
+    """Step 3, the pristine source notebook: ``(source, None)`` or ``(None, grader error)``."""
+    src_path = source_notebook(options.course, assignment)
+    try:
+        return submission.read_notebook(src_path), None
+    except NotebookError as exc:
+        return None, f"the source notebook {src_path} is unusable: {exc}"
+
+
+def prepare(path: Path, options: Options, assignment: str | None = None) -> Prepared:
+    """Steps 1-4: read, recognise, pair with the pristine cells, build the program."""
+    nb, problem = read_step(path)
+    aid = recognise_step(nb, path, options, assignment)
+    exercises = registry.assignments().get(aid or "", [])
+    if not exercises:
+        return Prepared(aid, problem=problem, grader_error=f"unknown assignment {aid!r}" if aid else None)
+    problem = problem or submission.kernel_problem(nb or {})
+    if problem is not None:
+        return Prepared(aid, exercises, problem=problem)
+    source, error = pristine_step(options, aid)
+    if source is None:
+        return Prepared(aid, exercises, grader_error=error,
+                        problem="the grader could not read the assignment's source notebook (not your fault)")
+    return Prepared(aid, exercises, submission.build_program(nb, source, aid, [e.name for e in exercises]))
+
+
+def not_graded(result: NotebookResult, prepared: Prepared, path: Path) -> NotebookResult:
+    """The result of a notebook that did not reach the sandbox: every exercise 0 with the reason."""
+    if prepared.grader_error:
+        result.grader_errors.append(prepared.grader_error)
+    if not prepared.exercises:
+        known = ", ".join(registry.assignments())
+        result.notes.append(prepared.problem or f"{path.name} does not look like any assignment of this course "
+                                                f"({known}); nothing was graded")
+        return result
+    why = prepared.problem or "the notebook could not be read"
+    result.notes.append(why)
+    result.exercises = [zero_result(ex, why, result.cases[ex.name], _unrunnable(result))
+                        for ex in prepared.exercises]
+    return result
+
+
+def _add_note(notes: list[str], note: str) -> None:
+    if note not in notes:
+        notes.append(note)
+
+
+def session_notes(session: WorkerSession, group: list[Exercise]) -> list[str]:
+    """What the student should know about cells other than the exercises' own answers."""
+    own = {ex.name for ex in group}
+    notes = [f"{cell} {why}; it was skipped" for cell, why in session.fatal.items() if cell not in own]
+    notes += [f"{cell} raised {error}" for cell, error in session.cell_errors.items()
+              if cell.startswith("added cell")]
+    return notes
+
+
+def run_profile(profile: str, group: list[Exercise], program: Program, options: Options, seed: int, mode: str,
+                deadline: float, result: NotebookResult) -> dict[str, ExerciseResult]:
+    """Step 5, run one profile: the program in a sandbox of ``profile``, each exercise of ``group`` graded through
+    it (step 6). A grader bug costs only the exercise it hit."""
+    by_name: dict[str, ExerciseResult] = {}
+    session = WorkerSession(program.cells, profile, mode, options.settings, deadline)
+    try:
+        for ex in group:
+            try:
+                by_name[ex.name] = _grade_one(ex, session, program, options, seed, mode)
+            except Exception as exc:  # noqa: BLE001 - a grader bug must not lose the other exercises
+                result.grader_errors.append(f"{ex.name}: {type(exc).__name__}: {exc}\n"
+                                            + traceback.format_exc(limit=8))
+                by_name[ex.name] = zero_result(ex, "the grader failed on this exercise (not your fault; "
+                                                   "the instructor has been told)", result.cases[ex.name],
+                                               GRADER_ERROR)
+    finally:
+        session.close()
+        result.log += [f"[{profile} sandbox output]\n{o}" for o in session.outputs]
+        for note in session_notes(session, group):
+            _add_note(result.notes, note)
+    return by_name
+
+
+def unreached_notes(program: Program, exercises: list[Exercise]) -> list[str]:
+    """Forbidden names in added cells that no answer depends on (they cost nothing, but the student should know)."""
+    reached = program.reach.reached_by_any([ex.name for ex in exercises])
+    notes = []
+    for cell in program.student_cells:
+        if cell.kind == "added" and id(cell) not in reached:
+            found = scan_source(cell.source)
+            if found:
+                notes.append(f"{cell.name} uses {', '.join(found)} (not available while grading)")
+    return notes
+
+
 def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignment: str | None = None) -> NotebookResult:
-    """Grade one notebook. Student faults become 0 points with a reason; grader faults are recorded in
-    ``grader_errors`` (and still every exercise appears)."""
+    """Grade one notebook: prepare it (read, recognise, pair, build), run each profile, grade, collect the notes.
+    Student faults become 0 points with a reason; grader faults are recorded in ``grader_errors`` (and still
+    every exercise appears)."""
     start = time.monotonic()
     path = Path(path)
-    result = NotebookResult(path.name, assignment)
-    assignments = registry.assignments()
-    names = {aid: [e.name for e in exs] for aid, exs in assignments.items()}
-    nb: dict | None = None
-    problem: str | None = None
-    try:
-        nb = submission.read_notebook(path)
-    except NotebookError as exc:
-        problem = str(exc)
-    if result.assignment is None:
-        result.assignment = submission.recognise(nb, path, known_sources(options.course), names)
-    if result.assignment not in assignments:
-        result.notes.append(problem or f"{path.name} does not look like any assignment of this course "
-                                       f"({', '.join(assignments)}); nothing was graded")
-        if result.assignment is not None:
-            result.grader_errors.append(f"unknown assignment {result.assignment!r}")
-        result.seconds = time.monotonic() - start
-        return result
-    exercises = assignments[result.assignment]
-    n_cases = {ex.name: len(grading_cases(ex, seed, options.case_factor)) for ex in exercises}
-    result.cases = dict(n_cases)
-    if problem is None and nb is not None:
-        problem = submission.kernel_problem(nb)
-    src_path = source_notebook(options.course, result.assignment)
-    try:
-        source = submission.read_notebook(src_path)
-    except NotebookError as exc:
-        result.grader_errors.append(f"the source notebook {src_path} is unusable: {exc}")
-        problem = problem or "the grader could not read the assignment's source notebook (not your fault)"
-        source = None
-    if problem is not None or source is None or nb is None:
-        result.notes.append(problem or "the notebook could not be read")
-        result.exercises = [zero_result(ex, problem or "the notebook could not be read", n_cases[ex.name],
-                                        _unrunnable(result)) for ex in exercises]
-        result.seconds = time.monotonic() - start
-        return result
-
-    program = submission.build_program(nb, source, result.assignment, [e.name for e in exercises])
-    result.notes += program.notes
-    deadline = start + options.notebook_budget
-    by_name: dict[str, ExerciseResult] = {}
-    for profile in ("scratch", "torch"):
-        group = [ex for ex in exercises if _profile(ex) == profile]
-        if not group:
-            continue
-        session = WorkerSession(program.cells, profile, mode, options.settings, deadline)
-        try:
-            for ex in group:
-                try:
-                    by_name[ex.name] = _grade_one(ex, session, program, options, seed, mode)
-                except Exception as exc:  # noqa: BLE001 - a grader bug must not lose the other exercises
-                    result.grader_errors.append(f"{ex.name}: {type(exc).__name__}: {exc}\n"
-                                                + traceback.format_exc(limit=8))
-                    by_name[ex.name] = zero_result(ex, "the grader failed on this exercise (not your fault; "
-                                                       "the instructor has been told)", n_cases[ex.name],
-                                               GRADER_ERROR)
-        finally:
-            session.close()
-            result.log += [f"[{profile} sandbox output]\n{o}" for o in session.outputs]
-            for cell, why in session.fatal.items():
-                if not any(cell == ex.name for ex in group):
-                    note = f"{cell} {why}; it was skipped"
-                    if note not in result.notes:
-                        result.notes.append(note)
-            for cell, error in session.cell_errors.items():
-                if cell.startswith("added cell"):
-                    note = f"{cell} raised {error}"
-                    if note not in result.notes:
-                        result.notes.append(note)
-    result.exercises = [by_name[ex.name] for ex in exercises]
-    for cell in program.student_cells:
-        if cell.kind == "added":
-            names_found = scan_source(cell.source)
-            reached = any(any(c is cell for c in submission.cells_reached(program, ex.name)) for ex in exercises)
-            if names_found and not reached:
-                result.notes.append(f"{cell.name} uses {', '.join(names_found)} (not available while grading)")
+    prepared = prepare(path, options, assignment)
+    result = NotebookResult(path.name, prepared.assignment)
+    result.cases = {ex.name: len(grading_cases(ex, seed, options.case_factor)) for ex in prepared.exercises}
+    if prepared.program is None:
+        not_graded(result, prepared, path)
+    else:
+        program = prepared.program
+        result.notes += program.notes
+        by_name: dict[str, ExerciseResult] = {}
+        for profile in ("scratch", "torch"):
+            group = [ex for ex in prepared.exercises if _profile(ex) == profile]
+            if group:
+                by_name.update(run_profile(profile, group, program, options, seed, mode,
+                                           start + options.notebook_budget, result))
+        result.exercises = [by_name[ex.name] for ex in prepared.exercises]
+        result.notes += unreached_notes(program, prepared.exercises)
     result.seconds = time.monotonic() - start
     return result
 
@@ -375,7 +435,7 @@ def grade(paths: Sequence[Path], options: Options, assignment: str | None = None
     seed = options.seed if options.seed is not None else fresh_seed()
     notebooks: list[NotebookResult] = []
     seen: dict[str, str] = {}
-    with single_threaded_torch():
+    with scratch.run_scratch(), single_threaded_torch():
         for path in paths:
             nb = grade_notebook(Path(path), options, seed, mode, assignment)
             if nb.assignment in seen and nb.exercises:

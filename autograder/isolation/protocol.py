@@ -14,6 +14,10 @@ A frame is ``MAGIC | u32 header length | header JSON | blob 0 | blob 1 | ...``; 
 - ``{"$fn": "module:name"}``, ``{"$module": tree}`` and ``{"$tensor": array}`` are references the receiving side
   resolves (a test function passed as an argument, an ``nn.Module`` encoded as plain data, a tensor argument); a
   side without a resolver rejects them.
+
+A request carries ``"id"`` (:func:`new_id`) and its replies ``"re"``; :meth:`Channel.receive_reply` reads only
+replies to the requests it names. Parsing never raises anything but :class:`ProtocolError` (JSON nested too deeply,
+an array header claiming an impossible shape, a truncated payload).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import json
 import math
 import os
 import re
+import secrets
 import select
 import struct
 import time
@@ -32,8 +37,18 @@ import numpy as np
 MAGIC = b"CVL1"
 MAX_HEADER = 16 << 20
 DEFAULT_MAX_BYTES = 512 << 20
+#: the most one reply from the sandbox may carry: one call's result (the largest answer of the course is ~2 MB),
+#: so that hostile replies cannot make the grader allocate much
+MAX_REPLY_BYTES = 64 << 20
 ARRAY_KINDS = "biuf"
+#: an array's dimensions and element count, whatever its payload says (a header may claim shape (0, 10**20))
+MAX_DIM, MAX_NDIM = 1 << 31, 32
 _HEAD = struct.Struct(">4sI")
+
+
+def new_id() -> str:
+    """A fresh request id: a reply must echo it (``"re"``), so no reply can be written before its request."""
+    return secrets.token_hex(8)
 
 
 class ProtocolError(Exception):
@@ -70,6 +85,13 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return _NPY_MAGIC + struct.pack("<H", len(header)) + header.encode("latin1") + arr.tobytes()
 
 
+def _checked_shape(text: bytes) -> tuple:
+    shape = tuple(int(d) for d in text.split(b",") if d.strip())
+    if len(shape) > MAX_NDIM or any(d > MAX_DIM for d in shape) or math.prod(shape) > MAX_DIM:
+        raise ProtocolError(f"array of an impossible shape ({text[:80].decode('latin1')})")
+    return shape
+
+
 def _npy_array(data: bytes) -> np.ndarray:
     """Parse ``.npy`` bytes strictly (never pickle); a fresh, writable, C-contiguous array."""
     if data[:8] == _NPY_MAGIC and len(data) >= 10:
@@ -77,7 +99,7 @@ def _npy_array(data: bytes) -> np.ndarray:
         m = _NPY_HEADER.fullmatch(data[10:10 + hlen])
         if m:
             dtype = np.dtype(m.group(1).decode())
-            shape = tuple(int(d) for d in m.group(3).split(b",") if d.strip())
+            shape = _checked_shape(m.group(3))
             count = math.prod(shape)
             if len(data) - 10 - hlen != count * dtype.itemsize:
                 raise ProtocolError("array payload of the wrong size")
@@ -86,6 +108,8 @@ def _npy_array(data: bytes) -> np.ndarray:
             return np.array(arr, order="C", copy=True)
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
+        if arr.ndim > MAX_NDIM or arr.size > MAX_DIM:
+            raise ValueError("an impossible shape")
     except Exception as exc:  # noqa: BLE001 - any malformed payload
         raise ProtocolError(f"malformed array payload: {exc}") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in ARRAY_KINDS:
@@ -93,81 +117,119 @@ def _npy_array(data: bytes) -> np.ndarray:
     return arr
 
 
+def _scalar_tree(value: Any) -> tuple[bool, Any]:
+    """``(True, tree)`` for a scalar (Python or NumPy), else ``(False, None)``."""
+    t = type(value)
+    if value is None or t is bool or t is int or t is str:
+        return True, value
+    if t is float or isinstance(value, np.floating):
+        value = float(value)
+        return True, (value if math.isfinite(value) else {"$float": repr(value)})
+    if isinstance(value, np.bool_):
+        return True, bool(value)
+    if isinstance(value, np.integer):
+        return True, int(value)
+    return False, None
+
+
+def _dict_tree(value: dict, encode: Callable[[Any], Any]) -> Any:
+    if all(type(k) is str and not k.startswith("$") for k in value):
+        return {k: encode(v) for k, v in value.items()}
+    return {"$dict": [[encode(k), encode(v)] for k, v in value.items()]}
+
+
 def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None, depth: int = 0) -> Any:
     """Encode ``value`` as a message tree, appending array payloads to ``blobs``. ``default(value)`` may encode
     other objects (returning a tree) or raise TypeError."""
     if depth > 64:
         raise TypeError("nested too deeply")
-    t = type(value)
-    if value is None or t is bool or t is int or t is str:
-        return value
-    if t is float:
-        return value if math.isfinite(value) else {"$float": repr(value)}
+    is_scalar, tree = _scalar_tree(value)
+    if is_scalar:
+        return tree
     if isinstance(value, np.ndarray):
         blobs.append(_npy_bytes(value))
         return {"$npy": len(blobs) - 1}
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return to_tree(float(value), blobs)
+
+    def encode(v: Any) -> Any:
+        return to_tree(v, blobs, default, depth + 1)
+
+    t = type(value)
     if t is tuple:
-        return [to_tree(v, blobs, default, depth + 1) for v in value]
+        return [encode(v) for v in value]
     if t is list:
-        return {"$list": [to_tree(v, blobs, default, depth + 1) for v in value]}
+        return {"$list": [encode(v) for v in value]}
     if t is dict:
-        if all(type(k) is str and not k.startswith("$") for k in value):
-            return {k: to_tree(v, blobs, default, depth + 1) for k, v in value.items()}
-        return {"$dict": [[to_tree(k, blobs, default, depth + 1), to_tree(v, blobs, default, depth + 1)]
-                          for k, v in value.items()]}
+        return _dict_tree(value, encode)
     if default is not None:
         return default(value)
     raise TypeError(f"a {t.__module__}.{t.__qualname__}")
 
 
+def _decode_npy(payload: Any, blobs: list, decode: Callable[[Any], Any]) -> Any:
+    if type(payload) is not int or not 0 <= payload < len(blobs):
+        raise ProtocolError("bad array reference")
+    return _npy_array(blobs[payload])
+
+
+def _decode_float(payload: Any, blobs: list, decode: Callable[[Any], Any]) -> Any:
+    if payload not in ("nan", "inf", "-inf"):
+        raise ProtocolError("bad float")
+    return float(payload)
+
+
+def _decode_list(payload: Any, blobs: list, decode: Callable[[Any], Any]) -> Any:
+    if type(payload) is not list:
+        raise ProtocolError("bad list")
+    return [decode(v) for v in payload]
+
+
+def _decode_dict(payload: Any, blobs: list, decode: Callable[[Any], Any]) -> Any:
+    if type(payload) is not list or not all(type(p) is list and len(p) == 2 for p in payload):
+        raise ProtocolError("bad dict")
+    out = {}
+    for k, v in payload:
+        k = decode(k)
+        try:
+            out[k] = decode(v)
+        except TypeError:
+            raise ProtocolError("unhashable dict key") from None
+    return out
+
+
+#: the tagged values every side decodes by itself (``$fn``, ``$module`` and ``$tensor`` need a resolver)
+_TAGGED = {"$npy": _decode_npy, "$float": _decode_float, "$list": _decode_list, "$dict": _decode_dict}
+
+
+def _decode_reference(key: str, payload: Any, resolve: Callable[[str, Any], Any] | None,
+                      decode: Callable[[Any], Any]) -> Any:
+    if resolve is None:
+        raise ProtocolError(f"unexpected reference {key}")
+    return resolve(key, payload if key == "$fn" else decode(payload))
+
+
 def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None = None, depth: int = 0) -> Any:
-    """Decode a message tree. ``resolve(kind, payload)`` handles ``$fn`` / ``$module`` references."""
+    """Decode a message tree. ``resolve(kind, payload)`` handles ``$fn`` / ``$module`` / ``$tensor`` references."""
     if depth > 64:
         raise ProtocolError("nested too deeply")
     if tree is None or type(tree) in (bool, int, float, str):
         return tree
+
+    def decode(v: Any) -> Any:
+        return from_tree(v, blobs, resolve, depth + 1)
+
     if type(tree) is list:
-        return tuple(from_tree(v, blobs, resolve, depth + 1) for v in tree)
+        return tuple(decode(v) for v in tree)
     if type(tree) is not dict:
         raise ProtocolError(f"unexpected JSON value {type(tree).__name__}")
     if len(tree) == 1:
         (key, payload), = tree.items()
-        if key == "$npy":
-            if type(payload) is not int or not 0 <= payload < len(blobs):
-                raise ProtocolError("bad array reference")
-            return _npy_array(blobs[payload])
-        if key == "$float":
-            if payload not in ("nan", "inf", "-inf"):
-                raise ProtocolError("bad float")
-            return float(payload)
-        if key == "$list":
-            if type(payload) is not list:
-                raise ProtocolError("bad list")
-            return [from_tree(v, blobs, resolve, depth + 1) for v in payload]
-        if key == "$dict":
-            if type(payload) is not list or not all(type(p) is list and len(p) == 2 for p in payload):
-                raise ProtocolError("bad dict")
-            out = {}
-            for k, v in payload:
-                k = from_tree(k, blobs, resolve, depth + 1)
-                try:
-                    out[k] = from_tree(v, blobs, resolve, depth + 1)
-                except TypeError:
-                    raise ProtocolError("unhashable dict key") from None
-            return out
+        if key in _TAGGED:
+            return _TAGGED[key](payload, blobs, decode)
         if key in ("$fn", "$module", "$tensor"):
-            if resolve is None:
-                raise ProtocolError(f"unexpected reference {key}")
-            return resolve(key, payload if key == "$fn" else from_tree(payload, blobs, resolve, depth + 1))
+            return _decode_reference(key, payload, resolve, decode)
     if any(k.startswith("$") for k in tree):
         raise ProtocolError("unknown tagged value")
-    return {k: from_tree(v, blobs, resolve, depth + 1) for k, v in tree.items()}
+    return {k: decode(v) for k, v in tree.items()}
 
 
 def pack(message: dict, default: Callable[[Any], Any] | None = None) -> bytes:
@@ -182,8 +244,8 @@ def pack(message: dict, default: Callable[[Any], Any] | None = None) -> bytes:
 def _parse_header(header: bytes, max_bytes: int) -> tuple[Any, list[int]]:
     try:
         doc = json.loads(header)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"malformed header: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ProtocolError(f"malformed header: {str(exc)[:200]}") from None
     if type(doc) is not dict or "m" not in doc or type(doc.get("b")) is not list:
         raise ProtocolError("malformed header")
     sizes = doc["b"]
@@ -193,7 +255,13 @@ def _parse_header(header: bytes, max_bytes: int) -> tuple[Any, list[int]]:
 
 
 def unpack(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None = None) -> dict:
-    message = from_tree(tree, blobs, resolve)
+    """The message of a frame; any malformed content is a :class:`ProtocolError` (never another exception)."""
+    try:
+        message = from_tree(tree, blobs, resolve)
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        raise ProtocolError(f"malformed message: {type(exc).__name__}: {str(exc)[:200]}") from None
     if type(message) is not dict:
         raise ProtocolError("a message must be a JSON object")
     return message
@@ -235,7 +303,7 @@ class Channel:
     and every incoming message bounded in size. A misbehaving peer can waste time until the deadline, never
     block the grader or make it allocate more than ``max_bytes``."""
 
-    def __init__(self, read_fd: int, write_fd: int, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, read_fd: int, write_fd: int, max_bytes: int = MAX_REPLY_BYTES):
         self.read_fd, self.write_fd, self.max_bytes = read_fd, write_fd, max_bytes
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
@@ -289,6 +357,30 @@ class Channel:
         blobs = [self._take(n, deadline) for n in sizes]
         self.last_frame_at = time.monotonic()
         return tree, blobs
+
+    def drain(self) -> int:
+        """Discard every byte already received or waiting in the pipe (between exercises nothing legitimate is
+        in flight); returns how many were discarded."""
+        dropped = len(self._buf)
+        self._buf.clear()
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 1 << 16)
+            except (BlockingIOError, OSError):
+                return dropped
+            if not chunk:
+                return dropped
+            dropped += len(chunk)
+
+    def receive_reply(self, request_ids: tuple, deadline: float, max_stale: int = 10_000) -> dict:
+        """The next message answering one of ``request_ids`` (its ``"re"``); frames answering anything else
+        (stale replies, forged ones written before their request existed) are skipped, up to ``max_stale``.
+        Malformed content is a :class:`ProtocolError`."""
+        for _ in range(max_stale + 1):
+            message = unpack(*self.receive(deadline))
+            if message.get("re") in request_ids:
+                return message
+        raise ProtocolError(f"more than {max_stale} unexpected messages")
 
     def close(self) -> None:
         for fd in (self.read_fd, self.write_fd):

@@ -10,6 +10,11 @@ nothing an answer does (global state, threads, ``sys.exit``, ``os._exit``, a cra
 hangs past its limit or kills its process costs the rest of that exercise only (later calls fail at once with the
 reason; the next exercise gets a fresh process). The cases of the correctness check are sent in one batch and
 their replies read one by one, each under the per-call limit.
+
+Every request carries a fresh random id and every reply must echo it (``"re"``, and ``"i"`` for each reply of a
+batch): a frame written before its request existed (a forged "joined", replies queued for a later exercise) is
+skipped, and whatever is left in the pipe is drained between exercises, so no exercise reads what another wrote.
+Any malformed frame is a :class:`~.protocol.ProtocolError` that costs the exercise that received it.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from ..answers import Outcome
 from ..compare import NotPlainData, to_plain
 from ..spec import Call, Exercise
 from . import sandbox, stubs
-from .protocol import Closed, ProtocolError, Timeout, pack, to_tree, unpack
+from .protocol import Closed, ProtocolError, Timeout, new_id, pack, to_tree
 from .submission import Cell
 
 REFERENCE_MODULES = ("autograder.probe_functions", "autograder.module_codec")
@@ -127,11 +132,16 @@ class WorkerSession:
         self.outputs: list[str] = []            # captured fd-level output of finished sandboxes (instructor log)
 
     # -- the sandbox
-    def _rpc(self, message: dict, timeout: float) -> dict:
+    def _request(self, message: dict, timeout: float, also: tuple = ()) -> tuple[str, dict]:
+        """Send ``message`` with a fresh id; ``(id, reply)`` where the reply answers it (or one of ``also``)."""
         assert self.box is not None
         deadline = time.monotonic() + timeout
-        self.box.channel.send(pack(message), deadline)
-        return unpack(*self.box.channel.receive(deadline))
+        rid = new_id()
+        self.box.channel.send(pack({**message, "id": rid}), deadline)
+        return rid, self.box.channel.receive_reply((rid, *also), deadline)
+
+    def _rpc(self, message: dict, timeout: float) -> dict:
+        return self._request(message, timeout)[1]
 
     def kill(self) -> None:
         if self.box is not None:
@@ -204,9 +214,11 @@ class WorkerSession:
         for _attempt in range(2):
             self.ensure()
             try:
-                reply = self._rpc({"op": "fork"}, 15)
+                assert self.box is not None
+                self.box.channel.drain()  # whatever an earlier exercise left in the pipe is never read
+                fork_id, reply = self._request({"op": "fork"}, 15)
                 if reply.get("ok"):
-                    return ExerciseHandle(self, exercise)
+                    return ExerciseHandle(self, exercise, fork_id)
             except ProtocolError:
                 pass
             self.kill()
@@ -215,7 +227,7 @@ class WorkerSession:
     def close(self) -> None:
         if self.box is not None and self.box.alive:
             try:
-                self.box.channel.send(pack({"op": "bye"}), time.monotonic() + 1)
+                self.box.channel.send(pack({"op": "bye", "id": new_id()}), time.monotonic() + 1)
             except ProtocolError:
                 pass
         self.kill()
@@ -224,8 +236,8 @@ class WorkerSession:
 class ExerciseHandle:
     """The child process serving one exercise; ``with`` ends it (and waits for the parent's ``joined``)."""
 
-    def __init__(self, session: WorkerSession, exercise: Exercise):
-        self.session, self.exercise = session, exercise
+    def __init__(self, session: WorkerSession, exercise: Exercise, fork_id: str = ""):
+        self.session, self.exercise, self.fork_id = session, exercise, fork_id
         self.box = session.box
         self.child_alive = True
         self.poison: str | None = None
@@ -246,7 +258,7 @@ class ExerciseHandle:
         if not self.usable:
             return "unavailable"
         try:
-            reply = self.session._rpc({"op": "probe", "names": [name]}, 10)
+            _, reply = self.session._request({"op": "probe", "names": [name]}, 10, also=(self.fork_id,))
             found = reply.get("found")
             if isinstance(found, dict) and isinstance(found.get(name), str):
                 return found[name]
@@ -269,11 +281,12 @@ class ExerciseHandle:
         deadline = time.monotonic() + 10
         try:
             assert self.box is not None
-            self.box.channel.send(pack({"op": "end"}), deadline)
-            while True:  # skip replies still queued, up to the parent's report
-                reply = unpack(*self.box.channel.receive(deadline))
+            self.box.channel.send(pack({"op": "end", "id": new_id()}), deadline)
+            while True:  # skip replies still queued, up to the parent's report on this exercise's child
+                reply = self.box.channel.receive_reply((self.fork_id,), deadline)
                 if reply.get("op") == "joined":
                     break
+            self.box.channel.drain()
         except ProtocolError:
             self.session.kill()
         self.child_alive = False
@@ -292,20 +305,24 @@ class RemoteAnswer:
         self.settings = handle.session.settings
         self._batch = deque(c.call for c in cases)
         self._queued: deque = deque()   # calls sent in a batch whose replies are not read yet
+        self._expect: deque = deque()   # (request id, index) of each reply still to read, in order
 
     # -- sending
-    def _message(self, calls: Sequence[Call]) -> dict:
+    def _message(self, calls: Sequence[Call], rid: str) -> dict:
         if len(calls) == 1:
             c = calls[0]
-            return {"op": "call", "fn": self.fn, "args": tuple(c.args), "kwargs": dict(c.kwargs),
+            return {"op": "call", "id": rid, "fn": self.fn, "args": tuple(c.args), "kwargs": dict(c.kwargs),
                     "encode": self.encode}
-        return {"op": "calls", "fn": self.fn, "encode": self.encode,
+        return {"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode,
                 "calls": tuple({"args": tuple(c.args), "kwargs": dict(c.kwargs)} for c in calls)}
 
     def _send(self, calls: Sequence[Call]) -> bool:
         box = self.handle.box
+        rid = new_id()
+        self._expect.clear()
+        self._expect.extend((rid, i if len(calls) > 1 else None) for i in range(len(calls)))
         try:
-            data = pack_call(self._message(calls))
+            data = pack_call(self._message(calls, rid))
         except TypeError as exc:
             raise RuntimeError(f"grader error: a case of {self.fn} cannot be sent to the sandbox ({exc})") from None
         try:
@@ -320,9 +337,12 @@ class RemoteAnswer:
     def _receive(self, started: float) -> Outcome:
         box = self.handle.box
         limit = self.settings.call_timeout
+        rid, index = self._expect.popleft() if self._expect else ("", None)
         try:
             assert box is not None
-            reply = unpack(*box.channel.receive(time.monotonic() + limit))
+            reply = box.channel.receive_reply((rid, self.handle.fork_id), time.monotonic() + limit)
+            if reply.get("op") != "joined" and reply.get("i") != index:
+                raise ProtocolError(f"a reply out of order (case {reply.get('i')!r}, expected {index!r})")
         except Timeout:
             self.handle.fail(f"{self.fn} did not return within {limit:g} s (an infinite loop, or far too slow); "
                              "the remaining cases of this exercise were not run", kill=True)
@@ -341,6 +361,7 @@ class RemoteAnswer:
         if reply.get("op") == "joined":
             self.handle.child_alive = False
             self._queued.clear()
+            self._expect.clear()
             how = reply.get("how") if isinstance(reply.get("how"), str) else "it ended"
             self.handle.fail(f"the process running {self.fn} ended ({_text(how, 80)}): sys.exit, os._exit, a "
                              "crash, or running out of memory; the remaining cases of this exercise were not run",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -83,15 +84,25 @@ def results_json(result: SubmissionResult) -> dict:
     }
 
 
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` with the characters XML 1.0 cannot hold (NUL, escape codes, lone surrogates) shown as ``\\xNN``;
+    ElementTree escapes ``<``, ``&`` and quotes itself."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
 def junit_xml(result: SubmissionResult) -> str:
     suites = ET.Element("testsuites", name="convlab", time=f"{result.seconds:.3f}")
     for nb in result.notebooks:
         parts = [p for ex in nb.exercises for p in ex.parts]
         failures = sum(1 for p in parts if p.score < p.max_score)
-        suite = ET.SubElement(suites, "testsuite", name=nb.assignment or nb.notebook, tests=str(len(parts)),
+        suite = ET.SubElement(suites, "testsuite", name=xml_text(nb.assignment or nb.notebook), tests=str(len(parts)),
                               failures=str(failures), errors=str(len(nb.grader_errors)), time=f"{nb.seconds:.3f}")
         for p in parts:
-            case = ET.SubElement(suite, "testcase", classname=nb.assignment or "notebook", name=p.name)
+            case = ET.SubElement(suite, "testcase", classname=xml_text(nb.assignment or "notebook"),
+                                 name=xml_text(p.name))
             ET.SubElement(case, "properties")
             props = case.find("properties")
             assert props is not None
@@ -99,25 +110,44 @@ def junit_xml(result: SubmissionResult) -> str:
             ET.SubElement(props, "property", name="max_score", value=f"{p.max_score:g}")
             if p.score < p.max_score:
                 fail = ET.SubElement(case, "failure", message=f"{p.score:g}/{p.max_score:g} points")
-                fail.text = p.output
+                fail.text = xml_text(p.output)
             else:
                 out = ET.SubElement(case, "system-out")
-                out.text = p.output
+                out.text = xml_text(p.output)
         if nb.notes:
             out = ET.SubElement(suite, "system-out")
-            out.text = "\n".join(nb.notes)
+            out.text = xml_text("\n".join(nb.notes))
     ET.indent(suites)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+
+
+def md_inline(text: str) -> str:
+    """``text`` (possibly the student's) as literal Markdown inline text: every character Markdown or HTML could
+    interpret is escaped, and it stays on one line (it cannot start a heading, a fence or a table row)."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\r", " ").replace("\n", " ")
+
+
+def md_block(text: str) -> str:
+    """``text`` as a literal Markdown code block: fenced with more backticks than any run inside it, so that
+    no line of it can close the fence (a student's "```" cannot forge a heading or a score)."""
+    text = str(text).replace("\r", "")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return md_inline(text)
 
 
 def markdown(result: SubmissionResult) -> str:
     lines = [f"# Grading report: {result.score:g}/{result.max_score:g} points", ""]
     for nb in result.notebooks:
-        lines += [f"## {nb.notebook} ({nb.assignment or 'unknown assignment'}): {nb.score:g}/{nb.max_score:g}", ""]
+        what = md_inline(nb.assignment or "unknown assignment")
+        lines += [f"## {md_inline(nb.notebook)} ({what}): {nb.score:g}/{nb.max_score:g}", ""]
         if nb.exercises:
             lines += ["| test | score | status |", "|---|---|---|"]
             for ex in nb.exercises:
@@ -126,14 +156,14 @@ def markdown(result: SubmissionResult) -> str:
                     lines.append(f"| {_md_cell(p.name)} | {p.score:g}/{p.max_score:g} | {status} |")
             lines.append("")
         for n in nb.notes:
-            lines.append(f"- {n}")
+            lines.append(f"- {md_inline(n)}")
         if nb.notes:
             lines.append("")
         for ex in nb.exercises:
             for p in ex.parts:
-                lines += [f"### {p.name}", "", "```", p.output, "```", ""]
+                lines += [f"### {md_inline(p.name)}", "", md_block(p.output), ""]
     if result.isolation_note:
-        lines += [f"> {result.isolation_note}", ""]
+        lines += [f"> {md_inline(result.isolation_note)}", ""]
     return "\n".join(lines)
 
 

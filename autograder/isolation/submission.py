@@ -10,22 +10,26 @@ What runs, in the order of the pristine source notebook ``solutions/<id>/<id>.ip
   training), which keeps grading fast.
 
 Cell kinds come from the source, not from the submission's metadata, so a student cannot turn a test cell into
-an answer cell or tag an answer ``demo``. IPython line magics (``%matplotlib``, ``!pip``) become ``pass``; a
-cell magic other than timing or capture drops the cell.
+an answer cell or tag an answer ``demo``. IPython magics are removed as IPython parses them (:mod:`.magics`).
+
+Building the program is a pipeline of small steps, each linear in the notebook's size: :func:`source_cells` (the
+pristine cells and their kinds), :func:`pair_cells` (the submission's cells matched to them), :func:`assemble`
+(the cells in run order). :class:`~.reach.Reach` then answers which student cells each answer depends on.
 
 Nothing here raises on a malformed submission: problems are returned as messages for the report.
 """
 from __future__ import annotations
 
-import ast
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from .magics import strip_magics
+from .reach import Reach
+
 MAX_NOTEBOOK_BYTES = 32 << 20
-PYTHON_CELL_MAGICS = ("time", "timeit", "capture", "prun")
 
 
 @dataclass
@@ -50,6 +54,14 @@ class Program:
     answers: dict[str, Cell] = field(default_factory=dict)   # exercise -> the student's answer cell
     student_cells: list[Cell] = field(default_factory=list)  # answers and added cells, in run order
     notes: list[str] = field(default_factory=list)
+    _reach: Reach | None = field(default=None, repr=False)
+
+    @property
+    def reach(self) -> Reach:
+        """Which student cells each name depends on (each cell parsed once, on first use)."""
+        if self._reach is None:
+            self._reach = Reach(self.student_cells, self.answers)
+        return self._reach
 
 
 class NotebookError(Exception):
@@ -65,13 +77,17 @@ def read_notebook(path: Path) -> dict:
         size = path.stat().st_size
     except OSError as exc:
         raise NotebookError(f"the notebook {path.name} cannot be read ({exc.strerror})") from None
+    if not path.is_file():
+        raise NotebookError(f"{path.name} is not a file")
     if size > MAX_NOTEBOOK_BYTES:
         raise NotebookError(f"the notebook {path.name} is {size >> 20} MiB, larger than the "
                             f"{MAX_NOTEBOOK_BYTES >> 20} MiB a submission may be (clear large outputs)")
     try:
-        nb = json.loads(path.read_bytes().decode("utf-8"))
+        nb = json.loads(path.read_bytes().decode("utf-8-sig"))  # a byte-order mark is tolerated, as Jupyter does
     except UnicodeDecodeError:
         raise NotebookError(f"{path.name} is not a Jupyter notebook (not UTF-8 text)") from None
+    except RecursionError:
+        raise NotebookError(f"{path.name} is an unreadable notebook (its JSON is nested too deeply)") from None
     except ValueError as exc:
         raise NotebookError(f"{path.name} is not a valid Jupyter notebook: invalid JSON ({exc})") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
@@ -141,32 +157,6 @@ def source_kind(cell: dict) -> str:
     return "instructor"
 
 
-# ------------------------------------------------------------------------------------------ magics
-
-_MAGIC_LINE = re.compile(r"^(\s*)(%|!)")
-
-
-def strip_magics(source: str) -> tuple[str | None, bool]:
-    """``(python source or None to drop the cell, whether anything changed)``."""
-    lines = source.split("\n")
-    first = lines[0].strip() if lines else ""
-    changed = False
-    if first.startswith("%%"):
-        magic = first[2:].split()[0] if first[2:].split() else ""
-        if magic not in PYTHON_CELL_MAGICS:
-            return None, True
-        lines, changed = lines[1:], True
-    out = []
-    for line in lines:
-        m = _MAGIC_LINE.match(line)
-        if m and not line.strip().startswith("!="):
-            out.append(f"{m.group(1)}pass  # IPython magic removed by the grader")
-            changed = True
-        else:
-            out.append(line)
-    return "\n".join(out), changed
-
-
 # ------------------------------------------------------------------------------------------ recognition
 
 def recognise(nb: dict | None, path: Path, sources: dict[str, dict], exercises: dict[str, list[str]]) -> str | None:
@@ -179,14 +169,13 @@ def recognise(nb: dict | None, path: Path, sources: dict[str, dict], exercises: 
     if nb is None:
         return None
     ids = set(grade_ids(nb))
+    defined = set(re.findall(r"\bdef\s+(\w+)\s*\(", "\n".join(src for _, _, src in code_cells(nb))))
     best, best_score = None, 0
     for aid, names in exercises.items():
         answer_ids = set(names)
         if aid in sources:
             answer_ids |= {g for _, c, _ in code_cells(sources[aid]) if (g := _grade_id(c))}
-        score = len(ids & answer_ids) * 10
-        code = "\n".join(src for _, _, src in code_cells(nb))
-        score += sum(1 for n in names if re.search(rf"\bdef\s+{re.escape(n)}\s*\(", code))
+        score = len(ids & answer_ids) * 10 + len(defined & set(names))
         if score > best_score:
             best, best_score = aid, score
     return best
@@ -194,138 +183,104 @@ def recognise(nb: dict | None, path: Path, sources: dict[str, dict], exercises: 
 
 # ------------------------------------------------------------------------------------------ pairing
 
-def build_program(submission: dict, source: dict, assignment: str, exercise_names: list[str]) -> Program:
-    """Pair the submission's cells with the source's by grade_id (see the module docstring)."""
-    program = Program(assignment)
-    src_cells = [(_grade_id(c), c, s) for _, c, s in code_cells(source)]
-    kinds: dict[str, str] = {}
-    for gid, cell, _ in src_cells:
-        if gid:
-            kinds[gid] = source_kind(cell)
+@dataclass
+class Pairing:
+    """The submission's code cells sorted by what they are to the source notebook."""
 
-    answers: dict[str, str] = {}
-    added: dict[str | None, list[tuple[str, str]]] = {}
+    answers: dict[str, str] = field(default_factory=dict)                          # grade_id -> source
+    added: dict[str | None, list[tuple[str, str]]] = field(default_factory=dict)   # anchor -> (name, source)
+    notes: list[str] = field(default_factory=list)
+    without_ids: int = 0
+    n_added: int = 0
+
+
+def source_cells(source: dict) -> list[tuple[str | None, str, str]]:
+    """``(grade_id, kind, source)`` of the pristine notebook's code cells, in order."""
+    return [(_grade_id(c), source_kind(c), s) for _, c, s in code_cells(source)]
+
+
+def pair_cells(submission: dict, kinds: dict[str, str]) -> Pairing:
+    """Match the submission's code cells to the source's ``kinds`` (grade_id -> kind) by grade_id: the first copy
+    of an answer cell is the answer, locked cells are ignored (they run from the source), and every other cell is
+    added after the recognised cell that precedes it."""
+    pairing = Pairing()
     anchor: str | None = None
     seen: dict[str, int] = {}
-    n_added = 0
     malformed = 0
-    stripped_ids = 0
-    for i, cell in enumerate(submission.get("cells", [])):
-        if not isinstance(cell, dict):
+    for cell in submission.get("cells", []):
+        src = _source(cell) if isinstance(cell, dict) else None
+        if not isinstance(cell, dict) or (cell.get("cell_type") == "code" and src is None):
             malformed += 1
             continue
         if cell.get("cell_type") != "code":
             continue
-        src = _source(cell)
-        if src is None:
-            malformed += 1
-            continue
         gid = _grade_id(cell)
         kind = kinds.get(gid) if gid else None
-        if gid is not None and kind is not None:
+        if kind is not None:
             seen[gid] = seen.get(gid, 0) + 1
             if seen[gid] == 1:
                 anchor = gid
                 if kind == "answer":
-                    answers[gid] = src
-                continue  # instructor, test and demo cells run from the source, or not at all
+                    pairing.answers[gid] = src
+                continue
             if kind != "answer":
                 continue  # a copy of a locked cell: never the student's
-            program.notes.append(f"the answer cell {gid} appears {seen[gid]} times; the first is the answer, "
+            pairing.notes.append(f"the answer cell {gid} appears {seen[gid]} times; the first is the answer, "
                                  "later copies run as cells you added")
-        elif gid is None and cell.get("metadata") is not None and not isinstance(cell.get("metadata"), dict):
-            malformed += 1
-        if gid is None:
-            stripped_ids += 1
-        n_added += 1
-        added.setdefault(anchor, []).append((f"added cell {n_added}", src))
+        elif gid is None:
+            pairing.without_ids += 1
+            malformed += cell.get("metadata") is not None and not isinstance(cell.get("metadata"), dict)
+        pairing.n_added += 1
+        pairing.added.setdefault(anchor, []).append((f"added cell {pairing.n_added}", src))
     if malformed:
-        program.notes.append(f"{malformed} malformed cell(s) were ignored")
+        pairing.notes.append(f"{malformed} malformed cell(s) were ignored")
+    return pairing
 
-    def emit(name: str, kind: str, src: str, trusted: bool) -> None:
-        code, changed = strip_magics(src)
-        if code is None:
-            program.notes.append(f"{name} is a cell magic that is not Python; it was not run")
-            return
-        cell = Cell(name, kind, code, trusted)
-        program.cells.append(cell)
-        if not trusted:
-            program.student_cells.append(cell)
-        if kind == "answer":
-            program.answers[name] = cell
 
-    for name, src in added.get(None, []):
-        emit(name, "added", src, False)
-    for gid, cell, src in src_cells:
-        kind = kinds.get(gid) if gid else "instructor"
+def _emit(program: Program, name: str, kind: str, src: str, trusted: bool) -> None:
+    code, _ = strip_magics(src)
+    if code is None:
+        program.notes.append(f"{name} is a cell magic that is not Python; it was not run")
+        return
+    cell = Cell(name, kind, code, trusted)
+    program.cells.append(cell)
+    if not trusted:
+        program.student_cells.append(cell)
+    if kind == "answer":
+        program.answers[name] = cell
+
+
+def assemble(program: Program, cells: list[tuple[str | None, str, str]], pairing: Pairing,
+             exercise_names: list[str]) -> Program:
+    """The cells in the source's order: instructor cells from the source, the student's answers in their place,
+    added cells after their anchor; never a test or demo cell."""
+    for name, src in pairing.added.get(None, []):
+        _emit(program, name, "added", src, False)
+    for gid, kind, src in cells:
         if kind == "instructor":
-            emit(gid or "instructor cell", "instructor", src, True)
-        elif kind == "answer":
-            if gid in answers:
-                emit(gid, "answer", answers[gid], False)
-            elif gid in exercise_names:
-                program.notes.append(f"the answer cell {gid} is missing (deleted, or its metadata was "
-                                     "stripped); a cell you added may still define it")
-        if gid:
-            for name, a_src in added.get(gid, []):
-                emit(name, "added", a_src, False)
-    for gid in exercise_names:
-        if gid not in kinds:
-            program.notes.append(f"the source notebook has no answer cell {gid}")
-    missing_ids = [g for g in exercise_names if g not in answers]
-    if stripped_ids and missing_ids:
-        program.notes.append(f"{stripped_ids} cell(s) without nbgrader metadata ran as cells you added")
+            _emit(program, gid or "instructor cell", "instructor", src, True)
+        elif kind == "answer" and gid in pairing.answers:
+            _emit(program, gid, "answer", pairing.answers[gid], False)
+        elif kind == "answer" and gid in exercise_names:
+            program.notes.append(f"the answer cell {gid} is missing (deleted, or its metadata was "
+                                 "stripped); a cell you added may still define it")
+        for name, added_src in pairing.added.get(gid, []) if gid else []:
+            _emit(program, name, "added", added_src, False)
     return program
 
 
-# ------------------------------------------------------------------------------------------ helpers' reach
-
-def _defined_and_used(source: str) -> tuple[set, set]:
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return set(), set()
-    defined, used = set(), set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            defined.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            for a in node.names:
-                defined.add((a.asname or a.name).split(".")[0])
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for t in targets:
-                for n in ast.walk(t):
-                    if isinstance(n, ast.Name):
-                        defined.add(n.id)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            used.add(node.id)
-    return defined, used
+def build_program(submission: dict, source: dict, assignment: str, exercise_names: list[str]) -> Program:
+    """Pair the submission's cells with the source's by grade_id (see the module docstring)."""
+    cells = source_cells(source)
+    kinds = {gid: kind for gid, kind, _ in cells if gid}
+    pairing = pair_cells(submission, kinds)
+    program = assemble(Program(assignment, notes=list(pairing.notes)), cells, pairing, exercise_names)
+    program.notes += [f"the source notebook has no answer cell {gid}" for gid in exercise_names if gid not in kinds]
+    if pairing.without_ids and any(g not in pairing.answers for g in exercise_names):
+        program.notes.append(f"{pairing.without_ids} cell(s) without nbgrader metadata ran as cells you added")
+    return program
 
 
 def cells_reached(program: Program, exercise: str) -> list[Cell]:
-    """The student's cells an exercise's answer depends on: its answer cell, and every other student cell that
-    defines a name it uses, transitively (helpers, aliases of imports, other answers it calls)."""
-    start = program.answers.get(exercise)
-    info = {id(c): _defined_and_used(c.source) for c in program.student_cells}
-    reached: list[Cell] = []
-    todo: set = set()
-    if start is not None:
-        reached.append(start)
-        todo |= info[id(start)][1]
-    else:
-        # no answer cell: whichever student cell defines the function is its answer
-        todo.add(exercise)
-    done: set = set()
-    while todo:
-        name = todo.pop()
-        done.add(name)
-        for cell in program.student_cells:
-            if any(cell is r for r in reached):
-                continue
-            defined, used = info[id(cell)]
-            if name in defined:
-                reached.append(cell)
-                todo |= used - done
-    return reached
+    """The student's cells an exercise's answer depends on (see :class:`~.reach.Reach`)."""
+    return program.reach.cells_reached(exercise)

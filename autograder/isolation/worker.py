@@ -231,13 +231,16 @@ class Worker:
         self.child = False
         self.lazy_names: set = set()
         self.deferred: list = []
+        self.request_id = None
 
     # -- messages
     def reply(self, message: dict) -> None:
+        message = {**message, "re": self.request_id}  # the request this answers (the grader checks it)
         try:
             data = protocol.pack(message)
         except (TypeError, ValueError) as exc:
-            data = protocol.pack({"error": f"returned something the grader cannot read ({_safe_str(exc)})"})
+            data = protocol.pack({"error": f"returned something the grader cannot read ({_safe_str(exc)})",
+                                  "re": self.request_id, **({"i": message["i"]} if "i" in message else {})})
         protocol.write_all(self.fd_out, data)
 
     def serve(self) -> None:
@@ -246,6 +249,7 @@ class Worker:
                 tree, blobs = protocol.read_frame(self.fd_in)
             except protocol.Closed:
                 return
+            self.request_id = tree.get("id") if type(tree) is dict else None
             if type(tree) is dict and tree.get("op") == "calls" and type(tree.get("calls")) is list:
                 self.calls(tree, blobs)  # decoded call by call: one reply per call, whatever fails
                 continue
@@ -422,7 +426,9 @@ class Worker:
             seconds = _perf() - start
         notes = cap.notes()
         try:
-            encoded = _resolve_ref(encode_ref)(raw) if encode_ref else raw
+            with Capture() as during_encode:  # what encode notices (hooks left...) is feedback, never points
+                encoded = _resolve_ref(encode_ref)(raw) if encode_ref else raw
+            notes = (notes + during_encode.notes())[:4]
         except Exception as exc:  # noqa: BLE001 - encoding a malformed object
             return {"error": f"returned something the grader cannot read ({describe_exception(exc)})",
                     "seconds": seconds, "warnings": notes}
