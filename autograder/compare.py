@@ -27,6 +27,11 @@ class NotPlainData(TypeError):
     """The answer is not something the grader accepts (an object, a string...)."""
 
 
+class PlainList(tuple):
+    """A list answer reduced to plain data: compared exactly like a tuple (the same score as on the isolated path),
+    but called a "list" in feedback."""
+
+
 def to_plain(value: Any) -> Any:
     """Reduce an answer to plain data: ndarray (base class, own memory), int, float, bool, None, or tuples of those.
 
@@ -45,7 +50,9 @@ def to_plain(value: Any) -> Any:
         if value.dtype.kind not in "biuf":
             raise NotPlainData(f"an array of dtype {value.dtype} (expected numbers)")
         return np.array(np.asarray(value).view(np.ndarray), copy=True, order="C")
-    if isinstance(value, (tuple, list)):
+    if isinstance(value, list):
+        return PlainList(to_plain(v) for v in value)
+    if isinstance(value, tuple):
         return tuple(to_plain(v) for v in value)
     module = type(value).__module__ or ""
     if module.startswith("torch") and type(value).__name__ in ("Tensor", "Parameter"):
@@ -68,7 +75,8 @@ def describe_value(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"array of shape {value.shape}, dtype {value.dtype}"
     if isinstance(value, tuple):
-        return f"tuple of {len(value)}"
+        kind = "list" if isinstance(value, PlainList) else "tuple"
+        return f"{kind} of {len(value)}"
     return f"{type(value).__name__} {value!r}"
 
 
@@ -111,6 +119,11 @@ def _compare_arrays(expected: np.ndarray, got: np.ndarray, rel_floor: float) -> 
                           f"tolerance {atol:.2g} for {got.dtype})", details, worst)
 
 
+def _not_an_array(expected: np.ndarray, got: Any) -> Verdict:
+    advice = " (np.array(...) turns it into one)" if isinstance(got, PlainList) else ""
+    return Verdict(False, f"expected an array of shape {expected.shape}, got {describe_value(got)}{advice}")
+
+
 def compare(expected: Any, got: Any, rel_floor: float = 0.0, names: tuple = ()) -> Verdict:
     """Compare plain ``got`` with plain ``expected`` (both as produced by :func:`to_plain` / the oracle)."""
     if isinstance(expected, tuple):
@@ -140,7 +153,7 @@ def compare(expected: Any, got: Any, rel_floor: float = 0.0, names: tuple = ()) 
             Verdict(False, f"the answer is {got}")
     if isinstance(expected, np.ndarray):
         if not isinstance(got, np.ndarray):
-            return Verdict(False, f"expected an array of shape {expected.shape}, got {describe_value(got)}")
+            return _not_an_array(expected, got)
         return _compare_arrays(expected, got, rel_floor)
     if isinstance(expected, str):
         if not isinstance(got, str) or got != expected:

@@ -5,17 +5,17 @@ The same engine serves the in-notebook check (:mod:`autograder.check`) and the i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
 
 from .answers import Answer, Outcome
 from .cases import Case
-from .compare import compare, describe_value
-from .diagnose import generic_hint, matching_misconception
+from .compare import PlainList, compare, describe_value
+from .diagnose import error_hint, generic_hint, matching_misconception
 from .oracle import exact_numerics, run_reference
-from .outcome import FORBIDDEN_API, NEEDS_CORRECT_ANSWER, NOT_IMPLEMENTED, failure_of
+from .outcome import FORBIDDEN_API, NEEDS_CORRECT_ANSWER, NOT_IMPLEMENTED, TIMEOUT, failure_of
 from .shrink import shrink
 from .spec import RAISES, Exercise
 
@@ -69,11 +69,17 @@ def _fmt_array(a: Any, limit: int = 64) -> str:
             body = np.array2string(a, precision=4, suppress_small=True, separator=", ", max_line_width=100)
             return f"shape {a.shape}\n" + "\n".join("      " + line for line in body.splitlines())
         return f"array of shape {a.shape}"
+    if isinstance(a, PlainList):
+        return "list " + repr(_as_lists(a))
     if isinstance(a, tuple) and any(isinstance(v, np.ndarray) for v in a):
         return "(" + ", ".join(_fmt_array(v, limit) for v in a) + ")"
     if callable(a):
         return getattr(a, "__name__", repr(a))
     return repr(a)
+
+
+def _as_lists(value: Any) -> Any:
+    return [_as_lists(v) for v in value] if isinstance(value, PlainList) else value
 
 
 def _call_text(ex: Exercise, case: Case) -> str:
@@ -105,9 +111,9 @@ def _try(ex: Exercise, answer: Answer, case: Case, device: str) -> _Trial:
     outcome = answer(case.call)
     if expected is RAISES:
         if outcome.raised:  # the right answer: recorded as a passing outcome
-            return _Trial(case, expected, Outcome(warnings=outcome.warnings, seconds=outcome.seconds))
+            return _Trial(case, expected, replace(outcome, error=None, raised=False, where=""))
         got = outcome.error if not outcome.ok else f"it returned {describe_value(outcome.value)}"
-        return _Trial(case, expected, Outcome(value=outcome.value, warnings=outcome.warnings),
+        return _Trial(case, expected, replace(outcome, error=None),
                       f"PyTorch rejects these arguments, so your function should raise an exception; {got}")
     if not outcome.ok:
         return _Trial(case, expected, outcome, outcome.error or "failed")
@@ -118,7 +124,7 @@ def _try(ex: Exercise, answer: Answer, case: Case, device: str) -> _Trial:
                 got = ex.view(got, case.call, device)
         except Exception as exc:  # noqa: BLE001 - a malformed answer cannot be evaluated
             return _Trial(case, expected, outcome, f"the answer could not be evaluated: {exc}")
-        outcome = Outcome(value=got, warnings=outcome.warnings, seconds=outcome.seconds)
+        outcome = replace(outcome, value=got)
     verdict = compare(expected, got, ex.tolerance.rel_floor, tuple(ex.output_names))
     return _Trial(case, expected, outcome, "" if verdict else verdict.reason, verdict.details)
 
@@ -130,10 +136,13 @@ def _explain_failure(ex: Exercise, answer: Answer, trial: _Trial, device: str, s
         trial.misconception = matching_misconception(ex, trial.case, trial.outcome.value, device)
         named = trial.misconception
         hint = (f"{named.name}: {named.explanation}" if named else None) or \
-            generic_hint(trial.expected if not isinstance(trial.expected, tuple) else None, trial.outcome.value)
+            generic_hint(trial.expected if not isinstance(trial.expected, tuple) else None, trial.outcome.value,
+                         ex.assignment)
         if hint:
             lines.append(f"  Likely mistake: {hint}")
-    if shrink_budget > 0:
+    elif error_hint(trial.outcome.error):
+        lines.append(f"  Likely mistake: {error_hint(trial.outcome.error)}")
+    if shrink_budget > 0 and not trial.outcome.timed_out:
         small = shrink(ex, trial.case, lambda c: not _try(ex, answer, c, device).passed, shrink_budget)
         if small is not trial.case:
             again = _try(ex, answer, small, device)
@@ -145,10 +154,46 @@ def _explain_failure(ex: Exercise, answer: Answer, trial: _Trial, device: str, s
     return lines
 
 
+def _run_cases(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str) -> list[_Trial]:
+    """Every case, in order; after a call that ran out of time the rest fail with the same outcome uncalled (one
+    endless loop costs one time limit, not one per case)."""
+    trials: list[_Trial] = []
+    for case in cases:
+        if trials and trials[-1].outcome.timed_out:
+            stopped = trials[-1]
+            trials.append(_Trial(case, stopped.expected, stopped.outcome, stopped.reason))
+            continue
+        trials.append(_try(ex, answer, case, device))
+    return trials
+
+
+def _not_implemented(ex: Exercise, failures: Sequence[_Trial], total: int) -> str | None:
+    """The one-line report when every case raised the same NotImplementedError, naming the function that raised
+    it: the exercise itself, or a helper it calls (another exercise not written yet)."""
+    errors = {t.outcome.error for t in failures if not t.outcome.ok}
+    if len(failures) != total or len(errors) != 1 or "NotImplementedError" not in next(iter(errors)):
+        return None
+    where = {t.outcome.where for t in failures} - {"", ex.name, "<module>"}
+    if len(where) == 1:
+        helper = next(iter(where))
+        return (f"\u2718 {ex.name}: 0/{ex.points:g} points: `{helper}` is not implemented yet (raises "
+                f"NotImplementedError), and {ex.name} calls it: write `{helper}` first")
+    return f"\u2718 {ex.name}: not implemented yet (raises NotImplementedError)"
+
+
+def _in_place_note(trials: Sequence[_Trial]) -> list[str]:
+    names = sorted({n for t in trials for n in t.outcome.mutated})
+    if not names:
+        return []
+    return [f"  Note: your function changes its input{'s' if len(names) > 1 else ''} {', '.join(names)} in place "
+            "(x -= ..., x[...] = ..., np.copyto, out=...). Callers do not expect that: the notebook's later "
+            "cells would see the changed arrays. Work on a copy (x = x.copy()) or build a new array."]
+
+
 def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str = "cpu",
                       shrink_budget: int = 80, label: str = "") -> PartResult:
     """Run every case; points are proportional to the cases passed. Feedback explains the first failure."""
-    trials = [_try(ex, answer, case, device) for case in cases]
+    trials = _run_cases(ex, answer, cases, device)
     passed = sum(t.passed for t in trials)
     score = round(ex.points * passed / len(trials), 4) if trials else 0.0
     head = f"{ex.name}: {passed}/{len(trials)} {label}cases passed, {score:g}/{ex.points:g} points"
@@ -156,16 +201,19 @@ def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], devic
     if not failures:
         lines = [f"\u2714 {head}"]
     else:
-        errors = {t.outcome.error for t in failures if not t.outcome.ok}
-        if len(failures) == len(trials) and len(errors) == 1 and "NotImplementedError" in next(iter(errors)):
-            return PartResult(ex.name, 0.0, ex.points, f"\u2718 {ex.name}: not implemented yet (raises "
-                                                       "NotImplementedError)", 0, len(trials), NOT_IMPLEMENTED)
+        stub = _not_implemented(ex, failures, len(trials))
+        if stub:
+            return PartResult(ex.name, 0.0, ex.points, stub, 0, len(trials), NOT_IMPLEMENTED)
+        if failures[0].outcome.timed_out:
+            return PartResult(ex.name, score, ex.points, f"\u2718 {head}\n  {ex.describe(failures[0].case.params)}"
+                                                         f": {failures[0].reason}", passed, len(trials), TIMEOUT)
         lines = [f"\u2718 {head}"]
         lines += _explain_failure(ex, answer, failures[0], device, shrink_budget)
         if len(failures) > 1:
             others = sorted({ex.describe(t.case.params) for t in failures[1:]})
             more = f" (+{len(others) - 4} more)" if len(others) > 4 else ""
             lines.append("  Also failing: " + "; ".join(others[:4]) + more)
+    lines += _in_place_note(trials)
     notes = sorted({w for t in trials for w in t.outcome.warnings})
     if notes:
         lines.append("  Note: your function emitted: " + "; ".join(notes[:3]))
@@ -191,7 +239,9 @@ def grade_exercise(ex: Exercise, answer: Answer, cases: Sequence[Case], device: 
         message = (f"\u2718 {ex.name}: 0/{ex.total_points:g} points: this exercise {rule}, "
                    f"but the answer uses {', '.join(violations)}")
         result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, len(cases), FORBIDDEN_API))
-        result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points, message, failure=FORBIDDEN_API)
+        result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points,
+                                    f"\u2718 {ex.name}: {p.name}: not graded (forbidden API, see {ex.name})",
+                                    failure=FORBIDDEN_API)
                          for p in ex.parts]
         return result
     correctness = grade_correctness(ex, answer, cases, device, shrink_budget, label)

@@ -36,3 +36,92 @@ def test_solution_notebook_executes_cleanly(aid, tmp_path, record_property):
             results = [o for o in cell.outputs if o.output_type == "execute_result"]
             assert results, f"{aid}/{gid} has no score"
             assert float(results[0].data["text/plain"]) == points[gid], json.dumps(cell.outputs)[:2000]
+
+
+def _cells(aid: str, root=ROOT) -> dict:
+    nb = nbformat.read(root / "solutions" / aid / f"{aid}.ipynb", as_version=4)
+    return {c.get("id"): c for c in nb.cells}
+
+
+def test_a_hanging_answer_stops_in_a_real_kernel_with_one_short_message(tmp_path):
+    """The notebook check's per-call time limit works inside a Jupyter kernel (SIGALRM in the main thread): the
+    cell finishes, prints one short verdict and no traceback, and nothing reaches stderr."""
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell("from autograder import check\n"
+                                          "def corr2d(x, k):\n    while True:\n        pass\n"),
+                nbformat.v4.new_code_cell("result = check('corr2d', corr2d, call_seconds=1)\nfloat(result)")]
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert time.perf_counter() - start < 45
+    outputs = nb.cells[1].outputs
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert all(o.output_type != "error" and o.get("name") != "stderr" for o in outputs), outputs
+    assert "stopped after 1 s" in text and len(text.strip().splitlines()) <= 3 and "Traceback" not in text, text
+    assert [o.data["text/plain"] for o in outputs if o.output_type == "execute_result"] == ["0.0"]
+
+
+def test_key_figures_are_embedded_and_survive_the_release():
+    """Static viewers (GitHub, nbviewer) show the key figures: PNG attachments of markdown cells, referenced in the
+    cell's text, in the solutions and in the release that nbgrader generated from them."""
+    from autograder.figures.attach import KEY_FIGURES
+
+    for figure in KEY_FIGURES:
+        for folder in ("solutions", "assignments"):
+            path = ROOT / folder / figure.assignment / f"{figure.assignment}.ipynb"
+            cells = {c.get("id"): c for c in nbformat.read(path, as_version=4).cells}
+            cell = cells[figure.cell_id]
+            assert f"(attachment:{figure.name})" in cell.source, (folder, figure.name)
+            png = (cell.get("attachments") or {}).get(figure.name, {}).get("image/png", "")
+            assert png.startswith("iVBORw0KGgo"), (folder, figure.name)      # base64 of the PNG signature
+
+
+#: the assignments whose sections end with reflection questions (issue 15); 07 came later, with its own style
+REFLECTED = ("01-single-channel", "02-channels-batch", "03-stride-padding", "04-backprop", "05-transposed-conv",
+             "06-conv-bn-fusion")
+
+
+def test_every_section_ends_with_reflection_questions():
+    for aid in REFLECTED:
+        nb = nbformat.read(ROOT / "solutions" / aid / f"{aid}.ipynb", as_version=4)
+        text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        sections = [line for line in text.splitlines() if line.startswith("## ") and line != "## Summary"]
+        assert text.count("**Reflect** (not graded)") >= len(sections), aid
+
+
+def test_answers_are_not_given_away_before_the_exercise():
+    """03: no notebook cell computes the ceil-mode last-window rule (the figures ask PyTorch); 06: neither the prose
+    before the exercises nor the docstring spells out the folded weights and bias (the summary may)."""
+    cells03 = _cells("03-stride-padding").values()
+    code03 = "\n".join(c.source for c in cells03 if c.cell_type == "code"
+                       and c.metadata.get("nbgrader", {}).get("grade_id") != "pool_output_size")
+    assert "-(-" not in code03 and ">= n + p" not in code03 and "window_starts" not in code03
+    assert "minus 1 if" not in "\n".join(c.source for c in cells03 if c.cell_type == "markdown")
+    cells06 = _cells("06-conv-bn-fusion")
+    order = list(cells06)
+    before = order[:order.index("3cc050b0")]                    # everything a student reads before Exercise 2
+    prose = "\n".join(cells06[i].source for i in before if cells06[i].cell_type == "markdown")
+    assert "W'_{" not in prose and "underbrace" not in prose and "\\beta - a" not in prose
+    assert "d_c = " not in prose and "a_c = " not in prose
+    docstring = cells06["3cc050b0"].source.split("### BEGIN SOLUTION")[0]
+    assert "scale[o]" not in docstring and "sqrt" not in docstring
+
+
+def test_the_timing_table_hands_answers_the_dtype_the_speed_part_uses():
+    """The notebook's timing table and the conv2d_im2col speed part measure the same thing: the answer gets the
+    speed part's dtype, F.conv2d runs in float32."""
+    import numpy as np
+    import torch
+
+    from autograder.exercises.a02_channels_batch import _speed_case
+
+    seen = []
+
+    def record(x, w, b):
+        seen.append((x.dtype, w.dtype))
+        return np.zeros(1)
+
+    namespace = {"np": np, "torch": torch, "time": time, "conv2d_batch": record, "conv2d_im2col": record}
+    exec(_cells("02-channels-batch")["f6022c26"].source.replace("import torch", ""), namespace)  # noqa: S102
+    speed_args = _speed_case(np.random.default_rng(0)).args
+    assert seen and set(seen) == {(speed_args[0].dtype, speed_args[1].dtype)}

@@ -70,6 +70,22 @@ def _padded(x, k, before, after, flip=False):
     return _corr(xp, k.flip(0, 1) if flip else k)
 
 
+def _matmul_window(x, k):
+    """``np.sum(window @ k)``: for a square kernel, sum_a (window @ k)[a, b] over b weighs window[a, m] by the
+    m-th row sum of k, i.e. cross-correlation with a kernel whose every row is k's row sums."""
+    kh, kw = k.shape
+    if kh != kw:
+        raise ValueError("window @ k needs a square kernel")
+    return _corr(x, k.sum(1)[None, :].expand(kh, kw))
+
+
+_MATMUL = Misconception(
+    "@ where * was meant",
+    "you multiplied window and kernel with @ (a matrix product: rows times columns) and summed the result; the "
+    "sliding window needs the element-wise product: np.sum(window * k).",
+    _matmul_window,
+)
+
 _PADDING_NAME = "zero padding instead of the valid output"
 _PADDING_TEXT = ("your output is as large as the input (or larger): you padded the image with zeros. Asked for "
                  "is the valid output, (H - kH + 1, W - kW + 1): only the positions where the whole kernel lies "
@@ -98,7 +114,7 @@ corr2d = Exercise(
     points=3,
     signature="corr2d(x, k)",
     oracle=_corr,
-    misconceptions=[_FLIP_BOTH, _FLIP_ROWS, _FLIP_COLS, *_padding_misconceptions(flip=False)],
+    misconceptions=[_FLIP_BOTH, _FLIP_ROWS, _FLIP_COLS, _MATMUL, *_padding_misconceptions(flip=False)],
     **_IMAGE_KERNEL,
 )
 

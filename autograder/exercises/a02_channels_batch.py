@@ -282,6 +282,16 @@ def _strided_inputs(x, w, b, groups):
     return _conv(x[:, order], w, b, groups)
 
 
+def _interleaved_groups(x, w, b, groups):
+    """Every channel c (input and output) put in group c % groups: group g is x[:, g::groups] -> out[:, g::groups]."""
+    t = torch()
+    if groups == 1:
+        raise ValueError("groups=1: nothing to tell apart")
+    outs = [_conv(x[:, o % groups::groups], w[o:o + 1], None if b is None else b[o:o + 1])
+            for o in range(w.shape[0])]
+    return t.cat(outs, dim=1)
+
+
 def _grouped_flipped(x, w, b, groups):
     return _conv(x, w.flip(2, 3), b, groups)
 
@@ -323,6 +333,11 @@ conv2d_grouped = Exercise(
         Misconception("input channels of a group taken with a stride",
                       "group g is the contiguous block of input channels g * C_in/groups ... (g + 1) * C_in/groups "
                       "- 1, not the channels g, g + groups, g + 2 * groups, ...", _strided_inputs),
+        Misconception("interleaved groups",
+                      "you put channel c in group c % groups (x[:, g::groups] in, out[:, g::groups] out). Groups "
+                      "are contiguous blocks: group g is input channels g * C_in/groups ... (g + 1) * C_in/groups "
+                      "- 1 and output channels g * C_out/groups ... (g + 1) * C_out/groups - 1.",
+                      _interleaved_groups),
         Misconception("bias missing", "you did not add the bias b[o] to output channel o.", _grouped_no_bias),
         Misconception("flipped kernel", "you flipped the kernel; a convolutional layer computes cross-correlation.",
                       _grouped_flipped),

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from .. import registry
 from ..cases import Case, hidden_cases, visible_cases
+from ..attribution import attribute_report
 from ..engine import ExerciseResult, PartResult, grade_exercise
 from ..forbidden import scan_source
 from ..outcome import EXCEPTION, GRADER_ERROR, NOT_IMPLEMENTED, NOTEBOOK_UNREADABLE, TIMEOUT
@@ -359,6 +360,7 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
             if group:
                 by_name.update(run_profile(profile, group, program, options, seed, mode,
                                            start + options.notebook_budget, result))
+        attribute_report(by_name, program.answers)
         result.exercises = [by_name[ex.name] for ex in prepared.exercises]
         result.notes += unreached_notes(program, prepared.exercises)
     result.seconds = time.monotonic() - start

@@ -127,7 +127,7 @@ def describe_exception(exc: BaseException, limit: int = 3) -> str:
             "the function called sys.exit()"
     try:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")][-limit:]
-        where = "; ".join(f"line {f.lineno}: {f.line}" for f in frames if f.line)
+        where = "; ".join(f"line {f.lineno} in {f.name}: {f.line}" for f in frames if f.line)
     except BaseException:  # noqa: BLE001
         where = ""
     head = f"{type(exc).__name__}: {_safe_str(exc)}".strip()[:500]
@@ -153,7 +153,9 @@ def to_plain(value, depth: int = 0):
         if base.dtype.kind not in protocol.ARRAY_KINDS:
             raise TypeError(f"an array of dtype {base.dtype} (expected numbers)")
         return np.ndarray.copy(base, order="C")
-    if type(value) in (tuple, list):
+    if type(value) is list:  # stays a list: the grader scores it like a tuple but calls it a list in feedback
+        return [to_plain(v, depth + 1) for v in value]
+    if type(value) is tuple:
         return tuple(to_plain(v, depth + 1) for v in value)
     cls = type(value)
     if (cls.__module__ or "").startswith("torch") and cls.__name__ in ("Tensor", "Parameter"):
