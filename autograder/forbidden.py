@@ -1,6 +1,8 @@
 """Forbidden APIs in from-scratch answers: ready-made convolutions (torch, scipy.signal, scipy.ndimage, ...).
 
-Two scanners share one list:
+The one list of what a from-scratch answer may not use. The sandbox enforces it at run time (its profiles hide
+the modules, and remove or replace the single functions: :mod:`autograder.isolation.stubs`); the scanners below
+name the attempt in the feedback. Two scanners share it:
 - :func:`scan_function` inspects a live function (in a notebook): the names it uses are resolved through its
   globals and closure, so ``from scipy.signal import correlate2d as c`` is caught when the function calls ``c``;
   helper functions defined in the notebook are followed.
@@ -18,11 +20,35 @@ import textwrap
 import types
 from typing import Any, Callable, Iterable
 
-#: modules (and their submodules) that no from-scratch answer may use
-FORBIDDEN_MODULES = ("torch", "scipy.signal", "scipy.ndimage", "tensorflow", "jax", "keras", "cv2", "skimage",
-                     "sklearn", "numba", "cupy", "autograder", "astropy.convolution")
-#: single functions that are ready-made convolutions
-FORBIDDEN_CALLS = ("numpy.convolve", "numpy.correlate", "scipy.fft.convolve")
+#: modules (and their submodules) that no from-scratch answer may use; the sandbox's scratch profile hides them
+#: (absent from its filesystem), and the torch profile hides all but :data:`TORCH_FAMILY`
+FORBIDDEN_MODULES = ("torch", "torchgen", "functorch", "torchvision", "torchaudio", "triton", "scipy.signal",
+                     "scipy.ndimage", "tensorflow", "jax", "jaxlib", "keras", "cv2", "skimage", "sklearn", "numba",
+                     "cupy", "astropy", "autograder", "nbgrader", "ctypes")
+#: what a torch exercise keeps of :data:`FORBIDDEN_MODULES` (torch itself loads ctypes)
+TORCH_FAMILY = ("torch", "torchgen", "functorch", "ctypes")
+#: ready-made convolutions inside NumPy: removed from the sandbox's process before any student code runs (every
+#: module attribute and container that holds them), in the scratch profile. Power-series and Chebyshev products
+#: are convolutions of their coefficients; Legendre, Hermite and Laguerre products are not. ``np.fft`` and
+#: ``np.lib.stride_tricks.sliding_window_view`` are NOT ready-made: they are the tools the course teaches
+#: (docs/SANDBOX.md)
+READY_MADE_NUMPY = ("numpy.convolve", "numpy.correlate", "numpy.polymul",
+                    "numpy._core.multiarray.correlate", "numpy._core.multiarray.correlate2",
+                    "numpy.polynomial.polynomial.polymul", "numpy.polynomial.chebyshev.chebmul",
+                    "numpy.ma.convolve", "numpy.ma.correlate")
+#: ready-made convolutions inside SciPy's otherwise allowed modules: replaced, in the sandbox's files, by
+#: functions that raise (``toeplitz``, ``circulant`` and ``hankel`` stay: general matrix constructors)
+READY_MADE_SCIPY = ("scipy.linalg.convolution_matrix", "scipy.linalg.matmul_toeplitz")
+FORBIDDEN_CALLS = READY_MADE_NUMPY + READY_MADE_SCIPY
+#: torch exercises: torch's ready-made conv-BN fusion, replaced in the sandbox's files by functions that raise
+#: (compiled bytecode next to them hidden too) ...
+FUSION_MODULES = ("torch.nn.utils.fusion", "torch.ao.quantization.fuse_modules",
+                  "torch.ao.quantization.fuser_method_mappings", "torch.fx.experimental.optimization",
+                  "torch.jit._freeze")
+#: ... and its compiled passes (``torch.jit.freeze`` folds Conv-BN through them), removed from the process
+FUSION_PASSES = ("torch._C._freeze_module", "torch._C._jit_pass_fold_convbn", "torch._C._jit_pass_fold_frozen_conv_bn",
+                 "torch._C._jit_pass_fold_frozen_linear_bn", "torch._C._jit_pass_fold_frozen_conv_add_or_sub",
+                 "torch._C._jit_pass_fold_frozen_conv_mul_or_div", "torch._C._jit_pass_optimize_frozen_graph")
 DYNAMIC = ("__import__", "importlib", "exec", "eval", "compile")
 
 

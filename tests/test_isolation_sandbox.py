@@ -50,23 +50,77 @@ def test_the_repository_and_the_course_are_invisible(tmp_path):
 
 
 @needs_bwrap
-def test_filesystem_is_read_only_except_private_tmp():
+def test_filesystem_is_read_only_and_no_file_holds_data():
+    """Only the working directory is writable, and (file size limit 0) nothing written there holds a byte: no
+    library can be written and loaded, no tmpfs can fill up (``/dev/shm`` and ``/tmp`` included)."""
     out, err = run('''
-import os, tempfile
+import os
 checks = {}
-for target in ("/usr/evil", "/opt/convlab/evil", os.path.join(os.__file__ + ".evil")):
+for target in ("/usr/evil", "/opt/convlab/evil", os.__file__ + ".evil", "/tmp/scratch", "/dev/shm/x", "/evil",
+               "/proc/self/mem"):
     try:
-        open(target, "w").write("x")
+        with open(target, "r+b" if target.startswith("/proc") else "wb") as fh:
+            fh.write(b"x")
         checks[target] = "written"
     except OSError as e:
         checks[target] = type(e).__name__
-open("mine.txt", "w").write("ok")
-open("/tmp/scratch", "w").write("ok")
-print(sorted(set(checks.values())), open("mine.txt").read(), os.getuid())
+os.mkdir("folder")
+fd = os.open("folder/mine.txt", os.O_WRONLY | os.O_CREAT)
+try:
+    os.write(fd, b"ok")
+except OSError as e:
+    print("no data:", e.errno)
+print(sorted(set(checks.values())), os.path.getsize("folder/mine.txt"), os.getuid() != 0)
 ''')
-    assert err is None
-    assert out.startswith("['OSError']") or out.startswith("['PermissionError']") or "written" not in out
-    assert "ok" in out
+    assert err is None, err
+    assert "written" not in out and "no data: 27" in out  # EFBIG
+    assert out.strip().endswith("0 True")
+
+
+@needs_bwrap
+def test_nothing_of_the_graders_environment_is_readable_inside(monkeypatch):
+    secret = f"fake-secret-{random.randrange(10**12, 10**13)}"
+    monkeypatch.setenv("CONVLAB_FAKE_SECRET", secret)
+    out, err = run('''
+import os
+seen = []
+for pid in ["self", "1"] + [p for p in os.listdir("/proc") if p.isdigit()]:
+    try:
+        seen.append(open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace"))
+    except OSError as e:
+        seen.append(type(e).__name__)
+print(len(seen), repr(seen))
+''')
+    assert err is None, err
+    assert secret not in out and "CONVLAB_FAKE" not in out
+    # every process was looked at: the worker's own explicit environment, or a refusal (a process that changed its
+    # user id is not dumpable: its /proc files belong to root)
+    assert int(out.split()[0]) >= 3 and ("CONVLAB_SANDBOX=1" in out or "PermissionError" in out)
+
+
+@needs_bwrap
+def test_seccomp_denies_what_escapes_the_budget():
+    from autograder.isolation import seccomp
+
+    assert len(seccomp.program("x86_64")) % 8 == 0 and seccomp.program("sparc") is None
+    out, err = run('''
+import mmap, os, threading
+denied = []
+for name, attempt in [("memfd", lambda: os.memfd_create("x")),
+                      ("shared anonymous", lambda: mmap.mmap(-1, 1 << 20)),
+                      ("zero", lambda: mmap.mmap(os.open("/dev/zero", os.O_RDWR), 1 << 20))]:
+    try:
+        attempt()
+    except OSError as e:
+        denied.append(name)
+private = mmap.mmap(-1, 1 << 20, flags=mmap.MAP_PRIVATE)
+thread = threading.Thread(target=lambda: None)
+thread.start()
+thread.join()
+print(denied, "private and threads fine")
+''')
+    assert err is None, err
+    assert "['memfd', 'shared anonymous', 'zero'] private and threads fine" in out
 
 
 @needs_bwrap
@@ -97,10 +151,22 @@ import numpy, scipy.linalg, autograder
 print("check ->", autograder.check("corr2d", None), sorted(n for n in dir(autograder) if not n.startswith("_")))
 from autograder.datasets import load_image
 print("camera", load_image("camera").shape)
+for name, call in [("np.convolve", lambda: getattr(numpy, "convolve")([1, 2], [1])),
+                   ("correlate2", lambda: numpy._core.multiarray.correlate2([1, 2], [1], 0)),
+                   ("polymul", lambda: numpy.polymul([1, 2], [1])),
+                   ("convolution_matrix", lambda: scipy.linalg.convolution_matrix([1, 2], 3)),
+                   ("ctypes", lambda: __import__("ctypes").CDLL(None))]:
+    try:
+        call()
+        print(name, "WORKED")
+    except RuntimeError as e:
+        print(name, "refused" if "not available while grading" in str(e) else e)
+print("fft", numpy.fft.rfft(numpy.ones(4))[0].real, "windows",
+      numpy.lib.stride_tricks.sliding_window_view(numpy.arange(5), 3).shape)
 ''')
-    assert err is None
-    assert "IMPORTED" not in out
-    assert "check -> 0.0" in out and "camera (512, 512)" in out
+    assert err is None, err
+    assert "IMPORTED" not in out and "WORKED" not in out and out.count("refused") == 5
+    assert "check -> 0.0" in out and "camera (512, 512)" in out and "fft 4.0 windows (3, 3)" in out
 
 
 @needs_bwrap
@@ -118,15 +184,29 @@ for name, call in [("fuse_conv_bn_eval", lambda: fusion.fuse_conv_bn_eval(conv, 
     try:
         call()
         print(name, "WORKED")
-    except NotImplementedError:
+    except RuntimeError:
         print(name, "refused")
 try:
     import scipy.signal
 except ImportError:
     print("scipy.signal absent")
+import glob, importlib.machinery, os
+for name, call in [("jit.freeze", lambda: torch.jit.freeze(torch.jit.script(nn.Sequential(conv, bn).eval()))),
+                   ("fold pass", lambda: torch._C._jit_pass_fold_frozen_conv_bn(None))]:
+    try:
+        call()
+        print(name, "WORKED")
+    except RuntimeError as e:
+        print(name, "refused" if "not available while grading" in str(e) else e)
+for pyc in glob.glob(os.path.dirname(fusion.__file__) + "/__pycache__/fusion.*.pyc"):
+    try:
+        code = importlib.machinery.SourcelessFileLoader("stolen", pyc).get_code("stolen")
+        print("bytecode WORKED" if "fuse_conv_bn_eval" in code.co_names else "bytecode of the stand-in")
+    except ImportError:
+        print("bytecode unreadable")
 ''', profile="torch")
     assert err is None, err
-    assert "WORKED" not in out and out.count("refused") == 3 and "scipy.signal absent" in out
+    assert "WORKED" not in out and out.count("refused") == 5 and "scipy.signal absent" in out
 
 
 @needs_bwrap
@@ -206,3 +286,13 @@ def test_missing_bubblewrap_falls_back_to_reduced_isolation(monkeypatch):
     assert mode == "reduced" and "not installed" in why
     with pytest.raises(RuntimeError, match="unavailable"):
         sandbox.isolation_mode("bwrap")
+
+
+@pytest.mark.parametrize("memory,spare", [(2 << 30, 1), (1 << 30, 1), (512 << 20, 0), (4 << 30, 3)])
+def test_the_budget_adds_up(memory, spare):
+    """Every process at its limits plus the writable tmpfs stays within the sandbox's memory."""
+    limits = sandbox.Limits(memory_bytes=memory, spare_tasks=spare)
+    assert limits.processes * (limits.data_bytes + limits.stack_bytes) + limits.tmp_bytes <= memory
+    data, stack, address_space, *_ = (int(v) for v in limits.argv()[1].split(","))
+    assert (data, stack, address_space) == (limits.data_bytes, limits.stack_bytes, memory)
+    assert limits.tasks_argv() == ["--tasks", str(1 + spare)] and limits.file_bytes == 0

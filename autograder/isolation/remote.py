@@ -30,7 +30,7 @@ from . import sandbox, stubs
 from .protocol import Closed, ProtocolError, Timeout, new_id, pack, to_tree
 from .submission import Cell
 
-REFERENCE_MODULES = ("autograder.probe_functions", "autograder.module_codec")
+from .manifest import REFERENCE_MODULES
 MAX_ERROR_TEXT = 1500
 #: whether the engine distinguishes an answer that raised an exception (for arguments PyTorch rejects)
 _HAS_RAISED = "raised" in getattr(Outcome, "__dataclass_fields__", {})

@@ -2,19 +2,21 @@
 
 Two isolation levels:
 
-- ``bwrap`` (bubblewrap present): new user, pid, network, ipc and uts namespaces; a filesystem built from
-  read-only binds of the system and the Python installation, where the repository, ``solutions/``, the
-  gradebook, the output directory and every other student's files simply do not exist; a private tmpfs as
-  working directory; the modules a profile forbids replaced by directories whose ``__init__`` raises
-  ``ModuleNotFoundError`` (absent, not hooked). Killing the outer ``bwrap`` kills the namespace's init and with
+- ``bwrap`` (bubblewrap present): started with nothing of the grader's environment; new pid, network, ipc and
+  uts namespaces (and a user namespace, or, as root, a user id of the sandbox's own); a read-only filesystem
+  built from binds of the system and the Python installation, where the repository, ``solutions/``, the
+  gradebook, the output directory and every other student's files simply do not exist; a small tmpfs as the
+  one writable place (working directory); the modules a profile forbids replaced by directories whose
+  ``__init__`` raises ``ModuleNotFoundError`` (absent, not hooked); the seccomp filter of :mod:`.seccomp`; the
+  one memory budget of :mod:`.budget`. Killing the outer ``bwrap`` kills the namespace's init and with
   it every process inside, ``setsid`` and double forks included (the kernel tears the pid namespace down).
 - ``reduced`` (no bubblewrap, or ``CONVLAB_ISOLATION=reduced``): the same worker in a new session with the same
   rlimits, a private working directory, a clean environment and an import blocker; cleanup kills the process
   group, the session, every process carrying the sandbox's token in its environment and orphans re-parented to
   the worker's shim (a child subreaper that also kills them). Files are not hidden: the report says that isolation is reduced.
 
-In both, the worker sets its own rlimits (address space, CPU time, file size, open files, no core dumps) before it
-reads its first message, i.e. before any student code exists in the process; its stdout and stderr go to a pipe
+In both, the worker sets its own rlimits (private memory, address space, CPU time, file size, open files, no core
+dumps) before it reads its first message, i.e. before any student code exists in the process; its stdout and stderr go to a pipe
 that the grader drains and caps, and that nothing ever parses.
 """
 from __future__ import annotations
@@ -23,37 +25,20 @@ import atexit
 import os
 import shutil
 import signal
-import site
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import stubs
-from .protocol import Channel
+from . import seccomp, stubs
+from .budget import Limits, running_as_root, sandbox_uid
+from .interpreter import python_executable, python_roots, site_dirs, site_like_dirs
+from .protocol import Channel, pack, unpack
 
 SANDBOX_ROOT = "/opt/convlab"   # where the layout appears inside the bwrap sandbox
 WORKDIR = "/home/student"        # the private working directory inside the bwrap sandbox
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one sandbox. Times are wall-clock seconds unless named cpu."""
-
-    memory_bytes: int = 2 << 30
-    cpu_seconds: int = 900
-    file_bytes: int = 64 << 20
-    open_files: int = 256
-    tmp_bytes: int = 256 << 20
-    output_bytes: int = 64 << 10
-    startup_timeout: float = 30.0
-
-    def argv(self) -> list[str]:
-        return ["--limits", f"{self.memory_bytes},{self.cpu_seconds},{self.file_bytes},{self.open_files}"]
 
 
 # ------------------------------------------------------------------------------------------ detection
@@ -86,7 +71,7 @@ def bwrap_works() -> tuple[bool, str]:
         _BWRAP_STATE.update(ok=False, why="bubblewrap (bwrap) is not installed")
         return False, str(_BWRAP_STATE["why"])
     last = ""
-    for userns in (["--unshare-user", "--disable-userns"], ["--unshare-user"], []):
+    for userns in _namespace_variants():
         cmd = [exe, *userns, "--unshare-pid", "--unshare-net", "--die-with-parent", *_system_binds(),
                "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"]
         try:
@@ -102,6 +87,16 @@ def bwrap_works() -> tuple[bool, str]:
     return False, str(_BWRAP_STATE["why"])
 
 
+#: as root, bubblewrap runs without a user namespace and keeps only what the worker needs to drop to a user id of
+#: its own (so that RLIMIT_NPROC binds, which it never does for root); otherwise it runs in a user namespace
+_DROP_TO_SANDBOX_USER = ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+
+
+def _namespace_variants() -> list[list[str]]:
+    userns = [["--unshare-user", "--disable-userns"], ["--unshare-user"]]
+    return [_DROP_TO_SANDBOX_USER, *userns] if running_as_root() else [*userns, []]
+
+
 def _system_binds() -> list[str]:
     """Read-only system directories: /usr, and /bin /lib /lib64 /sbin as the host has them (links or dirs)."""
     args = ["--ro-bind", "/usr", "/usr"]
@@ -114,51 +109,6 @@ def _system_binds() -> list[str]:
         if os.path.exists(name):
             args += ["--ro-bind", name, name]
     return args
-
-
-# ------------------------------------------------------------------------------------------ python layout
-
-def python_executable() -> str:
-    return os.path.realpath(sys.executable)
-
-
-def site_dirs() -> list[str]:
-    """The site-packages directories of this interpreter (the worker sees the same packages, minus the hidden)."""
-    dirs = []
-    for d in site.getsitepackages() + [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]:
-        d = os.path.realpath(d)
-        if os.path.isdir(d) and d not in dirs:
-            dirs.append(d)
-    return dirs
-
-
-def python_roots() -> list[str]:
-    """Directories to bind so that the interpreter and its standard library work (outside /usr)."""
-    roots = []
-    for d in (sys.base_prefix, sys.base_exec_prefix, os.path.dirname(os.path.dirname(python_executable()))):
-        d = os.path.realpath(d)
-        if not d.startswith("/usr/") and d != "/usr" and d not in roots and os.path.isdir(d):
-            roots.append(d)
-    return roots
-
-
-def all_site_like_dirs() -> list[str]:
-    """Every site-packages or dist-packages directory visible inside the sandbox (to hide modules in all)."""
-    found = list(site_dirs())
-    for root in python_roots() + ["/usr", "/usr/local"]:
-        for sub in ("lib", "lib64"):
-            base = Path(root) / sub
-            if not base.is_dir():
-                continue
-            for py in base.glob("python3*"):
-                for name in ("site-packages", "dist-packages"):
-                    d = os.path.realpath(py / name)
-                    if os.path.isdir(d) and d not in found:
-                        found.append(d)
-    for d in Path("/usr/lib/python3").glob("dist-packages"):
-        if os.path.realpath(d) not in found:
-            found.append(os.path.realpath(d))
-    return found
 
 
 # ------------------------------------------------------------------------------------------ processes
@@ -292,12 +242,13 @@ def _bwrap_mounts(layout: stubs.Layout, profile: str) -> list[str]:
     if key in _MOUNTS:
         return _MOUNTS[key]
     args = _system_binds()
+    args += _parent_dirs(python_roots() + site_dirs() + [SANDBOX_ROOT])
     for root in python_roots():
         args += ["--ro-bind", root, root]
     for d in site_dirs():
         args += ["--ro-bind", d, d]
     visible = python_roots() + site_dirs() + ["/usr"]
-    for target, source in layout.hidden(profile, all_site_like_dirs()):
+    for target, source in layout.hidden(profile, site_like_dirs()):
         if any(target == v or target.startswith(v.rstrip("/") + "/") for v in visible):
             args += ["--ro-bind", source, target]
     args += ["--ro-bind", str(layout.root), SANDBOX_ROOT]
@@ -307,33 +258,80 @@ def _bwrap_mounts(layout: stubs.Layout, profile: str) -> list[str]:
     return args
 
 
-def _bwrap_command(layout: stubs.Layout, profile: str, limits: Limits, fds: tuple[int, int]) -> list[str]:
-    exe = str(_BWRAP_STATE.get("exe") or shutil.which("bwrap"))
-    args = [exe, *list(_BWRAP_STATE.get("userns") or []), "--unshare-pid", "--unshare-net", "--unshare-ipc",
-            "--unshare-uts", "--hostname", "sandbox", "--die-with-parent", "--new-session"]
-    # the private tmpfs mounts come first: a bind that follows may live under /tmp (a checkout and its .venv
-    # in /tmp, as on CI machines) and must stay visible on top of them, not be shadowed by them
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
-             "--size", str(limits.tmp_bytes), "--tmpfs", WORKDIR]
-    args += _bwrap_mounts(layout, profile)
-    args += ["--chdir", WORKDIR, "--clearenv"]
-    for key, value in _environment(f"{SANDBOX_ROOT}/datasets" if layout.datasets else "", WORKDIR, "/tmp").items():
-        args += ["--setenv", key, value]
-    path = os.pathsep.join([f"{SANDBOX_ROOT}/stub", *site_dirs()])
-    args += ["--", python_executable(), "-I", "-S", "-B", f"{SANDBOX_ROOT}/lib/worker.py",
-             "--in", str(fds[0]), "--out", str(fds[1]), "--path", path, *limits.argv()]
+def _parent_dirs(targets: list[str]) -> list[str]:
+    """``--dir`` for every missing ancestor of the bind targets, world-readable (bubblewrap would copy the host's
+    modes, and a private ``/root`` would hide a Python installed under it from the sandbox's own user)."""
+    made: list[str] = []
+    for target in targets:
+        parts = Path(target).parts[1:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/" + "/".join(parts[:i])
+            system = d in ("/usr", "/tmp", "/proc", "/dev") or d.startswith("/usr/") or os.path.islink(d)
+            if d not in made and not system:
+                made.append(d)
+    args: list[str] = []
+    for d in made:
+        args += ["--perms", "0755", "--dir", d]
     return args
 
 
-def _environment(datasets: str, home: str, tmp: str) -> dict[str, str]:
+def _bwrap_command(layout: stubs.Layout, profile: str, limits: Limits, fds: tuple[int, ...]) -> list[str]:
+    """The bubblewrap command line; ``fds`` are the request and reply pipes and the seccomp program's pipe."""
+    bwrap_works()  # which variant works here (probed once)
+    exe = str(_BWRAP_STATE.get("exe") or shutil.which("bwrap"))
+    variant = list(_BWRAP_STATE.get("userns") or [])
+    args = [exe, *variant, "--unshare-pid", "--unshare-net", "--unshare-ipc",
+            "--unshare-uts", "--hostname", "sandbox", "--die-with-parent", "--new-session"]
+    # /tmp comes first: a bind that follows may live under /tmp (a checkout and its .venv in /tmp, as on CI
+    # machines) and must stay visible on top of it, not be shadowed by it
+    args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/dev/null", "/dev/zero",
+             "--size", str(64 << 10), "--tmpfs", "/tmp", "--dir", WORKDIR]
+    args += _bwrap_mounts(layout, profile)
+    # everything so far read-only (the root, /dev and its shm, /proc and /proc/self/mem, /tmp); then the one
+    # writable place, sized: the working directory
+    for mount in ("/proc", "/dev", "/tmp", "/"):  # a remount is not recursive
+        args += ["--remount-ro", mount]
+    args += ["--size", str(limits.tmp_bytes), "--perms", "0777", "--tmpfs", WORKDIR]
+    if len(fds) > 2:
+        args += ["--seccomp", str(fds[2])]
+    args += ["--chdir", WORKDIR, "--clearenv"]
+    for key, value in _environment(f"{SANDBOX_ROOT}/datasets" if layout.datasets else "", WORKDIR).items():
+        args += ["--setenv", key, value]
+    path = os.pathsep.join([f"{SANDBOX_ROOT}/stub", *site_dirs()])
+    args += ["--", python_executable(), "-I", "-S", "-B", f"{SANDBOX_ROOT}/lib/worker.py",
+             "--in", str(fds[0]), "--out", str(fds[1]), "--path", path, *limits.argv(), *limits.tasks_argv()]
+    if variant == _DROP_TO_SANDBOX_USER:
+        args += ["--uid", str(sandbox_uid())]
+    return args
+
+
+#: what bubblewrap itself is started with: nothing of the grader's environment (bubblewrap stays the sandbox's
+#: pid 1, and every process inside can read its /proc/1/environ)
+BWRAP_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def _seccomp_pipe() -> int | None:
+    """A pipe holding the seccomp program, for ``--seccomp`` (its read end), or None without a program."""
+    program = seccomp.program()
+    if program is None:
+        return None
+    r, w = os.pipe()
+    try:
+        os.write(w, program)  # a few hundred bytes: far below a pipe's capacity
+    finally:
+        os.close(w)
+    return r
+
+
+def _environment(datasets: str, home: str) -> dict[str, str]:
+    """The worker's whole environment (nothing is inherited from the grader)."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": home,
-        "TMPDIR": tmp,
+        "TMPDIR": home,
         "LANG": "C.UTF-8",
         "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": os.path.join(tmp, "matplotlib"),
+        "MPLCONFIGDIR": os.path.join(home, ".matplotlib"),
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
@@ -354,10 +352,12 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
     out_r, out_w = os.pipe()
     token = os.urandom(12).hex().encode()
     workdir = None
+    filter_fd = _seccomp_pipe() if mode == "bwrap" else None
+    inherited = (req_r, rep_w) + ((filter_fd,) if filter_fd is not None else ())
     try:
         if mode == "bwrap":
-            cmd = _bwrap_command(layout, profile, limits, (req_r, rep_w))
-            env = None
+            cmd = _bwrap_command(layout, profile, limits, inherited)
+            env = dict(BWRAP_ENVIRONMENT)
             cwd = None
             block: list[str] = []
         else:
@@ -366,14 +366,14 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
             path = os.pathsep.join([str(layout.root / "stub"), *site_dirs()])
             cmd = [python_executable(), "-I", "-S", "-B", str(layout.root / "lib" / "worker.py"), "--shim",
                    "--in", str(req_r), "--out", str(rep_w), "--path", path, *limits.argv()]
-            env = _environment(str(layout.datasets or ""), workdir, os.path.join(workdir, "tmp"))
+            env = _environment(str(layout.datasets or ""), workdir)
             env["CONVLAB_SANDBOX_TOKEN"] = token.decode()
             cwd = workdir
             block = [m for m in stubs.hidden_modules(profile) if m != "autograder"] + ["__editable__"]
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, cwd=cwd, env=env,
-                                   pass_fds=(req_r, rep_w), start_new_session=True, close_fds=True)
+                                   pass_fds=inherited, start_new_session=True, close_fds=True)
     finally:
-        for fd in (req_r, rep_w, out_w):
+        for fd in (*inherited, out_w):
             os.close(fd)
     if mode == "reduced":
         token_line = b"CONVLAB_SANDBOX_TOKEN=" + token
@@ -384,13 +384,11 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
     _LIVE.add(process)
     box._drain = threading.Thread(target=_drain_output, args=(out_r, box, limits.output_bytes), daemon=True)
     box._drain.start()
-    from .protocol import pack
-
     try:
         deadline = time.monotonic() + limits.startup_timeout
-        box.channel.send(pack({"op": "hello", "block": block}), deadline)
-        from .protocol import unpack
-
+        hello = {"op": "hello", "block": block, "remove": list(stubs.removed_names(profile)),
+                 "sweep": mode == "bwrap"}
+        box.channel.send(pack(hello), deadline)
         reply = unpack(*box.channel.receive(deadline))
         if not reply.get("ok"):
             raise RuntimeError(str(reply.get("error")))

@@ -1,39 +1,37 @@
-"""What the sandbox sees of convlab: the worker, a stand-in ``autograder`` package, and the hidden modules.
+"""What the sandbox sees of convlab and of the libraries: the worker, a stand-in ``autograder`` package, and what is
+hidden, replaced or removed.
 
 :class:`Layout` builds, once per grading process, a host directory that is bound read-only into every sandbox:
 
-- ``lib/``: ``worker.py`` and ``protocol.py`` (standalone: stdlib + NumPy);
+- ``lib/``: the worker's files (:data:`manifest.WORKER_FILES`: standalone, stdlib + NumPy);
 - ``stub/autograder/``: ``check`` is a no-op returning 0.0 (the grader checks from outside), plus copies of the
-  standalone modules notebooks and the protocol use: ``datasets`` (loaders; the files are bound read-only at
-  ``$CONVLAB_DATASETS``), ``probe_functions`` (test functions passed as arguments), ``module_codec``
-  (``nn.Module`` <-> plain data). A module that does not exist yet is simply absent;
-- ``blocked/``: what is bound over a hidden module: a package whose ``__init__`` raises ``ModuleNotFoundError``,
-  and, for the torch profile, stand-ins for torch's fusion helpers whose functions raise.
+  standalone modules notebooks and the protocol use (:data:`manifest.STUB_MODULES`);
+- ``blocked/``: what is bound over what a profile hides: a package whose ``__init__`` raises
+  ``ModuleNotFoundError``, an empty file (over compiled modules and their bytecode), the stand-ins
+  (:data:`manifest.STAND_INS`), and copies of library files whose ready-made functions raise.
 
-Profiles: ``scratch`` (NumPy exercises: no torch, no scipy.signal / scipy.ndimage, no other ready-made
-convolution) and ``torch`` (torch exercises: torch, but not its conv-BN fusion helpers).
+Profiles, from the one policy in :mod:`autograder.forbidden`: ``scratch`` (NumPy exercises: every forbidden module
+absent, ``ctypes`` a stand-in without foreign calls, SciPy's ready-made convolutions replaced in its files, NumPy's
+removed from the worker's process before student code runs) and ``torch`` (torch exercises: torch, but not its
+conv-BN fusion, neither as source, nor as compiled bytecode, nor as compiled passes).
 """
 from __future__ import annotations
 
 import ast
 import atexit
+import importlib
+import inspect
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import forbidden
+from . import manifest
+from .interpreter import site_dirs
+
 PACKAGE = Path(__file__).resolve().parents[1]          # autograder/
 REPO = PACKAGE.parent
-STANDALONE = ("datasets.py", "probe_functions.py", "module_codec.py")
-
-#: modules no from-scratch answer can import in the sandbox (absent from its filesystem)
-SCRATCH_HIDDEN = ("torch", "torchgen", "functorch", "torchvision", "torchaudio", "triton", "scipy.signal",
-                  "scipy.ndimage", "tensorflow", "jax", "jaxlib", "keras", "cv2", "skimage", "sklearn", "numba",
-                  "cupy", "astropy", "autograder", "nbgrader")
-#: torch exercises keep torch but lose its ready-made conv-BN fusion
-TORCH_FREE_ONLY = ("torch", "torchgen", "functorch")
-TORCH_STUBBED = ("torch.nn.utils.fusion", "torch.ao.quantization.fuse_modules",
-                 "torch.ao.quantization.fuser_method_mappings", "torch.fx.experimental.optimization")
 PROFILES = ("scratch", "torch")
 
 _STUB_INIT = '''"""Stand-in for convlab's grader package inside the grading sandbox.
@@ -54,12 +52,30 @@ _BLOCKED_INIT = '''raise ModuleNotFoundError(
 '''
 
 
-def hidden_modules(profile: str) -> list[str]:
+def _check(profile: str) -> None:
     if profile not in PROFILES:
         raise ValueError(f"unknown sandbox profile {profile!r}")
-    if profile == "scratch":
-        return list(SCRATCH_HIDDEN)
-    return [m for m in SCRATCH_HIDDEN if m not in TORCH_FREE_ONLY]
+
+
+def hidden_modules(profile: str) -> list[str]:
+    """Modules absent from the sandbox of ``profile``."""
+    _check(profile)
+    names = [m for m in forbidden.FORBIDDEN_MODULES if m not in manifest.STAND_INS]
+    if profile == "torch":
+        return [m for m in names if m not in forbidden.TORCH_FAMILY]
+    return names + ["_ctypes"]  # the compiled half of ctypes; the stand-in takes the other's place
+
+
+def stand_ins(profile: str) -> list[str]:
+    """Modules replaced by a stand-in in the sandbox of ``profile`` (torch loads the real ctypes)."""
+    _check(profile)
+    return [] if profile == "torch" else list(manifest.STAND_INS)
+
+
+def removed_names(profile: str) -> tuple[str, ...]:
+    """Objects the worker removes from its process before any student code runs."""
+    _check(profile)
+    return forbidden.READY_MADE_NUMPY if profile == "scratch" else forbidden.FUSION_PASSES
 
 
 def _raising_stub(real: Path, dotted: str) -> str:
@@ -85,47 +101,100 @@ def _raising_stub(real: Path, dotted: str) -> str:
             values.append((ast.unparse(node), names))
     why = f"{dotted} is not available while grading: write it yourself"
     lines = [*future, f'"""Stand-in for {dotted}: {why}."""', *imports, "",
-             f"_WHY = {why!r}", "", "", "def _refuse(*args, **kwargs):", "    raise NotImplementedError(_WHY)", ""]
+             f"_WHY = {why!r}", "", "", "def _refuse(*args, **kwargs):", "    raise RuntimeError(_WHY)", ""]
     lines += [f"{name} = _refuse" for name in functions]
     for name in classes:
         lines += ["", "", f"class {name}:", "    def __init__(self, *args, **kwargs):",
-                  "        raise NotImplementedError(_WHY)"]
+                  "        raise RuntimeError(_WHY)"]
     for statement, names in values:  # module-level values other modules import (a failing one becomes None)
         lines += ["try:", *("    " + line for line in statement.splitlines()), "except Exception:",
                   *(f"    {n} = None" for n in names), "    pass"]
     return "\n".join(lines) + "\n"
 
 
+def _refusing_copy(real: Path, names: dict) -> str:
+    """``real``'s source with the top-level functions named in ``names`` (name -> public dotted name) replaced by
+    ones that raise (the rest unchanged)."""
+    tree = ast.parse(real.read_text())
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in names:
+            why = f"{names[node.name]} is ready-made, not available while grading: write it yourself"
+            node.body = [ast.parse(f"raise RuntimeError({why!r})").body[0]]
+    return ast.unparse(tree) + "\n"
+
+
+def _ready_made_scipy() -> dict[str, dict]:
+    """Defining module -> {function name: public name} of :data:`forbidden.READY_MADE_SCIPY` (as installed)."""
+    found: dict[str, dict] = {}
+    for dotted in forbidden.READY_MADE_SCIPY:
+        module, _, name = dotted.rpartition(".")
+        try:
+            fn = inspect.unwrap(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+        found.setdefault(fn.__module__, {})[fn.__name__] = dotted
+    return found
+
+
+def _write_stubs(blocked: Path) -> dict[str, dict[str, Path]]:
+    """Profile -> dotted module -> host file bound over that module's source."""
+    stubbed: dict[str, dict[str, Path]] = {"scratch": {}, "torch": {}}
+    wanted = [("torch", dotted, None) for dotted in forbidden.FUSION_MODULES]
+    wanted += [("scratch", dotted, names) for dotted, names in _ready_made_scipy().items()]
+    for profile, dotted, names in wanted:
+        for site in site_dirs():
+            real = Path(site, *dotted.split(".")).with_suffix(".py")
+            if real.is_file():
+                path = blocked / (dotted.replace(".", "_") + ".py")
+                path.write_text(_raising_stub(real, dotted) if names is None else _refusing_copy(real, names))
+                stubbed[profile][dotted] = path
+                break
+    return stubbed
+
+
+def _bytecode(source: Path) -> list[Path]:
+    """Compiled bytecode of ``source`` (``__pycache__/name.*.pyc``): loadable on its own, so hidden with it."""
+    cache = source.parent / "__pycache__"
+    return sorted(cache.glob(f"{source.stem}.*.pyc")) if cache.is_dir() else []
+
+
 @dataclass
 class Layout:
     root: Path
     datasets: Path | None
-    stubbed: dict  # dotted name -> host stub file
+    stubbed: dict  # profile -> dotted name -> host stub file
 
     def hidden(self, profile: str, site_dirs: list[str]) -> list[tuple[str, str]]:
-        """``(target, source)`` binds that hide or replace modules in every site directory."""
+        """``(target, source)`` binds that hide, replace or stub modules in every directory of ``site_dirs``."""
+        blocked = self.root / "blocked"
         binds = []
-        blocked_pkg = str(self.root / "blocked" / "pkg")
-        blocked_py = str(self.root / "blocked" / "module.py")
-        empty = str(self.root / "blocked" / "empty")
         for site in site_dirs:
             base = Path(site)
             for dotted in hidden_modules(profile):
-                rel = Path(*dotted.split("."))
-                target = base / rel
+                binds += self._hide(base / Path(*dotted.split(".")), blocked)
+            for name in stand_ins(profile):
+                target = base / name
                 if target.is_dir():
-                    binds.append((str(target), blocked_pkg))
-                    continue
-                py = target.with_suffix(".py") if rel.name else target
-                if py.is_file():
-                    binds.append((str(py), blocked_py))
-                for ext in target.parent.glob(f"{rel.name}.*.so") if target.parent.is_dir() else ():
-                    binds.append((str(ext), empty))
-            if profile == "torch":
-                for dotted, stub in self.stubbed.items():
-                    real = base / Path(*dotted.split(".")).with_suffix(".py")
-                    if real.is_file():
-                        binds.append((str(real), str(stub)))
+                    binds.append((str(target), str(blocked / "standins" / name)))
+            for dotted, stub in self.stubbed.get(profile, {}).items():
+                real = base / Path(*dotted.split(".")).with_suffix(".py")
+                if real.is_file():
+                    binds.append((str(real), str(stub)))
+                    binds += [(str(pyc), str(blocked / "empty")) for pyc in _bytecode(real)]
+        return binds
+
+    @staticmethod
+    def _hide(target: Path, blocked: Path) -> list[tuple[str, str]]:
+        """Binds that make the module at ``target`` (a package, a source file, compiled modules) absent."""
+        if target.is_dir():
+            return [(str(target), str(blocked / "pkg"))]
+        binds = []
+        py = target.with_suffix(".py")
+        if py.is_file():
+            binds.append((str(py), str(blocked / "module.py")))
+            binds += [(str(pyc), str(blocked / "empty")) for pyc in _bytecode(py)]
+        if target.parent.is_dir():
+            binds += [(str(ext), str(blocked / "empty")) for ext in target.parent.glob(f"{target.name}.*.so")]
         return binds
 
 
@@ -139,34 +208,27 @@ def layout() -> Layout:
         return _LAYOUT
     root = Path(tempfile.mkdtemp(prefix="convlab-sandbox-"))
     atexit.register(shutil.rmtree, root, True)
+    here = Path(__file__).resolve().parent
     lib = root / "lib"
     lib.mkdir()
-    here = Path(__file__).resolve().parent
-    for name in ("worker.py", "protocol.py"):
+    for name in manifest.WORKER_FILES:
         shutil.copyfile(here / name, lib / name)
     stub = root / "stub" / "autograder"
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text(_STUB_INIT)
-    for name in STANDALONE:
-        if (PACKAGE / name).is_file():
-            shutil.copyfile(PACKAGE / name, stub / name)
+    for name in manifest.STUB_MODULES:
+        if (PACKAGE / f"{name}.py").is_file():
+            shutil.copyfile(PACKAGE / f"{name}.py", stub / f"{name}.py")
     blocked = root / "blocked"
     (blocked / "pkg").mkdir(parents=True)
     (blocked / "pkg" / "__init__.py").write_text(_BLOCKED_INIT)
     (blocked / "module.py").write_text(_BLOCKED_INIT)
     (blocked / "empty").write_bytes(b"")
+    for name, source in manifest.STAND_INS.items():
+        (blocked / "standins" / name).mkdir(parents=True)
+        shutil.copyfile(here / source, blocked / "standins" / name / "__init__.py")
     (root / "datasets").mkdir()  # mount point of the datasets (bound read-only over it)
-    stubbed = {}
-    from .sandbox import site_dirs
-
-    for dotted in TORCH_STUBBED:
-        for site in site_dirs():
-            real = Path(site, *dotted.split(".")).with_suffix(".py")
-            if real.is_file():
-                path = blocked / (dotted.replace(".", "_") + ".py")
-                path.write_text(_raising_stub(real, dotted))
-                stubbed[dotted] = path
-                break
+    stubbed = _write_stubs(blocked)
     for p in root.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     root.chmod(0o755)

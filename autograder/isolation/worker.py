@@ -1,13 +1,17 @@
 """The sandboxed worker: executes a notebook's cells, then serves calls of the student's functions as plain data.
 
-STANDALONE: this file imports only the standard library, NumPy and its sibling ``protocol.py``; both are copied
-into the sandbox, where the grader package does not exist. Everything here runs with the student's code in the
-same process, so nothing here is trusted: the grader treats whatever comes back as untrusted data, and computes
-every score itself.
+STANDALONE: this file imports only the standard library, NumPy and its siblings ``protocol.py`` and ``manifest.py``;
+all are copied into the sandbox, where the grader package does not exist. Everything here runs with the student's
+code in the same process, so nothing here is trusted: the grader treats whatever comes back as untrusted data, and
+computes every score itself.
 
 Life cycle (requests arrive on ``--in`` and replies leave on ``--out``, frames of :mod:`protocol`):
 
-1. ``hello``: sys.path and the modules to block (reduced isolation only) arrive; NumPy is imported once.
+Before reading anything, it sets its limits (``--limits``), drops to the sandbox's own user (``--uid``, under
+bubblewrap as root) and caps its user's tasks (``--tasks``).
+
+1. ``hello``: the modules to block (reduced isolation only) and the ready-made functions to remove arrive; NumPy
+   is imported once, and those functions are removed from the process, before any student code exists.
 2. ``exec``: one cell. Instructor cells (``trusted``) run statement by statement, so that an import that is
    unavailable in this sandbox (``import torch`` in a from-scratch profile) does not stop the rest of the cell;
    ``import matplotlib...`` is bound lazily (plots are skipped when grading, the import costs 0.7 s). Student
@@ -33,25 +37,29 @@ import types
 import warnings
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-protocol = None  # the sibling module, imported by main() once sys.path holds NumPy
+protocol = manifest = None  # the sibling modules, imported by main() once sys.path holds NumPy
 
 
 def _import_protocol():
-    global protocol
+    global protocol, manifest
     if __package__:
-        from . import protocol as module
-    else:  # in the sandbox: a plain script next to protocol.py
+        from . import manifest as listed, protocol as module
+    else:  # in the sandbox: a plain script next to protocol.py and manifest.py
         sys.path.insert(0, _HERE)
         try:
+            import manifest as listed  # type: ignore[no-redef]
             import protocol as module  # type: ignore[no-redef]
         finally:
             sys.path.remove(_HERE)
-    protocol = module
+    protocol, manifest = module, listed
+
+
+if __package__:  # imported by the grader's own code (tests): the siblings import as usual
+    _import_protocol()
 
 _perf = time.perf_counter
 OUTPUT_CAP = 8 << 10
 LAZY_MODULES = ("matplotlib",)  # and its submodules: imported on first use
-REFERENCE_MODULES = ("autograder.probe_functions", "autograder.module_codec")
 
 
 # ------------------------------------------------------------------------------------------ output capture
@@ -165,7 +173,7 @@ def to_plain(value, depth: int = 0):
 
 def _resolve_ref(ref: str):
     module, _, name = ref.partition(":")
-    if module not in REFERENCE_MODULES:
+    if module not in manifest.REFERENCE_MODULES:
         raise protocol.ProtocolError(f"reference to a module outside the sandbox's reach: {module}")
     obj = importlib.import_module(module)
     for part in name.split("."):
@@ -209,6 +217,71 @@ class _Lazy(types.ModuleType):
         return self._convlab_load()(*args, **kwargs)
 
 
+def _resolve_dotted(dotted: str):
+    """The object ``dotted`` names, importing its module if need be; None when it does not exist here."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+def _refusal(dotted: str):
+    """What takes a removed function's place: same name, no implementation (libraries that only import the name
+    keep importing)."""
+    def refuse(*args, **kwargs):
+        raise RuntimeError(f"{dotted} is ready-made, not available while grading: "
+                                  f"write it yourself")
+
+    refuse.__module__, _, refuse.__name__ = dotted.rpartition(".")
+    refuse.__qualname__ = refuse.__name__
+    return refuse
+
+
+def remove_ready_made(names) -> list:
+    """Remove the objects ``names`` designate from this process: every module attribute and dict entry that holds
+    one now holds a function that raises, and every set or list drops it (NumPy keeps its public functions in a
+    registry), so that neither an import, ``getattr``, nor a walk of ``gc`` finds the implementation. Returns the
+    names removed. Runs before any student code."""
+    import gc
+
+    targets = {}
+    for dotted in names:
+        obj = _resolve_dotted(str(dotted))
+        if obj is not None and id(obj) not in targets:
+            targets[id(obj)] = (obj, _refusal(str(dotted)), dotted)
+    holders = gc.get_referrers(*(obj for obj, _, _ in targets.values())) if targets else []
+    for holder in holders + [m.__dict__ for m in list(sys.modules.values()) if m is not None]:
+        _purge(holder, targets)
+    removed = sorted(dotted for _, _, dotted in targets.values())
+    del holders
+    targets.clear()  # the last references: nothing holds the implementations any more, they are freed now
+    return removed
+
+
+def _purge(holder, targets: dict) -> None:
+    """Drop (or, in a dict, replace) every reference ``holder`` keeps to one of ``targets``."""
+    def hit(value) -> bool:
+        return id(value) in targets and targets[id(value)][0] is value
+
+    if type(holder) is dict:
+        for key in [k for k, v in holder.items() if hit(v)]:
+            holder[key] = targets[id(holder[key])][1]
+    elif type(holder) is set:
+        for value in [v for v in holder if hit(v)]:
+            holder.discard(value)
+    elif type(holder) is list:
+        holder[:] = [v for v in holder if not hit(v)]
+
+
 class _Blocker(importlib.abc.MetaPathFinder):
     """Reduced isolation only (no bubblewrap): refuse imports of the modules the sandbox would hide."""
 
@@ -233,6 +306,7 @@ class Worker:
         self.child = False
         self.lazy_names: set = set()
         self.deferred: list = []
+        self.sweep = False  # kill every other process of the sandbox around each exercise (bubblewrap only)
         self.request_id = None
 
     # -- messages
@@ -273,11 +347,13 @@ class Worker:
     def op_hello(self, m: dict):
         if m.get("block"):
             sys.meta_path.insert(0, _Blocker(m["block"]))
+        self.sweep = bool(m.get("sweep"))
         sys.modules["__main__"] = self.module
         import numpy  # noqa: F401 - imported once, shared by every cell and every forked exercise
 
+        removed = remove_ready_made(m.get("remove") or ())
         self.reply({"ok": True, "pid": os.getpid(), "python": sys.version.split()[0],
-                    "numpy": numpy.__version__})
+                    "numpy": numpy.__version__, "removed": removed})
 
     def op_exec(self, m: dict):
         name, source, trusted = str(m.get("name", "cell")), str(m.get("source", "")), bool(m.get("trusted"))
@@ -364,10 +440,31 @@ class Worker:
             except Exception:  # noqa: BLE001 - configuration of plots: not graded
                 pass
 
+    def _sweep(self) -> None:
+        """Kill every other process of this sandbox (whatever the cells or the last exercise left running, which
+        would hold its memory and its share of the task limit), and wait until they are gone. Only inside
+        bubblewrap's pid namespace, where ``kill(-1)`` reaches nothing else."""
+        if not self.sweep:
+            return
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            return
+        for _ in range(400):
+            _reap_children()
+            if _tasks_of(os.getuid(), exclude=(1, os.getpid())) == 0:
+                return
+            time.sleep(0.005)
+
     def op_fork(self, m: dict):
         """Serve one exercise in a child process; report when it is gone."""
         sys.stdout.flush()
-        pid = os.fork()
+        self._sweep()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            self.reply({"error": f"could not start a process for this exercise ({_safe_str(exc)})"})
+            return
         if pid == 0:
             self.child = True
             self.reply({"ok": True, "pid": os.getpid()})
@@ -382,6 +479,7 @@ class Worker:
                 break
             except InterruptedError:
                 continue
+        self._sweep()
         if os.WIFSIGNALED(status):
             how = f"killed by signal {os.WTERMSIG(status)}"
             try:
@@ -462,6 +560,17 @@ class Worker:
             self.reply(out)
 
 
+def _reap_children() -> None:
+    """Collect every child of this process that has ended (zombies still count against the task limit)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def _shim() -> None:
     """Reduced isolation only: the grader's direct child. It becomes the subreaper of everything below it (orphans
     of double forks come back to it, not to init), waits for the worker, then kills what is left. Student code that
@@ -509,13 +618,15 @@ def _shim() -> None:
 
 
 def apply_limits(spec: str) -> None:
-    """Address space, CPU seconds, file size, open files; no core dumps. Set before any student code exists."""
+    """Private memory, stack, address space, CPU seconds, file size, open files; no core dumps. Set before any student
+    code exists (the budget behind these numbers: ``budget.py``)."""
     import resource
 
-    memory, cpu, fsize, nofile = (int(v) for v in spec.split(","))
-    wanted = [(resource.RLIMIT_AS, memory, memory), (resource.RLIMIT_CPU, cpu, cpu + 5),
-              (resource.RLIMIT_FSIZE, fsize, fsize), (resource.RLIMIT_NOFILE, nofile, nofile),
-              (resource.RLIMIT_CORE, 0, 0)]
+    data, stack, memory, cpu, fsize, nofile = (int(v) for v in spec.split(","))
+    wanted = [(resource.RLIMIT_DATA, data, data), (resource.RLIMIT_STACK, stack, stack),
+              (resource.RLIMIT_AS, memory, memory),
+              (resource.RLIMIT_CPU, cpu, cpu + 5), (resource.RLIMIT_FSIZE, fsize, fsize),
+              (resource.RLIMIT_NOFILE, nofile, nofile), (resource.RLIMIT_CORE, 0, 0)]
     for res, soft, hard in wanted:
         _, cur_hard = resource.getrlimit(res)
         if cur_hard != resource.RLIM_INFINITY:
@@ -523,10 +634,47 @@ def apply_limits(spec: str) -> None:
         resource.setrlimit(res, (soft, hard))
 
 
+def become(uid: int) -> None:
+    """Drop from root (bubblewrap without a user namespace) to the sandbox's own user: no capabilities are left,
+    and RLIMIT_NPROC, which never binds root, now binds."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+
+
+def _tasks_of(uid: int, exclude: tuple = ()) -> int:
+    """Tasks (threads included) of ``uid`` that this process can see (the sandbox's pid namespace), except in the
+    processes ``exclude``."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in exclude:
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid:
+                count += int(fields["Threads"])
+        except (OSError, KeyError, ValueError, IndexError):
+            continue
+    return count
+
+
+def limit_tasks(room: int) -> None:
+    """RLIMIT_NPROC: the tasks this user has now, plus ``room`` (the exercise child, a spare)."""
+    import resource
+
+    cap = _tasks_of(os.getuid()) + room
+    resource.setrlimit(resource.RLIMIT_NPROC, (cap, cap))
+
+
 def main(argv: list) -> None:
     fd_in, fd_out = int(argv[argv.index("--in") + 1]), int(argv[argv.index("--out") + 1])
     if "--limits" in argv:
         apply_limits(argv[argv.index("--limits") + 1])
+    if "--uid" in argv:
+        become(int(argv[argv.index("--uid") + 1]))
+    if "--tasks" in argv:
+        limit_tasks(int(argv[argv.index("--tasks") + 1]))
     if "--path" in argv:
         for path in argv[argv.index("--path") + 1].split(os.pathsep):
             if path and path not in sys.path:

@@ -4,7 +4,9 @@ Each :class:`Attack` replaces one answer cell of assignment 01 (``target``) with
 Graded in isolation, the attacked exercise must score 0 (``target=None``: no exercise is attacked, all must keep
 their marks), every other exercise must keep full marks, the report must list every exercise, and no process may
 survive. Placeholders filled in per run: ``{MARKER}`` (a unique number for leftover-process checks), ``{REPO}``
-(this repository), ``{OUT}`` (the grading output folder), ``{SITE}`` (the grader's site-packages).
+(this repository), ``{OUT}`` (the grading output folder), ``{SITE}`` (the grader's site-packages) (a
+fake secret is put in the grader's environment as ``CONVLAB_FAKE_SECRET``: it must appear nowhere in the
+results) and ``{SIGTOOLS}`` (SciPy's compiled ``_sigtools`` module, base64).
 
 ``reduced`` says whether the attack is also defeated by the reduced isolation (no bubblewrap): attacks that read
 the repository's files or write into the output folder succeed there, and the report says isolation is reduced.
@@ -283,4 +285,127 @@ check = autograder.check
 '''),), what="an added cell that fakes the in-notebook check (never consulted)"),
 ]
 
+#: "from scratch" enforced at run time: ready-made convolutions reached without naming them (so that the static
+#: scan does not see them: only the sandbox stops these), and native code brought in by the notebook itself
+_IMPORT = 'np.__dict__["__builtins__"]["__imp" + "ort__"]'  # an import the scan cannot see
+_HELD = "not available while grading"
+FROM_SCRATCH = [
+    Attack("getattr-convolve", "convolve2d", '''def convolve2d(x, k):
+    conv = getattr(np, "con" + "volve")
+    kH, H = k.shape[0], x.shape[0]
+    return sum(np.array([conv(x[i + a], k[kH - 1 - a], "valid") for i in range(H - kH + 1)]) for a in range(kH))
+''', expect=_HELD, what="np.convolve by a computed name"),
+    Attack("polymul", "corr2d", '''def corr2d(x, k):
+    (kH, kW), W = k.shape, x.shape[1]
+    mul = getattr(np, "poly" + "mul")
+    return sum(np.array([mul(x[i + a], k[a][::-1])[kW - 1:W] for i in range(x.shape[0] - kH + 1)])
+               for a in range(kH))
+''', expect=_HELD, what="np.polymul (a product of polynomials is a convolution)"),
+    Attack("multiarray-correlate2", "corr2d", '''def corr2d(x, k):
+    core = getattr(np, "_co" + "re").multiarray
+    kH = k.shape[0]
+    return sum(np.array([core.correlate2(x[i + a], k[a], 0) for i in range(x.shape[0] - kH + 1)])
+               for a in range(kH))
+''', expect=_HELD, what="NumPy's compiled correlate2"),
+    Attack("convolution-matrix", "convolve2d", '''def convolve2d(x, k):
+    linalg = ''' + _IMPORT + '''("scipy.lin" + "alg", fromlist=["toeplitz"])
+    (kH, _), (H, W) = k.shape, x.shape
+    mats = [getattr(linalg, "convolution_" + "matrix")(k[kH - 1 - a], W, "valid") for a in range(kH)]
+    return sum(np.array([mats[a] @ x[i + a] for i in range(H - kH + 1)]) for a in range(kH))
+''', expect=_HELD, reduced=False, what="scipy.linalg.convolution_matrix (replaced in the sandbox's files)"),
+    Attack("gc-walk-correlate", "corr2d", '''def corr2d(x, k):
+    import gc
+    kH = k.shape[0]
+    for f in gc.get_objects():
+        if callable(f) and getattr(f, "__name__", "") == "correlate2":
+            try:
+                return sum(np.array([f(x[i + a], k[a], 0) for i in range(x.shape[0] - kH + 1)]) for a in range(kH))
+            except Exception:
+                continue
+    raise RuntimeError("no correlate2 left anywhere")
+''', expect=(_HELD, "no correlate2 left"), what="NumPy's correlate2 found through gc"),
+    Attack("ctypes", "sobel_magnitude", '''def sobel_magnitude(img):
+    native = ''' + _IMPORT + '''("ct" + "ypes")
+    libc = getattr(native, "CD" + "LL")(None)
+    libc.printf(b"native code\\n")
+    return np.zeros((img.shape[0] - 2, img.shape[1] - 2))
+''', expect=_HELD, reduced=False, what="ctypes (native calls)"),
+    Attack("sigtools-extension", "convolve2d", '''_SO = "{SIGTOOLS}"
+
+
+def convolve2d(x, k):
+    import base64, os
+    machinery = ''' + _IMPORT + '''("imp" + "ortlib.machinery", fromlist=["x"])
+    util = ''' + _IMPORT + '''("imp" + "ortlib.util", fromlist=["x"])
+    errors = []
+    for folder in ("/tmp", "/dev/shm", os.getcwd()):
+        path = os.path.join(folder, "_sigtools.cpython-311-x86_64-linux-gnu.so")
+        try:
+            with open(path, "wb") as fh:
+                fh.write(base64.b64decode(_SO))
+            loader = machinery.ExtensionFileLoader("_sigtools", path)
+            module = util.module_from_spec(util.spec_from_file_location("_sigtools", path, loader=loader))
+            loader.exec_module(module)
+            return module._convolve2d(x, k, 1, 0, 0, 0)
+        except Exception as exc:
+            errors.append(f"{folder}: {exc}")
+    raise RuntimeError("; ".join(errors))
+''', expect=("File too large", "Permission denied", "Read-only"), what="SciPy's compiled _sigtools carried "
+                                                                       "as base64 and loaded from a file"),
+]
+
+#: the grader's environment stays outside
+ENVIRONMENT = [
+    Attack("environ-leak", "corr2d", '''def corr2d(x, k):
+    import os
+    found = []
+    for pid in ["self", "1"] + [p for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            found.append(open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace"))
+        except OSError:
+            pass
+    leaked = [e for e in found if "CONVLAB_FAKE" in e]
+    if leaked:
+        raise RuntimeError("leaked: " + " | ".join(leaked))
+    return np.zeros((x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1))
+''', expect="entries differ", reduced=False, what="reading every /proc/*/environ, leaking it through an "
+                                                   "exception into the feedback"),
+]
+
+#: one budget for the whole sandbox (memory measured in test_budget.py)
+BUDGET = [
+    Attack("shm-fill", "sobel_magnitude", '''def sobel_magnitude(img):
+    block = b"\\0" * (64 << 20)
+    with open("/dev/shm/fill", "wb") as fh:
+        for _ in range(48):                   # 3 GB
+            fh.write(block)
+    return np.zeros((img.shape[0] - 2, img.shape[1] - 2))
+''', expect=("Permission denied", "Read-only", "File too large", "No such file"),
+           what="3 GB written to /dev/shm"),
+    Attack("fork-hold", "convolve2d", '''def convolve2d(x, k):
+    import os, time
+    for _ in range(4):                        # four children holding 1 GB each
+        if os.fork() == 0:
+            block = np.ones(1 << 27)
+            time.sleep(30)
+            os._exit(0)
+    time.sleep(1)
+    return np.zeros((x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1))
+''', expect=("Resource temporarily unavailable", "entries differ", "MemoryError"), reduced=False,
+           what="four forked children holding 1 GB each (each process may hold a third of the budget)"),
+    Attack("fork-bomb", "corr2d", '''def corr2d(x, k):
+    import os, time
+    started = 0
+    end = time.monotonic() + 10
+    while time.monotonic() < end and started < 1200:
+        if os.fork() == 0:
+            time.sleep(20)
+            os._exit(0)
+        started += 1
+    return np.zeros((x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1))
+''', expect=("Resource temporarily unavailable", "did not return within"), reduced=False,
+           what="1,000+ processes in 10 s"),
+]
+
+ATTACKS += FROM_SCRATCH + ENVIRONMENT + BUDGET
 BY_ID = {a.id: a for a in ATTACKS}

@@ -6,8 +6,10 @@ xdist workers): once in the bubblewrap sandbox, and once with reduced isolation 
 """
 from __future__ import annotations
 
+import base64
 import csv
 import json
+import os
 import random
 import site
 import time
@@ -29,25 +31,41 @@ def _grade_class(tmp: Path, isolation: str, attacks) -> dict:
     if isolation == "bwrap" and isolation_mode()[0] != "bwrap":
         return {"skipped": "bubblewrap is not available here"}
     marker = str(random.randrange(10**8, 10**9))
+    secret = f"fake-secret-{random.randrange(10**12, 10**13)}"
     submitted, out = tmp / "submitted", tmp / "out"
     site_dir = site.getsitepackages()[0]
+    sigtools = _sigtools_base64()
     for attack in attacks:
         def fill(text: str) -> str:
             return (text.replace("{MARKER}", marker).replace("{REPO}", str(support.REPO))
-                    .replace("{OUT}", str(out)).replace("{SITE}", site_dir))
+                    .replace("{OUT}", str(out)).replace("{SITE}", site_dir).replace("{SIGTOOLS}", sigtools))
         answers = {attack.target: fill(attack.source)} if attack.target and attack.source else {}
         added = [(after, fill(src)) for after, src in attack.added]
         support.write(support.submission(answers, added), submitted / attack.id / support.A01 / f"{support.A01}.ipynb")
     options = support.options(isolation=isolation)
     started = time.monotonic()
     already = set(support.my_descendants())  # helpers earlier tests of this worker left (resource tracker, Dask)
-    summary = run_batch(submitted, out, options, workers=2, progress=False)
+    os.environ["CONVLAB_FAKE_SECRET"] = secret  # the grader's environment: nothing of it may reach a result
+    try:
+        summary = run_batch(submitted, out, options, workers=2, progress=False)
+    finally:
+        del os.environ["CONVLAB_FAKE_SECRET"]
     time.sleep(2.5)  # the detached writer of "fake-results" would strike after 1.5 s
     reports = {a.id: json.loads((out / a.id / f"{support.A01}.json").read_text()) for a in attacks}
     return {"reports": reports, "errors": summary.errors, "seconds": time.monotonic() - started,
             "leftovers": support.leftover_processes(marker), "descendants": sorted(set(support.my_descendants()) - already),
-            "grades": (out / "grades.csv").read_text(), "out": str(out),
+            "grades": (out / "grades.csv").read_text(), "out": str(out), "secret": secret,
+            "leaked": sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                             if p.is_file() and secret.encode() in p.read_bytes()),
             "instructor": sorted(str(p.relative_to(out)) for p in (out / ".instructor").rglob("*") if p.is_file())}
+
+
+def _sigtools_base64() -> str:
+    """SciPy's compiled ``_sigtools`` (a ready-made 2-D convolution), as the sigtools attack carries it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("scipy.signal._sigtools")
+    return base64.b64encode(Path(spec.origin).read_bytes()).decode() if spec and spec.origin else ""
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +141,16 @@ def test_class_outputs_complete_and_untampered(request, fixture):
     assert ".instructor/seeds.jsonl" in result["instructor"]
     for report in result["reports"].values():
         assert "seed" not in json.dumps(report).lower()
+
+
+@pytest.mark.parametrize("fixture", ["graded", "graded_reduced"])
+def test_the_graders_environment_never_reaches_a_result(request, fixture):
+    result = request.getfixturevalue(fixture)
+    if "skipped" in result:
+        pytest.skip(result["skipped"])
+    if fixture == "graded":
+        assert "environ-leak" in result["reports"]
+    assert result["leaked"] == [], f"the grader's environment reached {result['leaked']}"
 
 
 def test_fake_result_files_never_land(graded):
