@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 RUN    := PATH="$(CURDIR)/$(BIN):$$PATH" PYTHONNOUSERSITE=1
 WORKERS ?= 2
 
-.PHONY: setup demo test test-fast release lock clean
+.PHONY: setup demo test test-fast release student-edition lock clean
 
 setup: $(STAMP)
 
@@ -34,9 +34,14 @@ release: setup
 	$(RUN) $(BIN)/python -m autograder.release
 	$(RUN) $(BIN)/python examples/make_examples.py
 
+# What students get, in dist/: the library's wheel (no solutions, secret or instructor tools) and the release
+# notebooks with a student README. Students never need this repository.
+student-edition: setup
+	$(RUN) $(BIN)/python -m autograder.edition
+
 lock: setup
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu//' > requirements.lock.tmp && \
 	  (sed -n '1,2p' requirements.txt; cat requirements.lock.tmp) > requirements.txt && rm requirements.lock.tmp
 
 clean:
-	rm -rf $(VENV) demo-results .pytest_cache
+	rm -rf $(VENV) demo-results .pytest_cache dist

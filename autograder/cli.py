@@ -28,7 +28,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cases-factor", type=int, default=10, metavar="K",
                    help="hidden cases per exercise: K times the notebook check's count (default: 10)")
     p.add_argument("--course", type=Path, default=None,
-                   help="course root holding solutions/<id>/<id>.ipynb (default: this repository)")
+                   help="course root holding solutions/<id>/<id>.ipynb (default: $CONVLAB_COURSE, else the "
+                        "nbgrader course directory: the working directory or a parent with nbgrader_config.py)")
     p.add_argument("--isolation", choices=("auto", "bwrap", "reduced"), default=None,
                    help="sandbox: bubblewrap, reduced (rlimits and a process group), or auto (default)")
     p.add_argument("--memory", type=int, default=2048, metavar="MiB", help="address-space limit (default 2048)")
@@ -39,6 +40,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args):
+    from .course import course_root
     from .isolation.grader import Options
     from .isolation.remote import Settings
     from .isolation.sandbox import Limits
@@ -47,9 +49,7 @@ def _options(args):
     settings = Settings(cell_timeout=args.cell_timeout, call_timeout=args.call_timeout,
                         limits=Limits(memory_bytes=args.memory << 20))
     options = Options(device=resolve_device(args.device), seed=args.seed, case_factor=args.cases_factor,
-                      isolation=args.isolation, settings=settings)
-    if args.course is not None:
-        options.course = args.course.resolve()
+                      isolation=args.isolation, settings=settings, course=course_root(args.course))
     return options
 
 

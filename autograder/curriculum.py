@@ -9,8 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CANDIDATES = (ROOT.parent / "shared" / "CURRICULUM.md", ROOT / "shared" / "CURRICULUM.md")
+from .course import find_course
 
 
 @dataclass(frozen=True)
@@ -21,7 +20,10 @@ class Entry:
 
 
 def find_contract() -> Path | None:
-    return next((p for p in CANDIDATES if p.is_file()), None)
+    """``shared/CURRICULUM.md`` beside the course root (or inside it), if there is one."""
+    root = find_course()
+    candidates = (root.parent / "shared" / "CURRICULUM.md", root / "shared" / "CURRICULUM.md") if root else ()
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def parse(text: str) -> list[Entry]:

@@ -1,7 +1,7 @@
-"""Loaders for the small real datasets shipped in ``datasets/`` (nothing is downloaded).
+"""Loaders for the small real datasets shipped as package data in ``autograder/data/`` (nothing is downloaded).
 
-``datasets/README.md`` lists each file's source, licence and sha256; :data:`FILES` holds the same sums and
-:func:`verify` checks them.
+``autograder/data/README.md`` (in the wheel too) lists each file's source, licence and sha256; :data:`FILES` holds
+the same sums and :func:`verify` checks them.
 
     >>> img = load_image("camera")          # (512, 512) float64 in [0, 1]
     >>> rgb = load_image("astronaut", gray=False)   # (512, 512, 3)
@@ -29,9 +29,10 @@ IMAGES = tuple(sorted(name[:-4] for name in FILES if name.endswith(".png")))
 
 
 def data_dir() -> Path:
-    """The datasets folder: ``$CONVLAB_DATASETS`` if set, else ``datasets/`` at the repository root."""
+    """The datasets folder: ``$CONVLAB_DATASETS`` if set (the grading sandbox binds them there), else the
+    package data beside this module, wherever the package is installed."""
     env = os.environ.get("CONVLAB_DATASETS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "datasets"
+    return Path(env) if env else Path(__file__).resolve().with_name("data")
 
 
 def path(filename: str) -> Path:

@@ -6,7 +6,6 @@ import re
 import numpy as np
 
 from autograder import datasets
-from tests.coursecopy import ROOT
 
 
 def test_every_file_matches_its_recorded_sha256():
@@ -14,12 +13,12 @@ def test_every_file_matches_its_recorded_sha256():
 
 
 def test_readme_documents_every_file_with_source_licence_and_sum():
-    readme = (ROOT / "datasets" / "README.md").read_text()
+    readme = (datasets.data_dir() / "README.md").read_text()
     for name, digest in datasets.FILES.items():
         row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}`")), None)
-        assert row, f"{name} missing from datasets/README.md"
+        assert row, f"{name} missing from autograder/data/README.md"
         assert digest in row and len(row.split("|")) >= 6
-    shipped = sorted(p.name for p in (ROOT / "datasets").iterdir() if p.name != "README.md")
+    shipped = sorted(p.name for p in datasets.data_dir().iterdir() if p.name != "README.md")
     assert shipped == sorted(datasets.FILES)
 
 

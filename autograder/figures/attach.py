@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..course import course_root
 from . import keyfigures
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -83,15 +82,17 @@ def embed(nb, figure: KeyFigure, png: bytes) -> None:
     cell["attachments"] = attachments
 
 
-def notebook_path(assignment: str, root: Path = ROOT) -> Path:
+def notebook_path(assignment: str, root: Path) -> Path:
     return root / "solutions" / assignment / f"{assignment}.ipynb"
 
 
-def main(root: Path = ROOT) -> None:
+def main(root: Path | None = None) -> None:
+    """Embed every key figure in the course's solution notebooks (the course: :mod:`autograder.course`)."""
     import matplotlib
     import nbformat
 
     matplotlib.use("Agg")
+    root = course_root(root)
     for assignment in sorted({f.assignment for f in KEY_FIGURES}):
         path = notebook_path(assignment, root)
         nb = nbformat.read(path, as_version=4)

@@ -1,7 +1,7 @@
 """Gradescope: build an autograder zip for one assignment.
 
 ``python -m autograder gradescope ASSIGNMENT --out autograder.zip`` packs what the isolated grader needs (the
-``autograder`` package, the assignment's pristine source notebook, ``datasets/``, the pinned requirements) with
+``autograder`` package with its datasets, the assignment's pristine source notebook, the pinned requirements) with
 Gradescope's two entry points:
 
 - ``setup.sh`` (run once when the image is built): bubblewrap, Python 3.11 and a virtual environment with the
@@ -19,7 +19,8 @@ import stat
 import zipfile
 from pathlib import Path
 
-from ..release import ROOT, assignment_ids
+from ..course import course_root
+from ..release import assignment_ids
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope image set-up for convlab ({assignment}).
@@ -57,15 +58,16 @@ cd "$COURSE"
 """
 
 
-def build(assignment: str, out: Path, course: Path = ROOT) -> Path:
+def build(assignment: str, out: Path, course: Path | None = None) -> Path:
     """Write the autograder zip for ``assignment`` to ``out``; returns ``out``."""
+    course = course_root(course)
     if assignment not in assignment_ids(course):
         raise ValueError(f"unknown assignment {assignment!r}; known: {', '.join(assignment_ids(course))}")
     files: list[tuple[Path, str]] = []
-    for pattern in ("autograder/**/*.py", "datasets/*"):
+    for pattern in ("autograder/**/*.py", "autograder/data/*", "edition/**/*.*"):
         files += [(p, f"convlab/{p.relative_to(course)}") for p in sorted(course.glob(pattern))
-                  if "__pycache__" not in p.parts]
-    for name in ("pyproject.toml", "requirements.txt", "README.md"):
+                  if "__pycache__" not in p.parts and p.is_file()]
+    for name in ("pyproject.toml", "setup.py", "requirements.txt", "README.md"):
         files.append((course / name, f"convlab/{name}"))
     source = course / "solutions" / assignment / f"{assignment}.ipynb"
     files.append((source, f"convlab/solutions/{assignment}/{assignment}.ipynb"))
@@ -95,10 +97,11 @@ def add_command(sub, add_common, options_from_args) -> None:
     p = sub.add_parser("gradescope", help="build a Gradescope autograder zip for one assignment")
     p.add_argument("assignment", metavar="ASSIGNMENT")
     p.add_argument("--out", required=True, type=Path, metavar="autograder.zip")
-    p.add_argument("--course", type=Path, default=ROOT, help="course root (default: this repository)")
+    p.add_argument("--course", type=Path, default=None,
+                   help="course root (default: $CONVLAB_COURSE or the nbgrader course directory)")
 
     def cmd(args) -> int:
-        out = build(args.assignment, args.out, args.course.resolve())
+        out = build(args.assignment, args.out, args.course)
         print(f"wrote {out}: upload it as the assignment's autograder (Gradescope runs setup.sh, then "
               "run_autograder per submission)")
         return 0

@@ -114,9 +114,9 @@ def add_command(sub, add_common, options_from_args) -> None:
     add_common(p)
 
     def cmd(args) -> int:
-        from ..release import ROOT
+        from ..course import course_root
 
-        course = (args.course or ROOT).resolve()
+        course = course_root(args.course)
         outcome = run(args.assignment, course, options_from_args(args))
         for student, score in sorted(outcome.scores.items()):
             print(f"{student}: {score:g}")

@@ -11,9 +11,7 @@ import json
 from pathlib import Path
 
 from .batch import run_batch
-from .grader import REPO, Options
-
-EXAMPLES = REPO / "examples" / "submitted"
+from .grader import Options
 
 
 def run_demo(out: Path | None, options: Options, workers: int | None = None) -> int:
@@ -21,12 +19,13 @@ def run_demo(out: Path | None, options: Options, workers: int | None = None) -> 
     from rich.table import Table
 
     console = Console()
-    if not EXAMPLES.is_dir():
-        console.print(f"no example submissions in {EXAMPLES} (run: python examples/make_examples.py)")
+    examples = Path(options.course) / "examples" / "submitted"
+    if not examples.is_dir():
+        console.print(f"no example submissions in {examples} (run: python examples/make_examples.py)")
         return 1
     out = out or Path.cwd() / "demo-results"
-    console.print(f"Grading the example class in {EXAMPLES.relative_to(REPO)} into {out} ...")
-    summary = run_batch(EXAMPLES, out, options, workers=workers, fresh=True)  # a demo always grades
+    console.print(f"Grading the example class in {examples.relative_to(options.course)} into {out} ...")
+    summary = run_batch(examples, out, options, workers=workers, fresh=True)  # a demo always grades
     table = Table(title=f"convlab demo: {summary.graded} submissions graded in {summary.seconds:.1f} s "
                         f"({summary.isolation})")
     for col in ("student", "assignment", "score", "tests passed"):

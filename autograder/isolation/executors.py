@@ -39,17 +39,19 @@ EXECUTORS = ("local", "dask")
 
 def options_to_plain(options, remote: bool = False) -> dict:
     """The grading options as plain data. ``remote``: the course root travels only when it is not this
-    repository's (a worker grades with its own checkout of the course, checked against this one's hashes)."""
-    from .grader import REPO
+    process's default course (a worker grades with its own, ``$CONVLAB_COURSE`` or its nbgrader course directory,
+    checked against this one's hashes)."""
+    from ..course import find_course
 
     course = Path(options.course).resolve()
     return {"device": options.device, "case_factor": options.case_factor, "isolation": options.isolation,
             "settings": dataclasses.asdict(options.settings), "shrink_budget": options.shrink_budget,
             "notebook_budget": options.notebook_budget,
-            "course": None if remote and course == REPO.resolve() else str(course)}
+            "course": None if remote and course == find_course() else str(course)}
 
 
 def options_from_plain(plain: dict):
+    from ..course import course_root
     from ..oracle import resolve_device
     from .grader import Options
     from .remote import Settings
@@ -59,9 +61,8 @@ def options_from_plain(plain: dict):
     limits = Limits(**settings.pop("limits"))
     options = Options(device=resolve_device(plain["device"]), case_factor=plain["case_factor"],
                       isolation=plain["isolation"], settings=Settings(**settings, limits=limits),
-                      shrink_budget=plain["shrink_budget"], notebook_budget=plain["notebook_budget"])
-    if plain.get("course"):
-        options.course = Path(plain["course"])
+                      shrink_budget=plain["shrink_budget"], notebook_budget=plain["notebook_budget"],
+                      course=course_root(plain.get("course")))
     return options
 
 

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import registry
-from ..cases import Case, hidden_cases, visible_cases
 from ..attribution import attribute_report
+from ..cases import Case, hidden_cases, visible_cases
+from ..course import course_root
 from ..engine import ExerciseResult, PartResult, grade_exercise
 from ..forbidden import scan_source
 from ..outcome import EXCEPTION, GRADER_ERROR, NOT_IMPLEMENTED, NOTEBOOK_UNREADABLE, TIMEOUT
@@ -35,8 +36,6 @@ from . import sandbox, scratch, submission
 from .remote import SessionFailed, Settings, WorkerSession
 from .submission import NotebookError, Program
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @dataclass
 class Options:
@@ -45,7 +44,7 @@ class Options:
     device: str = "cpu"
     seed: int | None = None
     case_factor: int = 10
-    course: Path = REPO
+    course: Path = field(default_factory=course_root)  # --course, $CONVLAB_COURSE or nbgrader's
     isolation: str | None = None         # auto | bwrap | reduced (default: $CONVLAB_ISOLATION or auto)
     settings: Settings = field(default_factory=Settings)
     shrink_budget: int = 80

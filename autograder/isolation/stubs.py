@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import forbidden
+from ..datasets import data_dir
 from . import manifest
 from .interpreter import site_dirs
 
 PACKAGE = Path(__file__).resolve().parents[1]          # autograder/
-REPO = PACKAGE.parent
 PROFILES = ("scratch", "torch")
 
 _STUB_INIT = '''"""Stand-in for convlab's grader package inside the grading sandbox.
@@ -232,6 +232,6 @@ def layout() -> Layout:
     for p in root.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     root.chmod(0o755)
-    datasets = REPO / "datasets"
+    datasets = data_dir()
     _LAYOUT = Layout(root, datasets if datasets.is_dir() else None, stubbed)
     return _LAYOUT
