@@ -28,22 +28,28 @@ def add_command(sub) -> None:
     r.add_argument("--submitted", type=Path, default=None, metavar="SUBMITTED_DIR",
                    help="the submissions, for similar answers (default: the folder the batch graded)")
     r.add_argument("--course", type=Path, default=None,
-                   help="course root with solutions/ and assignments/ (default: this repository)")
+                   help="course root with solutions/ and assignments/ (default: $CONVLAB_COURSE or nbgrader's "
+                        "course directory)")
     r.add_argument("--similarity", type=float, default=similarity.THRESHOLD, metavar="T",
                    help=f"list answer pairs at least this similar, 0..1 (default {similarity.THRESHOLD})")
     r.set_defaults(func=cmd_report)
 
 
 def _similar(run, args, report: dict) -> None:
-    from ..isolation.grader import REPO
+    from ..course import CourseNotFound, course_root
 
     submitted = args.submitted or run.submitted
     if submitted is None or not Path(submitted).is_dir():
         report["notes"].append(f"similar answers not checked: the submissions were not found at {submitted} "
                                "(use --submitted)")
         return
+    try:
+        course = course_root(args.course)
+    except CourseNotFound as exc:
+        report["notes"].append(f"similar answers not checked: {exc}")
+        return
     exercises = {aid: list(a["exercises"]) for aid, a in report["assignments"].items()}
-    found = similarity.similar_answers(run, args.course or REPO, submitted, exercises, args.similarity)
+    found = similarity.similar_answers(run, course, submitted, exercises, args.similarity)
     for aid, sim in found.items():
         report["assignments"][aid]["similar_answers"] = sim
 
