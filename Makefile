@@ -8,6 +8,13 @@ STAMP  := $(VENV)/.installed
 # nbgrader calls `alembic` by name: the venv's bin/ must be on PATH.
 RUN    := PATH="$(CURDIR)/$(BIN):$$PATH" PYTHONNOUSERSITE=1
 WORKERS ?= 2
+# Where the CPU build of torch comes from. Empty: the configured indexes (this course's machines mirror the CPU
+# build). On a machine with internet and no GPU: `make setup TORCH_INDEX=cpu` (PyTorch's CPU wheel index), or any
+# index URL; without it, PyPI's torch wheel for Linux pulls CUDA libraries that the lock does not list.
+TORCH_INDEX ?=
+CPU_TORCH_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL := $(if $(filter cpu,$(TORCH_INDEX)),$(CPU_TORCH_INDEX),$(TORCH_INDEX))
+PIP_INDEX := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 
 .PHONY: setup demo test test-fast release student-edition lock clean
 
@@ -15,7 +22,7 @@ setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_INDEX) -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(RUN) $(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (convlab)" >/dev/null
 	touch $@

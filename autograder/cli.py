@@ -1,10 +1,15 @@
 """``python -m autograder``: tamper-proof isolated grading.
 
     python -m autograder grade NOTEBOOK [NOTEBOOK ...] --out RESULT.json [--device cpu|cuda|auto]
-                               [--format json|junit|md|table]
+                               [--format json|junit|md|table] [--strict-isolation]
     python -m autograder batch SUBMITTED_DIR --out OUT_DIR [--workers N] [--device ...] [--fresh]
                                [--executor local|dask] [--scheduler ADDRESS]
     python -m autograder demo [--out DIR]
+    common: [--seed N | --new-seed] [--partial-credit [EXERCISE=]proportional|all-or-nothing]
+            [--isolation auto|bwrap|reduced] [--allow-reduced-isolation]
+
+Hidden cases use one seed per assignment, derived from the course secret (autograder.seeds), so every path gives
+the same notebook the same score; the seed is recorded only in the instructor's files.
 
 Student code runs in a sandbox (bubblewrap when present); the oracle, the cases and the comparison stay in this
 process. Exit status 0 when grading completed, whatever the scores; 1 when the grader itself failed; 2 for a
@@ -24,7 +29,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                    help="where the torch oracle runs (default: cpu)")
     p.add_argument("--seed", type=int, default=None,
-                   help="secret seed of the hidden cases (default: a fresh one, recorded for the instructor)")
+                   help="seed of the hidden cases (default: the assignment's seed derived from the course secret; "
+                        "recorded for the instructor only)")
+    p.add_argument("--new-seed", action="store_true",
+                   help="a deliberate new draw of hidden cases for this run (recorded for the instructor)")
+    p.add_argument("--partial-credit", action="append", default=[], metavar="[EXERCISE=]MODE",
+                   help="proportional (default) or all-or-nothing, for every exercise or one (repeatable)")
+    p.add_argument("--allow-reduced-isolation", action="store_true",
+                   help="accept reduced isolation where bubblewrap is unusable (also CONVLAB_ALLOW_REDUCED=1)")
     p.add_argument("--cases-factor", type=int, default=10, metavar="K",
                    help="hidden cases per exercise: K times the notebook check's count (default: 10)")
     p.add_argument("--course", type=Path, default=None,
@@ -39,17 +51,40 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="wall-clock limit of one notebook cell (default 30)")
 
 
+def _seed_choice(args) -> tuple[int | None, str]:
+    """``(override, origin)`` from ``--seed`` / ``--new-seed`` (None: the course seed of each assignment)."""
+    from .seeds import new_draw
+
+    if args.seed is not None and args.new_seed:
+        raise ValueError("--seed and --new-seed exclude each other")
+    if args.new_seed:
+        return new_draw(), "new draw (--new-seed)"
+    return args.seed, ("--seed" if args.seed is not None else "")
+
+
+def guard_isolation(args, strict: bool) -> None:
+    """Print (and, when ``strict``, refuse) reduced isolation: :mod:`autograder.isolation.guard`."""
+    from .isolation.guard import check
+
+    check(args.isolation, strict=strict or getattr(args, "strict_isolation", False),
+          allow_reduced=getattr(args, "allow_reduced_isolation", False))
+
+
 def _options(args):
     from .course import course_root
     from .isolation.grader import Options
     from .isolation.remote import Settings
+    from .scoring import CreditPolicy
     from .isolation.sandbox import Limits
     from .oracle import resolve_device
 
     settings = Settings(cell_timeout=args.cell_timeout, call_timeout=args.call_timeout,
                         limits=Limits(memory_bytes=args.memory << 20))
-    options = Options(device=resolve_device(args.device), seed=args.seed, case_factor=args.cases_factor,
-                      isolation=args.isolation, settings=settings, course=course_root(args.course))
+    seed, origin = _seed_choice(args)
+    options = Options(device=resolve_device(args.device), seed=seed, seed_origin=origin,
+                      case_factor=args.cases_factor, isolation=args.isolation, settings=settings,
+                      partial_credit=tuple(CreditPolicy.parse(args.partial_credit).as_specs()),
+                      course=course_root(args.course))
     return options
 
 
@@ -58,17 +93,21 @@ def cmd_grade(args) -> int:
 
     from .isolation import report
     from .isolation.grader import grade
+    from .seeds import describe as seeds_describe
 
     missing = [p for p in args.notebooks if not Path(p).exists()]
     if missing:
         print(f"error: no such notebook: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    result = grade([Path(p) for p in args.notebooks], _options(args), assignment=args.assignment)
+    guard_isolation(args, strict=False)
+    options = _options(args)
+    result = grade([Path(p) for p in args.notebooks], options, assignment=args.assignment)
     out = Path(args.out)
     report.atomic_write(out, report.render(result, args.format))
     sidecar = out.with_name(out.name + ".instructor.json")
     report.atomic_write(sidecar, json.dumps(report.instructor_record(
-        result, command="grade", notebooks_given=[str(p) for p in args.notebooks]), indent=2) + "\n")
+        result, command="grade", notebooks_given=[str(p) for p in args.notebooks],
+        seed_source=seeds_describe(options.seed, options.seed_origin)), indent=2) + "\n")
     if not args.quiet:
         report.render_table(result, Console(stderr=False), feedback=False)
         print(f"wrote {out} ({args.format}); seed and logs for the instructor: {sidecar}")
@@ -88,6 +127,7 @@ def cmd_batch(args) -> int:
     if args.executor == "dask" and not args.scheduler:
         print("error: --executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786)", file=sys.stderr)
         return 2
+    guard_isolation(args, strict=False)
     device = args.device
     if args.executor == "dask":
         args.device = "cpu"         # resolved where the grading runs: on the Dask workers
@@ -113,6 +153,7 @@ def cmd_batch(args) -> int:
 def cmd_demo(args) -> int:
     from .isolation.demo import run_demo
 
+    guard_isolation(args, strict=True)      # `make demo` shows the real thing, or says why not
     return run_demo(Path(args.out) if args.out else None, _options(args), workers=args.workers)
 
 
@@ -126,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=("json", "junit", "md", "table"), default="json")
     g.add_argument("--assignment", default=None, help="assignment id (default: recognised from the notebook)")
     g.add_argument("--quiet", action="store_true", help="print nothing on success")
+    g.add_argument("--strict-isolation", action="store_true",
+                   help="refuse to grade with reduced isolation unless explicitly allowed (what templates use)")
     _add_common(g)
     g.set_defaults(func=cmd_grade)
 
@@ -139,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="the Dask scheduler, e.g. tcp://10.0.0.5:8786 (with --executor dask)")
     b.add_argument("--fresh", action="store_true",
-                   help="ignore earlier results and the earlier seed in OUT_DIR: regrade everything")
+                   help="ignore earlier results and an earlier deliberate draw in OUT_DIR: regrade everything "
+                        "(on the course seeds, or a new draw with --new-seed)")
     b.add_argument("--quiet", action="store_true")
     _add_common(b)
     b.set_defaults(func=cmd_batch)
@@ -167,6 +211,8 @@ def _integration_commands(sub) -> None:
     except ImportError:
         return
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name.endswith("_preprocessor"):
+            continue            # loaded by nbgrader itself (nbgrader_config.py), not a command
         try:
             module = importlib.import_module(f"{package.__name__}.{info.name}")
         except ImportError:
@@ -184,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (RuntimeError, ValueError, OSError) as exc:
+    except (RuntimeError, ValueError, OSError) as exc:   # includes a refused reduced isolation
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

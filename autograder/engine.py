@@ -16,6 +16,7 @@ from .compare import PlainList, compare, describe_value
 from .diagnose import error_hint, generic_hint, matching_misconception
 from .oracle import exact_numerics, run_reference
 from .outcome import FORBIDDEN_API, NEEDS_CORRECT_ANSWER, NOT_IMPLEMENTED, TIMEOUT, failure_of
+from .scoring import correctness_points, raised_everywhere
 from .shrink import shrink
 from .spec import RAISES, Exercise
 
@@ -111,7 +112,7 @@ def _try(ex: Exercise, answer: Answer, case: Case, device: str) -> _Trial:
     outcome = answer(case.call)
     if expected is RAISES:
         if outcome.raised:  # the right answer: recorded as a passing outcome
-            return _Trial(case, expected, replace(outcome, error=None, raised=False, where=""))
+            return _Trial(case, expected, replace(outcome, error=None, where=""))   # raised: kept (scoring)
         got = outcome.error if not outcome.ok else f"it returned {describe_value(outcome.value)}"
         return _Trial(case, expected, replace(outcome, error=None),
                       f"PyTorch rejects these arguments, so your function should raise an exception; {got}")
@@ -195,13 +196,14 @@ def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], devic
     """Run every case; points are proportional to the cases passed. Feedback explains the first failure."""
     trials = _run_cases(ex, answer, cases, device)
     passed = sum(t.passed for t in trials)
-    score = round(ex.points * passed / len(trials), 4) if trials else 0.0
+    score = correctness_points(ex.points, passed, len(trials), raised_everywhere(t.outcome for t in trials))
     head = f"{ex.name}: {passed}/{len(trials)} {label}cases passed, {score:g}/{ex.points:g} points"
     failures = [t for t in trials if not t.passed]
     if not failures:
         lines = [f"\u2714 {head}"]
     else:
-        stub = _not_implemented(ex, failures, len(trials))
+        # an answer that raised on every case scores 0 (scoring.py), its must-raise cases included
+        stub = _not_implemented(ex, failures, len(failures) if score == 0 else len(trials))
         if stub:
             return PartResult(ex.name, 0.0, ex.points, stub, 0, len(trials), NOT_IMPLEMENTED)
         if failures[0].outcome.timed_out:

@@ -55,9 +55,13 @@ DYNAMIC = ("__import__", "importlib", "exec", "eval", "compile")
 FROM_SCRATCH = FORBIDDEN_MODULES + FORBIDDEN_CALLS
 
 
+#: allowed although inside a forbidden module: students re-running the notebook's checks (not the oracle)
+ALLOWED = ("autograder.check", "autograder.check.check")
+
+
 def is_forbidden(dotted: str, names: Iterable[str] = FROM_SCRATCH) -> bool:
     """Whether ``dotted`` (e.g. ``scipy.signal.correlate2d``) is one of ``names`` or inside one of them."""
-    return any(dotted == n or dotted.startswith(n + ".") for n in names)
+    return dotted not in ALLOWED and any(dotted == n or dotted.startswith(n + ".") for n in names)
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -95,7 +99,7 @@ def scan_source(source: str, names: Iterable[str] = FROM_SCRATCH) -> list[str]:
             for a in node.names:
                 full = f"{node.module}.{a.name}"
                 aliases[a.asname or a.name] = full
-                if is_forbidden(full, names) or is_forbidden(node.module, names):
+                if is_forbidden(full, names) or (full not in ALLOWED and is_forbidden(node.module, names)):
                     flag(f"from {node.module} import {a.name}")
     for node in ast.walk(tree):
         if isinstance(node, (ast.Attribute, ast.Name)) and isinstance(getattr(node, "ctx", None), ast.Load):

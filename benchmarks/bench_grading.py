@@ -83,8 +83,11 @@ def run_nbgrader(course: Path, assignment: str) -> tuple[float, dict]:
     subprocess.run([*nbgrader, "generate_assignment", assignment, "--force", "--quiet"], cwd=course, env=env,
                    check=True)
     start = time.perf_counter()
-    proc = subprocess.run([*nbgrader, "autograde", assignment, "--force"], cwd=course, env=env,
-                          capture_output=True, text=True)
+    from autograder.integrations.nbgrader_preprocessor import in_kernel_arguments
+
+    # the course config grades in isolation; the baseline measured here is nbgrader's own in-kernel pipeline
+    proc = subprocess.run([*nbgrader, "autograde", assignment, "--force", *in_kernel_arguments()], cwd=course,
+                          env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)

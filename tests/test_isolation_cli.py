@@ -150,7 +150,9 @@ def test_batch_grades_a_class(tmp_path):
         assert "seed" not in json.dumps(report).lower()
     assert "no notebook was submitted" in (out / "carol" / f"{support.A01}.json").read_text()
     seeds = [json.loads(line) for line in (out / ".instructor" / "seeds.jsonl").read_text().splitlines()]
-    assert len(seeds) == 1 and isinstance(seeds[0]["seed"], int)
+    assert len(seeds) == 1 and isinstance(seeds[0]["seeds"][support.A01], int)   # the course seed
+    assert {s: rows[s]["status"] for s in rows} == {"alice": "graded", "bob": "graded", "carol": "missing",
+                                                     "dave": "unreadable"}
     assert oct((out / ".instructor").stat().st_mode & 0o777) == "0o700"
 
 

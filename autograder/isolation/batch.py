@@ -1,15 +1,16 @@
 """Grade a class: ``SUBMITTED_DIR/<student>/<assignment>/<notebook>.ipynb`` (nbgrader's layout).
 
 Writes ``OUT_DIR/<student>/<assignment>.json`` (Gradescope schema) for each submission and ``OUT_DIR/grades.csv``;
-the instructor-only records (the secret seed of the run, per-submission logs and keys) go to ``OUT_DIR/.instructor/``.
+the instructor-only records (the seeds of the run, per-submission logs and keys) go to ``OUT_DIR/.instructor/``.
 All files are written atomically by this process; submissions are graded by an executor (:mod:`.executors`): this
 process, a local pool of processes, or a Dask cluster. A progress bar shows on a terminal.
 
 Interruptions (:mod:`.resume`): a batch holds an exclusive lock on ``OUT_DIR`` (a second one is refused), and each
 result is recorded with the content hash of the notebooks it graded and the hash of the run's settings. Running the
 same command again after Ctrl-C, ``kill -9`` or a crash regrades only what is missing, changed (a notebook's bytes)
-or failed in the grader; finished unchanged results are reused as they are (same file, same ``result_id``). The
-seed of the previous run in ``OUT_DIR`` is kept unless ``--seed`` or ``fresh`` says otherwise, so that the whole class
+or failed in the grader; finished unchanged results are reused as they are (same file, same ``result_id``). Each
+assignment is graded on its course seed (:mod:`autograder.seeds`), like ``grade``; a deliberate draw (``--seed``,
+``--new-seed``) of the previous run in ``OUT_DIR`` is kept unless ``fresh`` says otherwise, so that the whole class
 is graded on the same cases. ``grades.csv`` is rebuilt from the per-student files at the end of every complete run
 (and removed while a run that has work to do is under way): when it exists, it matches them.
 """
@@ -30,11 +31,11 @@ from pathlib import Path
 from typing import Callable
 
 from .. import registry
-from ..seeds import fresh_seed
-from . import report, resume, scratch, stubs
+from .. import seeds as seed_policy
+from . import report, resume, scratch, selection, stubs
 from .executors import make_executor, options_to_plain
 from .grader import Options
-from .jobs import Job, empty_result, grade_job  # noqa: F401 - Job and grade_job are part of this module's API
+from .jobs import Job, empty_result, grade_job, job_seed  # noqa: F401 - Job and grade_job are part of this module's API
 
 
 @dataclass
@@ -45,7 +46,7 @@ class BatchSummary:
     seconds: float = 0.0
     isolation: str = ""
     errors: list[str] = field(default_factory=list)
-    seed: int = 0
+    seed: dict = field(default_factory=dict)   # assignment -> seed
     submissions: int = 0
     executor: str = ""
     seed_reused: bool = False
@@ -72,10 +73,10 @@ def discover(submitted: Path) -> list[Job]:
 def _csv(rows: list[dict], tests: list[str]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["student", "assignment", "score", "max_score", "status", *tests])
+    writer.writerow(["student", "assignment", "score", "max_score", "status", *tests, "flags"])
     for row in rows:
         writer.writerow([row["student"], row["assignment"], f"{row['score']:g}", f"{row['max_score']:g}",
-                         row["status"], *[row["tests"].get(t, "") for t in tests]])
+                         row["status"], *[row["tests"].get(t, "") for t in tests], row["flags"]])
     return buf.getvalue()
 
 
@@ -124,10 +125,11 @@ def _row(out: Path, job: Job) -> dict:
     record = resume.load_json(resume.record_path(out, job.student, job.assignment)) or {}
     if not isinstance(res, dict):
         return {"student": job.student, "assignment": job.assignment, "score": 0.0, "max_score": 0.0,
-                "status": "missing", "tests": {}}
+                "status": "no result", "flags": "", "tests": {}}
+    status = selection.GRADER_ERROR if record.get("errors") else record.get("status", selection.GRADED)
     return {"student": job.student, "assignment": job.assignment, "score": res["score"],
-            "max_score": res["extra_data"]["max_score"],
-            "status": "grader error" if record.get("errors") else "graded",
+            "max_score": res["extra_data"]["max_score"], "status": status,
+            "flags": "; ".join(report.record_flags(record)),
             "tests": {t["name"]: f"{t['score']:g}" for t in res["tests"]}}
 
 
@@ -157,13 +159,21 @@ def _prepare_output(out: Path) -> Path:
     return private
 
 
-def choose_seed(options: Options, state: dict) -> tuple[int, bool]:
-    """``(seed, whether the previous run's seed is kept)``: ``--seed``, else the previous run's, else fresh."""
+def choose_seed(options: Options, state: dict) -> tuple[int | None, bool]:
+    """``(override, whether the previous run's draw is kept)``: ``--seed``/``--new-seed``, else the previous run's
+    deliberate draw, else None (each assignment's course seed)."""
     if options.seed is not None:
         return options.seed, False
     if isinstance(state.get("seed"), int):
         return state["seed"], True
-    return fresh_seed(), False
+    return None, False
+
+
+def batch_seeds(options: Options, override: int | None, jobs: list[Job]) -> dict[str, int]:
+    """``{assignment: seed}`` for every known assignment in ``jobs`` (:mod:`autograder.seeds`)."""
+    known = registry.assignments()
+    return {aid: seed_policy.grading_seed(options.course, aid, override)
+            for aid in sorted({j.assignment for j in jobs}) if aid in known}
 
 
 def plan(jobs: list[Job], out: Path, settings: str, fresh: bool) -> tuple[list[tuple[Job, str]], int]:
@@ -192,7 +202,7 @@ class Recorder:
 
     out: Path
     options: Options
-    seed: int
+    seed: dict                      # assignment -> seed
     mode: str
     settings: str
     todo: list[tuple[Job, str]]
@@ -205,7 +215,7 @@ class Recorder:
     def __call__(self, task: dict, outcome) -> None:
         job, expected = self.keys[(task["student"], task["assignment"])]
         if isinstance(outcome, BaseException):
-            outcome = _failure(job, self.options, self.seed, self.mode, outcome)
+            outcome = _failure(job, self.options, job_seed(self.seed, job), self.mode, outcome)
         res = outcome["results"]
         result_id = uuid.uuid4().hex
         res.setdefault("extra_data", {})["result_id"] = result_id
@@ -272,7 +282,7 @@ def _start_engine(executor: str, workers: int | None, scheduler, lock, options: 
     return engine
 
 
-def _describe(summary: BatchSummary, engine, jobs: list[Job], seed: int) -> tuple[str, list[str]]:
+def _describe(summary: BatchSummary, engine, jobs: list[Job], seed: dict) -> tuple[str, list[str]]:
     modes = sorted(engine.modes)
     mode = modes[0] if len(modes) == 1 else "mixed"
     summary.students, summary.seed, summary.submissions = len({j.student for j in jobs}), seed, len(jobs)
@@ -291,9 +301,10 @@ def _announce(summary: BatchSummary, out: Path, todo: list, jobs: list, say) -> 
             (out / "grades.csv").unlink()   # back once this run is complete, consistent with the files
 
 
-def _log_seed(private: Path, summary: BatchSummary, submitted: Path, options: Options, todo: list) -> None:
+def _log_seed(private: Path, summary: BatchSummary, submitted: Path, options: Options, todo: list,
+              seed_state: dict) -> None:
     with open(private / "seeds.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"time": _now(), "seed": summary.seed, "submitted": str(submitted),
+        fh.write(json.dumps({"time": _now(), **seed_state, "submitted": str(submitted),
                              "cases_factor": options.case_factor, "submissions": summary.submissions,
                              "to_grade": len(todo), "reused": summary.reused, "seed_kept": summary.seed_reused,
                              "executor": summary.executor}) + "\n")
@@ -304,19 +315,22 @@ def _run(submitted: Path, out: Path, private: Path, options: Options, engine, fr
     """The body of :func:`run_batch`, once the output is locked and the executor started."""
     resume.remove_partial_writes(out)
     jobs = discover(submitted)
-    seed, summary.seed_reused = choose_seed(options, {} if fresh else resume.read_state(out))
+    override, summary.seed_reused = choose_seed(options, {} if fresh else resume.read_state(out))
+    seed = batch_seeds(options, override, jobs)
+    seed_state = {"seed": override, "seeds": seed, "seed_source": seed_policy.describe(
+        override, "resumed draw" if summary.seed_reused else options.seed_origin)}
     mode, modes = _describe(summary, engine, jobs, seed)
     settings = resume.settings_key(options, seed, "+".join(modes))
     todo, summary.reused = plan(jobs, out, settings, fresh)
     _announce(summary, out, todo, jobs, say)
-    _write_state(private, seed=seed, settings=settings, submitted=str(submitted), complete=False, started=_now(),
+    _write_state(private, **seed_state, settings=settings, submitted=str(submitted), complete=False, started=_now(),
                  executor=summary.executor)
-    _log_seed(private, summary, submitted, options, todo)
+    _log_seed(private, summary, submitted, options, todo, seed_state)
     grade_all(engine, Recorder(out, options, seed, mode, settings, todo, summary, say), options, executor, progress)
     rows = write_grades(out, jobs)
-    summary.errors += [f"{r['student']}/{r['assignment']}: no result" for r in rows if r["status"] == "missing"]
+    summary.errors += [f"{r['student']}/{r['assignment']}: no result" for r in rows if r["status"] == "no result"]
     summary.seconds = time.monotonic() - start
-    _write_state(private, seed=seed, settings=settings, submitted=str(submitted), complete=True, finished=_now(),
+    _write_state(private, **seed_state, settings=settings, submitted=str(submitted), complete=True, finished=_now(),
                  executor=summary.executor, graded=summary.graded, reused=summary.reused)
 
 

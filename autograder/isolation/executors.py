@@ -46,7 +46,7 @@ def options_to_plain(options, remote: bool = False) -> dict:
     course = Path(options.course).resolve()
     return {"device": options.device, "case_factor": options.case_factor, "isolation": options.isolation,
             "settings": dataclasses.asdict(options.settings), "shrink_budget": options.shrink_budget,
-            "notebook_budget": options.notebook_budget,
+            "notebook_budget": options.notebook_budget, "partial_credit": list(options.partial_credit),
             "course": None if remote and course == find_course() else str(course)}
 
 
@@ -62,6 +62,7 @@ def options_from_plain(plain: dict):
     options = Options(device=resolve_device(plain["device"]), case_factor=plain["case_factor"],
                       isolation=plain["isolation"], settings=Settings(**settings, limits=limits),
                       shrink_budget=plain["shrink_budget"], notebook_budget=plain["notebook_budget"],
+                      partial_credit=tuple(plain.get("partial_credit", ())),
                       course=course_root(plain.get("course")))
     return options
 

@@ -10,7 +10,8 @@ scipy.ndimage do not exist, torch exercises where torch exists without its fusio
 both is executed once in each.
 
 Many more cases are checked than in the notebook: the visible set plus ``case_factor`` times as many hidden cases
-as the notebook's own hidden check uses, drawn from a fresh secret seed unless one is given.
+as the notebook's own hidden check uses, drawn from the assignment's course seed (:mod:`autograder.seeds`)
+unless one is given; points follow :mod:`autograder.scoring`.
 """
 from __future__ import annotations
 
@@ -23,16 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .. import registry
+from .. import registry, scoring, seeds
 from ..attribution import attribute_report
 from ..cases import Case, hidden_cases, visible_cases
 from ..course import course_root
 from ..engine import ExerciseResult, PartResult, grade_exercise
 from ..forbidden import scan_source
 from ..outcome import EXCEPTION, GRADER_ERROR, NOT_IMPLEMENTED, NOTEBOOK_UNREADABLE, TIMEOUT
-from ..seeds import fresh_seed
+from ..integrity import notebook_flags
 from ..spec import Exercise
-from . import sandbox, scratch, submission
+from . import sandbox, scratch, selection, submission
 from .remote import SessionFailed, Settings, WorkerSession
 from .submission import NotebookError, Program
 
@@ -42,13 +43,16 @@ class Options:
     """How to grade. ``course`` is the course root holding ``solutions/<id>/<id>.ipynb``."""
 
     device: str = "cpu"
-    seed: int | None = None
+    seed: int | None = None              # None: each assignment's course seed (autograder.seeds)
+    seed_origin: str = ""                # why ``seed`` was given (--seed, --new-seed), for the records
     case_factor: int = 10
     course: Path = field(default_factory=course_root)  # --course, $CONVLAB_COURSE or nbgrader's
     isolation: str | None = None         # auto | bwrap | reduced (default: $CONVLAB_ISOLATION or auto)
     settings: Settings = field(default_factory=Settings)
     shrink_budget: int = 80
     notebook_budget: float = 900.0
+    partial_credit: tuple[str, ...] = ()  # autograder.scoring.CreditPolicy specs (default: proportional)
+    public_cases: bool = False           # student edition: a public seed, provisional points
 
 
 @dataclass
@@ -57,6 +61,11 @@ class NotebookResult:
     assignment: str | None
     exercises: list[ExerciseResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)          # for the student
+    seed: int | None = None                                 # for the instructor only
+    recognised: str | None = None                           # the assignment the content looks like
+    unreadable: bool = False                                # not a notebook that could be read
+    flags: list[str] = field(default_factory=list)          # integrity flags, for the instructor only
+    faults: dict[str, str] = field(default_factory=dict)    # cell -> what the sandbox did to it
     grader_errors: list[str] = field(default_factory=list)  # internal failures (exit status != 0)
     cases: dict[str, int] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)            # for the instructor only
@@ -196,7 +205,10 @@ def _profile(ex: Exercise) -> str:
 # ------------------------------------------------------------------------------------------ grading
 
 def source_notebook(course: Path, assignment: str) -> Path:
-    return Path(course) / "solutions" / assignment / f"{assignment}.ipynb"
+    """The pristine instructor cells: the source notebook, or the release where no solutions are shipped."""
+    source = Path(course) / "solutions" / assignment / f"{assignment}.ipynb"
+    release = Path(course) / "assignments" / assignment / f"{assignment}.ipynb"
+    return source if source.is_file() or not release.is_file() else release
 
 
 _SOURCES: dict[tuple, dict] = {}
@@ -229,6 +241,8 @@ class Prepared:
     program: Program | None = None
     problem: str | None = None          # for the student: why the notebook cannot be run (every exercise 0)
     grader_error: str | None = None     # for the instructor
+    unreadable: bool = False            # the file is not a readable notebook
+    recognised: str | None = None       # the assignment its content belongs to (grades.csv's status)
 
 
 def read_step(path: Path) -> tuple[dict | None, str | None]:
@@ -260,17 +274,20 @@ def prepare(path: Path, options: Options, assignment: str | None = None) -> Prep
     """Steps 1-4: read, recognise, pair with the pristine cells, build the program."""
     nb, problem = read_step(path)
     aid = recognise_step(nb, path, options, assignment)
+    names = {a: [e.name for e in exs] for a, exs in registry.assignments().items()}
+    seen = {"unreadable": nb is None,
+            "recognised": selection.content_assignment(nb, known_sources(options.course), names)}
     exercises = registry.assignments().get(aid or "", [])
     if not exercises:
-        return Prepared(aid, problem=problem, grader_error=f"unknown assignment {aid!r}" if aid else None)
+        return Prepared(aid, problem=problem, grader_error=f"unknown assignment {aid!r}" if aid else None, **seen)
     problem = problem or submission.kernel_problem(nb or {})
     if problem is not None:
-        return Prepared(aid, exercises, problem=problem)
+        return Prepared(aid, exercises, problem=problem, **seen)
     source, error = pristine_step(options, aid)
     if source is None:
-        return Prepared(aid, exercises, grader_error=error,
+        return Prepared(aid, exercises, grader_error=error, **seen,
                         problem="the grader could not read the assignment's source notebook (not your fault)")
-    return Prepared(aid, exercises, submission.build_program(nb, source, aid, [e.name for e in exercises]))
+    return Prepared(aid, exercises, submission.build_program(nb, source, aid, [e.name for e in exercises]), **seen)
 
 
 def not_graded(result: NotebookResult, prepared: Prepared, path: Path) -> NotebookResult:
@@ -322,6 +339,7 @@ def run_profile(profile: str, group: list[Exercise], program: Program, options: 
     finally:
         session.close()
         result.log += [f"[{profile} sandbox output]\n{o}" for o in session.outputs]
+        result.faults.update(session.fatal)
         for note in session_notes(session, group):
             _add_note(result.notes, note)
     return by_name
@@ -339,14 +357,18 @@ def unreached_notes(program: Program, exercises: list[Exercise]) -> list[str]:
     return notes
 
 
-def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignment: str | None = None) -> NotebookResult:
+def grade_notebook(path: Path, options: Options, seed: int | None, mode: str,
+                   assignment: str | None = None) -> NotebookResult:
     """Grade one notebook: prepare it (read, recognise, pair, build), run each profile, grade, collect the notes.
     Student faults become 0 points with a reason; grader faults are recorded in ``grader_errors`` (and still
     every exercise appears)."""
     start = time.monotonic()
     path = Path(path)
     prepared = prepare(path, options, assignment)
-    result = NotebookResult(path.name, prepared.assignment)
+    result = NotebookResult(path.name, prepared.assignment, recognised=prepared.recognised,
+                            unreadable=prepared.unreadable)
+    if prepared.exercises:
+        seed = result.seed = seeds.grading_seed(options.course, prepared.assignment, seed, options.public_cases)
     result.cases = {ex.name: len(grading_cases(ex, seed, options.case_factor)) for ex in prepared.exercises}
     if prepared.program is None:
         not_graded(result, prepared, path)
@@ -362,6 +384,8 @@ def grade_notebook(path: Path, options: Options, seed: int, mode: str, assignmen
         attribute_report(by_name, program.answers)
         result.exercises = [by_name[ex.name] for ex in prepared.exercises]
         result.notes += unreached_notes(program, prepared.exercises)
+        violations = {ex.name: violations_for(ex, program) for ex in prepared.exercises}
+        result.flags = notebook_flags(program.student_cells, violations, result.faults, mode)
     result.seconds = time.monotonic() - start
     return result
 
@@ -387,6 +411,7 @@ def _grade_one(ex: Exercise, session: WorkerSession, program: Program, options: 
         answer = handle.answer(cases)
         context = {"isolated": True, "isolation": mode}
         result = grade_exercise(graded, answer, cases, options.device, (), options.shrink_budget, "", context)
+    result = scoring.apply_policy(result, scoring.CreditPolicy.parse(options.partial_credit))
     error = session.cell_errors.get(ex.name)
     if error:
         result = _with_note(result, f"your answer cell raised {error}")
@@ -432,12 +457,12 @@ def grade(paths: Sequence[Path], options: Options, assignment: str | None = None
     mode, why = sandbox.isolation_mode(options.isolation)
     note = "" if mode == "bwrap" else (
         f"Isolation is reduced on this machine ({why}): student code ran in a separate process under resource "
-        "limits, without a private filesystem or namespaces.")
-    seed = options.seed if options.seed is not None else fresh_seed()
+        "limits, without a private filesystem or namespaces." + _unprivileged_note())
+    seed = options.seed                 # None: each assignment's course seed (autograder.seeds)
     notebooks: list[NotebookResult] = []
     seen: dict[str, str] = {}
     with scratch.run_scratch(), single_threaded_torch():
-        for path in paths:
+        for path in selection.order(paths, assignment):
             nb = grade_notebook(Path(path), options, seed, mode, assignment)
             if nb.assignment in seen and nb.exercises:
                 nb.notes.insert(0, f"{nb.notebook} is a second notebook for {nb.assignment} "
@@ -446,7 +471,15 @@ def grade(paths: Sequence[Path], options: Options, assignment: str | None = None
             elif nb.assignment:
                 seen[nb.assignment] = nb.notebook
             notebooks.append(nb)
-    return SubmissionResult(notebooks, seed, mode, note, time.monotonic() - start)
+    first = next((nb.seed for nb in notebooks if nb.seed is not None), None)
+    return SubmissionResult(notebooks, first if seed is None else seed, mode, note, time.monotonic() - start)
+
+
+def _unprivileged_note() -> str:
+    from .unprivileged import describe
+
+    extra = describe()
+    return f" ({extra[0].upper()}{extra[1:]}.)" if extra else ""
 
 
 @contextlib.contextmanager

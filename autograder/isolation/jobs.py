@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import registry
 from ..outcome import GRADER_ERROR, NOTEBOOK_MISSING
-from . import report
+from . import report, selection
 from .grader import NotebookResult, Options, SubmissionResult, grade, grading_cases, zero_result
 
 
@@ -30,11 +30,16 @@ def empty_result(job: Job, options: Options, seed: int, mode: str, why: str,
     return SubmissionResult([nb], seed, mode, "")
 
 
-def grade_job(job: Job, options: Options, seed: int) -> dict:
+def job_seed(seeds: dict | int | None, job: Job) -> int | None:
+    """The seed of ``job`` from a batch's ``{assignment: seed}`` (or one seed for all)."""
+    return seeds.get(job.assignment) if isinstance(seeds, dict) else seeds
+
+
+def grade_job(job: Job, options: Options, seed: dict | int | None) -> dict:
     """Grade one submission (runs in a pool process); returns what the parent writes."""
     from .sandbox import isolation_mode
 
-    options.seed = seed
+    seed = options.seed = job_seed(seed, job)
     try:
         if not job.notebooks:
             mode, _ = isolation_mode(options.isolation)
@@ -44,8 +49,11 @@ def grade_job(job: Job, options: Options, seed: int) -> dict:
             result = grade(job.notebooks, options, assignment=job.assignment if known else None)
         errors = [f"{job.student}/{job.assignment}/{nb.notebook}: {e.splitlines()[0]}"
                   for nb in result.notebooks for e in nb.grader_errors]
+        counted = next((nb for nb in result.notebooks if nb.exercises), None) if job.notebooks else None
+        state = selection.status(job.assignment, job.notebooks, counted, bool(errors))
         return {"results": report.results_json(result),
-                "instructor": report.instructor_record(result, student=job.student, assignment=job.assignment),
+                "instructor": report.instructor_record(result, student=job.student, assignment=job.assignment,
+                                                       status=state),
                 "errors": errors}
     except Exception as exc:  # noqa: BLE001 - a grader bug: still a complete report for this student
         mode, _ = isolation_mode(options.isolation)

@@ -100,6 +100,8 @@ def junit_xml(result: SubmissionResult) -> str:
         failures = sum(1 for p in parts if p.score < p.max_score)
         suite = ET.SubElement(suites, "testsuite", name=xml_text(nb.assignment or nb.notebook), tests=str(len(parts)),
                               failures=str(failures), errors=str(len(nb.grader_errors)), time=f"{nb.seconds:.3f}")
+        props = ET.SubElement(suite, "properties")      # the isolation level is in every report
+        ET.SubElement(props, "property", name="isolation", value=result.isolation_note or "bubblewrap")
         for p in parts:
             case = ET.SubElement(suite, "testcase", classname=xml_text(nb.assignment or "notebook"),
                                  name=xml_text(p.name))
@@ -218,16 +220,26 @@ def render(result: SubmissionResult, fmt: str) -> str:
 
 
 def instructor_record(result: SubmissionResult, **extra) -> dict:
-    """What only the instructor sees: the secret seed (to reproduce the grade with ``--seed``), the number of
-    cases, the isolation level, grader errors and the sandbox's raw output."""
+    """What only the instructor sees: the seeds (to reproduce the grade with ``--seed``), the number of cases,
+    the isolation level, integrity flags (:mod:`autograder.integrity`), grader errors and the sandbox's whole
+    output (already capped by the sandbox)."""
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seed": result.seed,
         "isolation": result.isolation,
         "score": result.score,
         "max_score": result.max_score,
-        "notebooks": [{"notebook": nb.notebook, "assignment": nb.assignment, "cases": nb.cases,
+        "isolation_note": result.isolation_note,
+        "flags": sorted({f for nb in result.notebooks for f in nb.flags}),
+        "notebooks": [{"notebook": nb.notebook, "assignment": nb.assignment, "seed": nb.seed, "cases": nb.cases,
+                       "recognised": nb.recognised, "unreadable": nb.unreadable, "flags": nb.flags,
                        "seconds": round(nb.seconds, 3), "grader_errors": nb.grader_errors,
-                       "sandbox_output": [o[-2000:] for o in nb.log]} for nb in result.notebooks],
+                       "sandbox_output": nb.log} for nb in result.notebooks],
         **extra,
     }
+
+
+def record_flags(record: dict) -> list[str]:
+    """The integrity flags of an instructor record (older records have none)."""
+    flags = record.get("flags")
+    return [str(f) for f in flags] if isinstance(flags, list) else []

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import seccomp, stubs
+from . import seccomp, stubs, unprivileged
 from .budget import Limits, running_as_root, sandbox_uid
 from .interpreter import python_executable, python_roots, site_dirs, site_like_dirs
 from .protocol import Channel, pack, unpack
@@ -370,6 +370,7 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
             env["CONVLAB_SANDBOX_TOKEN"] = token.decode()
             cwd = workdir
             block = [m for m in stubs.hidden_modules(profile) if m != "autograder"] + ["__editable__"]
+            cmd = unprivileged.wrap(cmd, workdir)     # as another user, where the deployment asks for it
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, cwd=cwd, env=env,
                                    pass_fds=inherited, start_new_session=True, close_fds=True)
     finally:
