@@ -238,7 +238,9 @@ def test_needs_a_look(summary):
     look = {row["student"]: row["reasons"] for row in summary["needs_a_look"]}
     if _reduced():
         assert all(r.pop("reduced isolation") for r in look.values()) and len(look) == 9
-        look = {s: r for s, r in look.items() if r}
+    flags = {s: sorted(f.split(" (")[0] for f in r.pop("integrity")) for s, r in look.items() if "integrity" in r}
+    assert flags == {"dave": ["forbidden call", "forbidden call"], "ivan": ["sandbox fault"]}   # the grader's
+    look = {s: r for s, r in look.items() if r}
     everything = ["corr2d", "convolve2d", "sobel_magnitude"]
     assert look == {"dave": {"forbidden API": ["corr2d", "convolve2d"]},
                     "erin": {"notebook unreadable": everything},
