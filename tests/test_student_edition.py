@@ -64,7 +64,7 @@ def test_edition_is_named_and_versioned(edition):
 def test_wheel_holds_the_student_library_and_no_instructor_tools(edition):
     names = set(members(edition[0]))
     for required in ("autograder/check.py", "autograder/engine.py", "autograder/oracle.py", "autograder/cases.py",
-                     "autograder/exercises/a01_single_channel.py", "autograder/data/README.md",
+                     "autograder/exercises/a01_single_channel.py", "autograder/data/README.md", "autograder/selfcheck.py",
                      "autograder/data/camera.png", "autograder/data/digits.csv.gz"):
         assert required in names, f"{required} missing from the wheel"
     leaked = sorted(n for n in names if n.startswith(INSTRUCTOR_MODULES))
