@@ -16,6 +16,7 @@ from setuptools.command.editable_wheel import editable_wheel
 INSTRUCTOR_ONLY = (
     "autograder.__main__", "autograder.cli",            # python -m autograder grade | batch | demo | ...
     "autograder.isolation", "autograder.integrations",  # the trusted grader, nbgrader/Gradescope/GitHub
+    "autograder.analytics",                             # class reports over a batch output
     "autograder.release", "autograder.edition", "autograder.course", "autograder.curriculum",
     "autograder.seeds",                                 # the course secret and hidden-case seeds
     "autograder.figures.attach",                        # writes key figures into solutions/

@@ -36,7 +36,7 @@ class Outcome:
     seconds: float = 0.0
     raised: bool = False  # the function itself raised an ``Exception`` (not a timeout, exit or crash)
     where: str = ""  # the student's function in which the exception was raised (innermost student frame)
-    timed_out: bool = False  # the call ran past the per-call time limit and was stopped
+    timed_out: bool = False  # the call ran past its time limit (in the kernel or the sandbox) and was stopped
     mutated: tuple[str, ...] = ()  # names of the arguments the call changed in place (feedback only)
 
     @property

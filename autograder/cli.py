@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--workers", type=int, default=None)
     _add_common(d)
     d.set_defaults(func=cmd_demo)
+    from .analytics.command import add_command as add_report_command
+
+    add_report_command(sub)
     _integration_commands(sub)
     return parser
 

@@ -14,21 +14,27 @@ import numpy as np
 from .cases import Case
 from .compare import compare
 from .oracle import run_reference
-from .spec import Exercise, NotApplicable
+from .spec import Exercise, Misconception, NotApplicable
 
 LOG = logging.getLogger(__name__)
 
 
 @dataclass
 class Recognised:
-    """What the named misconceptions say about an answer: the first one it matches (``"name: explanation"``), and
-    the grader bugs met on the way (a misconception that raised anything but :class:`NotApplicable`)."""
+    """What the named misconceptions say about an answer: the first one it matches, and the grader bugs met on
+    the way (a misconception that raised anything but :class:`NotApplicable`)."""
 
-    hint: str | None = None
+    misconception: Misconception | None = None
     grader_bugs: list[str] = field(default_factory=list)
 
+    @property
+    def hint(self) -> str | None:
+        """``"name: explanation"`` of the misconception, or None."""
+        m = self.misconception
+        return f"{m.name}: {m.explanation}" if m else None
 
-def named_misconception(ex: Exercise, case: Case, got: Any, device: str) -> Recognised:
+
+def recognise(ex: Exercise, case: Case, got: Any, device: str) -> Recognised:
     """The first misconception of ``ex`` whose output the answer matches. One that raises
     :class:`NotApplicable` is skipped; one that raises anything else is a grader bug: logged, reported, skipped."""
     found = Recognised()
@@ -43,9 +49,19 @@ def named_misconception(ex: Exercise, case: Case, got: Any, device: str) -> Reco
             found.grader_bugs.append(f"misconception {m.name!r} of {ex.name} raised {type(exc).__name__}: {exc}")
             continue
         if compare(wrong, got, ex.tolerance.rel_floor, tuple(ex.output_names)):
-            found.hint = f"{m.name}: {m.explanation}"
+            found.misconception = m
             break
     return found
+
+
+def matching_misconception(ex: Exercise, case: Case, got: Any, device: str) -> Misconception | None:
+    """The first misconception whose output the answer matches, else None (see :func:`recognise`)."""
+    return recognise(ex, case, got, device).misconception
+
+
+def named_misconception(ex: Exercise, case: Case, got: Any, device: str) -> str | None:
+    """``"name: explanation"`` of the first misconception whose output the answer matches, else None."""
+    return recognise(ex, case, got, device).hint
 
 
 #: the output-size rule in each assignment's own notation: 01 and 02 know only valid, stride-1 windows;

@@ -13,8 +13,9 @@ import numpy as np
 from .answers import Answer, Outcome
 from .cases import Case
 from .compare import PlainList, compare, describe_value
-from .diagnose import error_hint, generic_hint, named_misconception
+from .diagnose import error_hint, generic_hint, recognise
 from .oracle import exact_numerics, run_reference
+from .outcome import FORBIDDEN_API, NEEDS_CORRECT_ANSWER, NOT_IMPLEMENTED, TIMEOUT, failure_of
 from .scoring import correctness_points, raised_everywhere
 from .shrink import shrink
 from .spec import RAISES, Exercise
@@ -30,6 +31,9 @@ class PartResult:
     output: str
     passed: int = 0
     total: int = 0
+    failure: str = ""            # category when points were lost (:mod:`autograder.outcome`)
+    misconception: str = ""      # name of the recognised misconception, if any
+    misconception_id: str = ""
 
     def to_json(self) -> dict:
         status = "passed" if self.score >= self.max_score else "failed"
@@ -96,6 +100,7 @@ class _Trial:
     outcome: Outcome
     reason: str = ""
     details: Sequence[str] = ()
+    misconception: Any = None  # the recognised :class:`~autograder.spec.Misconception`, set when explained
 
     @property
     def passed(self) -> bool:
@@ -129,7 +134,8 @@ def _explain_failure(ex: Exercise, answer: Answer, trial: _Trial, device: str, s
     lines = [f"  First failing case: {ex.describe(trial.case.params)}", f"    {trial.reason}"]
     lines += [f"      {d}" for d in trial.details]
     if trial.outcome.ok and trial.expected is not RAISES:
-        named = named_misconception(ex, trial.case, trial.outcome.value, device)
+        named = recognise(ex, trial.case, trial.outcome.value, device)
+        trial.misconception = named.misconception
         hint = named.hint or \
             generic_hint(trial.expected if not isinstance(trial.expected, tuple) else None, trial.outcome.value,
                          ex.assignment)
@@ -200,10 +206,10 @@ def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], devic
         # an answer that raised on every case scores 0 (scoring.py), its must-raise cases included
         stub = _not_implemented(ex, failures, len(failures) if score == 0 else len(trials))
         if stub:
-            return PartResult(ex.name, 0.0, ex.points, stub, 0, len(trials))
+            return PartResult(ex.name, 0.0, ex.points, stub, 0, len(trials), NOT_IMPLEMENTED)
         if failures[0].outcome.timed_out:
             return PartResult(ex.name, score, ex.points, f"\u2718 {head}\n  {ex.describe(failures[0].case.params)}"
-                                                         f": {failures[0].reason}", passed, len(trials))
+                                                         f": {failures[0].reason}", passed, len(trials), TIMEOUT)
         lines = [f"\u2718 {head}"]
         lines += _explain_failure(ex, answer, failures[0], device, shrink_budget)
         if len(failures) > 1:
@@ -214,18 +220,28 @@ def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], devic
     notes = sorted({w for t in trials for w in t.outcome.warnings})
     if notes:
         lines.append("  Note: your function emitted: " + "; ".join(notes[:3]))
-    return PartResult(ex.name, score, ex.points, "\n".join(lines), passed, len(trials))
+    return _classified(PartResult(ex.name, score, ex.points, "\n".join(lines), passed, len(trials)), failures)
 
 
-def zero_result(ex: Exercise, reason: str, n_cases: int = 0, part_note: str = "") -> ExerciseResult:
+def _classified(result: PartResult, failures: Sequence[_Trial]) -> PartResult:
+    """``result`` with the category of its failures and the misconception recognised in the first one."""
+    if failures:
+        named = failures[0].misconception
+        result.failure = failure_of(t.outcome for t in failures)
+        result.misconception, result.misconception_id = (named.name, named.id) if named else ("", "")
+    return result
+
+
+def zero_result(ex: Exercise, reason: str, n_cases: int = 0, failure: str = "", part_note: str = "") -> ExerciseResult:
     """Every part of ``ex`` at 0 points: the one result of an exercise that was not graded (a violation, a
     missing answer, a notebook that did not run, a grader fault). The correctness part says ``reason``; each extra
-    part says ``part_note``, or the same as the correctness part."""
+    part says ``part_note``, or the same as the correctness part. ``failure`` is the category
+    (:mod:`autograder.outcome`)."""
     message = f"\u2718 {ex.name}: 0/{ex.total_points:g} points: {reason}"
     result = ExerciseResult(ex.name)
-    result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, n_cases))
+    result.parts.append(PartResult(ex.name, 0.0, ex.points, message, 0, n_cases, failure))
     result.parts += [PartResult(f"{ex.name}: {p.name}", 0.0, p.points,
-                                f"\u2718 {ex.name}: {p.name}: {part_note}" if part_note else message)
+                                f"\u2718 {ex.name}: {p.name}: {part_note}" if part_note else message, failure=failure)
                      for p in ex.parts]
     return result
 
@@ -237,14 +253,15 @@ def grade_exercise(ex: Exercise, answer: Answer, cases: Sequence[Case], device: 
     if violations:
         rule = "must be written from scratch" if ex.from_scratch else "may not use ready-made helpers"
         return zero_result(ex, f"this exercise {rule}, but the answer uses {', '.join(violations)}", len(cases),
-                           part_note=f"not graded (forbidden API, see {ex.name})")
+                           FORBIDDEN_API, part_note=f"not graded (forbidden API, see {ex.name})")
     result = ExerciseResult(ex.name)
     correctness = grade_correctness(ex, answer, cases, device, shrink_budget, label)
     result.parts.append(correctness)
     for part in ex.parts:
         if correctness.passed < correctness.total:
             result.parts.append(PartResult(f"{ex.name}: {part.name}", 0.0, part.points,
-                                           f"\u2718 {ex.name}: {part.name}: needs a correct answer first"))
+                                           f"\u2718 {ex.name}: {part.name}: needs a correct answer first",
+                                           failure=NEEDS_CORRECT_ANSWER))
             continue
         result.parts.append(part.grade(answer, dict(context or {}, device=device, exercise=ex)))
     return result

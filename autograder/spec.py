@@ -15,6 +15,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NoReturn, Sequence
 
+from .outcome import slug
+
 Params = Mapping[str, int]
 
 
@@ -75,11 +77,17 @@ def unless_torch_rejects(compute: Callable[..., Any]) -> Callable[..., Any]:
 class Misconception:
     """A known wrong answer. ``compute`` has the oracle's signature (torch tensors in, result out);
     when a student's answer matches it, the feedback names the mistake and explains it. Where the mistake cannot
-    be told apart in a case, ``compute`` raises :class:`NotApplicable`."""
+    be told apart in a case, ``compute`` raises :class:`NotApplicable`. ``id`` is the stable machine-readable
+    name that class analytics count (default: a slug of ``name``)."""
 
     name: str
     explanation: str
     compute: Callable[..., Any]
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", slug(self.name))
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,7 @@ def _label(fn) -> str:
 def test_correct_answer_passes(name, fn):
     result = assert_passes(name, fn)
     if name == "conv2d_fft":
-        assert "conv2d_fft: speed" in result.text and "fresh inputs each run" in result.text
+        assert "conv2d_fft: speed" in result.text and "a fresh random input each run" in result.text
 
 
 @pytest.mark.parametrize("name, fn, mentions", BUGGY, ids=[f"{n}-{f.__qualname__}" for n, f, _ in BUGGY])

@@ -111,7 +111,7 @@ def test_a_misconception_that_does_not_apply_is_skipped_and_a_broken_one_is_repo
     case = visible_cases(SCALE)[0]
     x, c = case.call.args
     with caplog.at_level(logging.ERROR, logger="autograder.diagnose"):
-        found = diagnose.named_misconception(SCALE, case, x + c, "cpu")
+        found = diagnose.recognise(SCALE, case, x + c, "cpu")
     assert found.hint == "added instead of multiplied: use *, not +"
     assert len(found.grader_bugs) == 1 and "'broken'" in found.grader_bugs[0]
     assert "AttributeError" in found.grader_bugs[0]
@@ -139,6 +139,6 @@ def test_every_misconception_either_applies_or_says_not_applicable_on_the_visibl
         for case in visible_cases(ex):
             if not ex.misconceptions or run_reference(ex.oracle, case.call, "cpu") is RAISES:
                 continue
-            found = diagnose.named_misconception(ex, case, object(), "cpu")
+            found = diagnose.recognise(ex, case, object(), "cpu")
             bugs += found.grader_bugs
     assert bugs == []

@@ -90,8 +90,16 @@ def test_every_section_ends_with_reflection_questions():
 
 
 def test_answers_are_not_given_away_before_the_exercise():
-    """03: no notebook cell computes the ceil-mode last-window rule (the figures ask PyTorch); 06: neither the prose
-    before the exercises nor the docstring spells out the folded weights and bias (the summary may)."""
+    """02: neither the prose nor the summary writes out the parameter or FLOP count; 03: no notebook cell computes
+    the ceil-mode last-window rule (the figures ask PyTorch); 06: neither the prose before the exercises nor the
+    docstring spells out the folded weights and bias (the summary may)."""
+    prose02 = "\n".join(c.source for c in _cells("02-channels-batch").values() if c.cell_type == "markdown")
+    assert "\\text{params} =" not in prose02 and "\\text{FLOPs} =" not in prose02
+    assert "(C_in/G)·kH·kW" not in prose02 and "(C_in / G)·kH·kW" not in prose02
+    flops_doc = _cells("02-channels-batch")
+    flops_doc = next(c.source for c in flops_doc.values() if c.metadata.get("nbgrader", {}).get("grade_id") ==
+                     "conv2d_flops").split("### BEGIN SOLUTION")[0]
+    assert "(c_in // groups) * kh * kw" not in flops_doc
     cells03 = _cells("03-stride-padding").values()
     code03 = "\n".join(c.source for c in cells03 if c.cell_type == "code"
                        and c.metadata.get("nbgrader", {}).get("grade_id") != "pool_output_size")

@@ -22,7 +22,7 @@ from tests.coursecopy import ROOT, solution_answers
 from tests.student_env import (FORBIDDEN_TEXT, StudentKernel, build_edition, fresh_venv, install, members,
                                 student_env)
 
-INSTRUCTOR_MODULES = ("autograder/isolation/", "autograder/integrations/", "autograder/cli.py",
+INSTRUCTOR_MODULES = ("autograder/isolation/", "autograder/integrations/", "autograder/analytics/", "autograder/cli.py",
                       "autograder/__main__.py", "autograder/release.py", "autograder/edition.py",
                       "autograder/seeds.py", "autograder/course.py", "autograder/curriculum.py",
                       "autograder/figures/attach.py")

@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from ..oracle import one_thread
+from .. import speed
 from ..registry import register
 from ..spec import Call, Exercise, Misconception, NotApplicable, Part, not_applicable, unless_torch_rejects
 from ._torch import F, torch
@@ -430,30 +430,19 @@ def grade_speed(answer, context) -> object:
 
     Every run times a fresh random input, and every timed result must be correct (a fast wrong answer, or one that
     remembers an earlier result, earns nothing)."""
-    from ..engine import PartResult
 
     name, points = "conv2d_im2col: speed", SPEED_POINTS
-    with one_thread():
+    with speed.one_torch_thread():
         torch_times, answer_times, _, failure = _timed_runs(answer, np.random.default_rng())
     shape = _speed_case_text()
     if failure is not None:
-        return PartResult(name, 0.0, points, f"\u2718 {name}: 0/{points:g} points\n  First failing case: a random "
-                                             f"input of the speed shape {shape}\n    {failure}")
-    ratio = min(answer_times) / min(torch_times)
-    runs = f"best of {len(answer_times)} run{'s' if len(answer_times) > 1 else ''}"
-    measured = (f"{ratio:.1f}x the time of F.conv2d (float32, one thread) on {shape}: "
-                f"{min(answer_times) * 1e3:.1f} ms vs {min(torch_times) * 1e3:.2f} ms, {runs}, a fresh random "
-                "input each run")
-    if ratio <= SPEED_BOUND:
-        return PartResult(name, float(points), points, f"\u2714 {name}: {measured}; full marks up to "
-                                                       f"{SPEED_BOUND:g}x, {points:g}/{points:g} points", 1, 1)
+        return speed.wrong_result(name, points, f"a random input of the speed shape {shape}", failure)
     hint = ("a Python loop over output pixels (or over output channels per pixel): build every window at once "
             "with np.lib.stride_tricks.sliding_window_view, rearrange the windows into the im2col matrix (one "
             "column, or row, per output pixel) and finish with one matrix product (@ or np.einsum). A loop over "
             "the images or over the kH * kW kernel offsets is fine; one over the pixels is not.")
-    return PartResult(name, 0.0, points, f"\u2718 {name}: {measured}; needs at most {SPEED_BOUND:g}x, "
-                                         f"0/{points:g} points\n  First failing case: the speed shape {shape}\n"
-                                         f"  Likely mistake: {hint}", 0, 1)
+    return speed.verdict(name, points, SPEED_BOUND, min(answer_times), min(torch_times), len(answer_times), shape,
+                         hint)
 
 
 conv2d_im2col = Exercise(

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from ..oracle import one_thread
+from .. import speed
 from ..registry import register
 from ..spec import RAISES, Call, Exercise, Misconception, Part, not_applicable
 from ._torch import F, torch
@@ -202,31 +202,20 @@ def _first_wrong(runs) -> str | None:
 def grade_fft_speed(answer, context) -> object:
     """The ``conv2d_fft: speed`` part: best answer time over best ``F.conv2d`` time (float32, one thread), same
     run, interleaved, fresh inputs each run; every timed result must be correct."""
-    from ..engine import PartResult
 
     name, points = "conv2d_fft: speed", SPEED_POINTS
-    with one_thread():
+    with speed.one_torch_thread():
         runs = _timed_runs(answer)
     wrong = _first_wrong(runs)
     if wrong:
-        return PartResult(name, 0.0, points, f"\u2718 {name}: 0/{points:g} points\n  First failing case: "
-                                             f"{_speed_text()}\n    {wrong}", 0, 1)
-    torch_best = min(r[0] for r in runs)
-    answer_best = min(r[1] for r in runs if r[1] is not None)
-    ratio, n = answer_best / torch_best, sum(r[1] is not None for r in runs)
-    measured = (f"{ratio:.2f}x the time of F.conv2d (float32, one thread) on {_speed_text()}: "
-                f"{answer_best * 1e3:.1f} ms vs {torch_best * 1e3:.1f} ms, best of {n} run{'s' if n > 1 else ''}, "
-                "fresh inputs each run")
-    if ratio <= SPEED_BOUND:
-        return PartResult(name, float(points), points, f"\u2714 {name}: {measured}; full marks up to "
-                                                       f"{SPEED_BOUND:g}x, {points:g}/{points:g} points", 1, 1)
+        return speed.wrong_result(name, points, _speed_text(), wrong)
     hint = ("a direct sum (sliding windows, a loop over kernel offsets) costs kH * kW multiply-adds per output "
             "pixel, 961 here; the FFT route costs O(log(H W)) per pixel whatever the kernel size. Transform the "
             "image and the flipped kernel once with np.fft.rfft2 at size (H + kH - 1, W + kW - 1) (or the next "
             "fast size), multiply, sum over input channels, np.fft.irfft2, crop. Avoid Python loops over pixels.")
-    return PartResult(name, 0.0, points, f"\u2718 {name}: {measured}; needs at most {SPEED_BOUND:g}x, "
-                                         f"0/{points:g} points\n  First failing case: the speed shape "
-                                         f"{_speed_text()}\n  Likely mistake: {hint}", 0, 1)
+    answer_times = [r[1] for r in runs if r[1] is not None]
+    return speed.verdict(name, points, SPEED_BOUND, min(answer_times), min(r[0] for r in runs), len(answer_times),
+                         _speed_text(), hint)
 
 
 conv2d_fft = Exercise(

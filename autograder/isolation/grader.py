@@ -29,6 +29,7 @@ from ..cases import Case, hidden_cases, visible_cases
 from ..course import course_root
 from ..engine import ExerciseResult, PartResult, grade_exercise, zero_result
 from ..forbidden import scan_source
+from ..outcome import EXCEPTION, GRADER_ERROR, NOT_IMPLEMENTED, NOTEBOOK_UNREADABLE, TIMEOUT
 from ..integrity import notebook_flags
 from ..oracle import one_thread
 from ..spec import Exercise
@@ -289,7 +290,8 @@ def not_graded(result: NotebookResult, prepared: Prepared, path: Path) -> Notebo
         return result
     why = prepared.problem or "the notebook could not be read"
     result.notes.append(why)
-    result.exercises = [zero_result(ex, why, result.cases[ex.name]) for ex in prepared.exercises]
+    result.exercises = [zero_result(ex, why, result.cases[ex.name], _unrunnable(result))
+                        for ex in prepared.exercises]
     return result
 
 
@@ -321,7 +323,8 @@ def run_profile(profile: str, group: list[Exercise], program: Program, options: 
                 result.grader_errors.append(f"{ex.name}: {type(exc).__name__}: {exc}\n"
                                             + traceback.format_exc(limit=8))
                 by_name[ex.name] = zero_result(ex, "the grader failed on this exercise (not your fault; "
-                                                   "the instructor has been told)", result.cases[ex.name])
+                                                   "the instructor has been told)", result.cases[ex.name],
+                                               GRADER_ERROR)
     finally:
         session.close()
         result.log += [f"[{profile} sandbox output]\n{o}" for o in session.outputs]
@@ -387,11 +390,13 @@ def _grade_one(ex: Exercise, session: WorkerSession, program: Program, options: 
     try:
         handle = session.exercise(ex)
     except SessionFailed as exc:
-        return zero_result(ex, f"the notebook could not be run: {exc}", len(cases))
+        return zero_result(ex, f"the notebook could not be run: {exc}", len(cases),
+                           TIMEOUT if exc.timed_out else EXCEPTION)
     with handle:
         state = handle.probe(ex.name)
         if state != "callable":
-            return zero_result(ex, _why_missing(ex, state, answer_cell, session), len(cases))
+            return zero_result(ex, _why_missing(ex, state, answer_cell, session), len(cases),
+                               _missing_failure(ex, state, session))
         answer = handle.answer(cases)
         context = {"isolated": True, "isolation": mode}
         result = grade_exercise(graded, answer, cases, options.device, (), options.shrink_budget, "", context)
@@ -419,6 +424,20 @@ def _why_missing(ex: Exercise, state: str, answer_cell, session: WorkerSession) 
     if error:
         return f"{ex.name} is not defined: your answer cell raised {error}"
     return f"{ex.name} is not defined (the answer cell does not define a function of that name)"
+
+
+def _unrunnable(result: NotebookResult) -> str:
+    """The category of a notebook that could not be run at all: the grader's fault, or an unreadable file."""
+    return GRADER_ERROR if result.grader_errors else NOTEBOOK_UNREADABLE
+
+
+def _missing_failure(ex: Exercise, state: str, session: WorkerSession) -> str:
+    """The category of an exercise whose function could not be called (see :func:`_why_missing`)."""
+    if ex.name in session.timed_out:
+        return TIMEOUT
+    if state in ("unavailable", "not callable") or ex.name in session.fatal or ex.name in session.cell_errors:
+        return EXCEPTION
+    return NOT_IMPLEMENTED
 
 
 def grade(paths: Sequence[Path], options: Options, assignment: str | None = None) -> SubmissionResult:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import registry
+from ..outcome import GRADER_ERROR, NOTEBOOK_MISSING
 from . import report, selection
 from ..engine import zero_result
 from .grader import NotebookResult, Options, SubmissionResult, grade, grading_cases
@@ -20,10 +21,12 @@ class Job:
     notebooks: list[Path]
 
 
-def empty_result(job: Job, options: Options, seed: int, mode: str, why: str) -> SubmissionResult:
+def empty_result(job: Job, options: Options, seed: int, mode: str, why: str,
+                 failure: str = GRADER_ERROR) -> SubmissionResult:
     exercises = registry.assignments().get(job.assignment, [])
     nb = NotebookResult(f"{job.assignment}.ipynb", job.assignment if exercises else None)
-    nb.exercises = [zero_result(ex, why, len(grading_cases(ex, seed, options.case_factor))) for ex in exercises]
+    nb.exercises = [zero_result(ex, why, len(grading_cases(ex, seed, options.case_factor)), failure)
+                    for ex in exercises]
     nb.notes.append(why)
     return SubmissionResult([nb], seed, mode, "")
 
@@ -41,7 +44,7 @@ def grade_job(job: Job, options: Options, seed: dict | int | None) -> dict:
     try:
         if not job.notebooks:
             mode, _ = isolation_mode(options.isolation)
-            result = empty_result(job, options, seed, mode, "no notebook was submitted")
+            result = empty_result(job, options, seed, mode, "no notebook was submitted", NOTEBOOK_MISSING)
         else:
             known = job.assignment in registry.assignments()
             result = grade(job.notebooks, options, assignment=job.assignment if known else None)

@@ -50,6 +50,14 @@ class Settings:
 class SessionFailed(Exception):
     """The notebook cannot be run any further in this profile (the message is for the student)."""
 
+    timed_out = False
+
+
+class BudgetExhausted(SessionFailed):
+    """The notebook's time budget ran out."""
+
+    timed_out = True
+
 
 class SandboxUnavailable(RuntimeError):
     """The sandbox could not start before any student code ran: the grader's failure, not the student's."""
@@ -118,6 +126,7 @@ class WorkerSession:
         self.layout = stubs.layout()
         self.box: sandbox.Sandbox | None = None
         self.fatal: dict[str, str] = {}         # cell name -> why it killed the sandbox (not replayed)
+        self.timed_out: set[str] = set()        # cells among ``fatal`` that ran past the cell timeout
         self.cell_errors: dict[str, str] = {}   # cell name -> the exception it raised
         self.restarts = 0
         self.outputs: list[str] = []            # captured fd-level output of finished sandboxes (instructor log)
@@ -149,7 +158,7 @@ class WorkerSession:
         self.kill()
         while True:
             if time.monotonic() > self.deadline:
-                raise SessionFailed("the notebook's time budget ran out")
+                raise BudgetExhausted("the notebook's time budget ran out")
             try:
                 self.box = sandbox.start(self.layout, self.profile, self.mode, self.settings.limits)
             except RuntimeError as exc:
@@ -170,6 +179,7 @@ class WorkerSession:
                                    "trusted": cell.trusted}, self.settings.cell_timeout)
             except Timeout:
                 self.fatal[cell.name] = f"did not finish within {self.settings.cell_timeout:g} s"
+                self.timed_out.add(cell.name)
                 self.kill()
                 return False
             except ProtocolError as exc:
@@ -336,7 +346,7 @@ class RemoteAnswer:
         except Timeout:
             self.handle.fail(f"{self.fn} did not return within {limit:g} s (an infinite loop, or far too slow); "
                              "the remaining cases of this exercise were not run", kill=True)
-            return Outcome(error=self.handle.poison)
+            return Outcome(error=self.handle.poison, timed_out=True)
         except Closed:
             how = self.handle.session._death()
             self.handle.fail(f"the process running {self.fn} ended ({how}); the remaining cases of this "
@@ -390,7 +400,7 @@ class RemoteAnswer:
         if self.handle.spent > self.settings.exercise_budget:
             self.handle.fail(f"{self.fn} used more than {self.settings.exercise_budget:g} s in total; the "
                              "remaining cases of this exercise were not run", kill=False)
-            return Outcome(error=self.handle.poison)
+            return Outcome(error=self.handle.poison, timed_out=True)
         if not self.handle.usable or not self.handle.child_alive:
             how = self.handle.session._death() if self.handle.box is not None else "stopped"
             self.handle.fail(f"the process running {self.fn} ended ({how}); the remaining cases of this "

@@ -18,6 +18,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from .. import __version__
+from ..outcome import part_record
 from .grader import SubmissionResult
 
 FORMATS = ("json", "junit", "md", "table")
@@ -65,9 +66,7 @@ def results_json(result: SubmissionResult) -> dict:
         for ex in nb.exercises:
             for part in ex.parts:
                 entry = part.to_json()
-                entry["extra_data"] = {"assignment": nb.assignment, "notebook": nb.notebook}
-                if part.total:
-                    entry["extra_data"].update(passed=part.passed, cases=part.total)
+                entry["extra_data"] = {"assignment": nb.assignment, "notebook": nb.notebook, **part_record(part)}
                 tests.append(entry)
     return {
         "score": result.score,
