@@ -64,7 +64,8 @@ def is_forbidden(dotted: str, names: Iterable[str] = FROM_SCRATCH) -> bool:
     return dotted not in ALLOWED and any(dotted == n or dotted.startswith(n + ".") for n in names)
 
 
-def _dotted(node: ast.AST) -> str | None:
+def dotted_name(node: ast.AST) -> str | None:
+    """``a.b.c`` for a chain of attributes on a plain name; ``None`` for anything else (a call, a subscript)."""
     parts = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
@@ -95,7 +96,7 @@ def _references(node: ast.AST, aliases: dict[str, str], names: tuple[str, ...]) 
     """Forbidden uses in one loaded name or attribute chain (resolved through the import ``aliases``)."""
     if not isinstance(node, (ast.Attribute, ast.Name)) or not isinstance(getattr(node, "ctx", None), ast.Load):
         return []
-    dotted = _dotted(node)
+    dotted = dotted_name(node)
     if not dotted:
         return []
     head, _, rest = dotted.partition(".")
@@ -191,7 +192,7 @@ def _free_namespace(fn: Callable, fn_node: ast.AST) -> dict[str, Any]:
 
 def _module_attribute_use(node: ast.Attribute, namespace: dict[str, Any], names: tuple[str, ...]) -> list[str]:
     """``module.attr`` where ``module`` is a module object of the namespace (whatever its local name)."""
-    head, _, rest = (_dotted(node) or "").partition(".")
+    head, _, rest = (dotted_name(node) or "").partition(".")
     if not isinstance(namespace.get(head), types.ModuleType):
         return []
     full = f"{namespace[head].__name__}.{rest}"

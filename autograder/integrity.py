@@ -18,6 +18,8 @@ from __future__ import annotations
 import ast
 from typing import Iterable, Mapping
 
+from .forbidden import dotted_name
+
 READERS = {"open", "io.open", "os.listdir", "os.scandir", "os.walk", "os.open", "glob.glob", "glob.iglob",
            "numpy.load", "numpy.loadtxt", "numpy.genfromtxt", "numpy.fromfile", "pathlib.Path", "shutil.copy",
            "shutil.copyfile", "shutil.copytree", "subprocess.run", "subprocess.Popen", "os.system"}
@@ -25,13 +27,7 @@ NUMPY_NAMES = ("numpy", "np")
 
 
 def _dotted(node: ast.AST) -> str:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    return ".".join(reversed(parts))
+    return dotted_name(node) or ""
 
 
 def _aliases(tree: ast.AST) -> dict[str, str]:
