@@ -29,7 +29,7 @@ h2 { border-bottom: 2px solid #4477aa; padding-bottom: .2em; margin-top: 2em; }
 {% for aid, a in assignments.items() %}
 <section id="{{ aid }}">
 <h2>{{ aid }}</h2>
-<p>{{ a.students }} students, mean {{ "%g"|format(a.mean) }} of {{ "%g"|format(a.max_score) }} points.</p>
+<p>{{ a.students }} student{{ "" if a.students == 1 else "s" }}, mean {{ "%g"|format(a.mean) }} of {{ "%g"|format(a.max_score) }} points.</p>
 <img alt="score distribution of {{ aid }}" src="{{ a.histogram }}">
 <details><summary>Every student's score</summary><table><tr><th>student</th><th>points</th></tr>
 {% for s, points in a.scores.items() %}<tr><td><a href="{{ a.links[s] }}">{{ s }}</a></td>
@@ -116,7 +116,8 @@ def _who(students: list[str], links: dict[str, str]) -> str:
 
 
 def _md_assignment(aid: str, a: dict, links: dict[str, str]) -> list[str]:
-    lines = [f"## {aid}", "", f"{a['students']} students, mean {a['mean']:g} of {a['max_score']:g} points.", "",
+    students = f"{a['students']} student{'' if a['students'] == 1 else 's'}"
+    lines = [f"## {aid}", "", f"{students}, mean {a['mean']:g} of {a['max_score']:g} points.", "",
              "| exercise | mean | max | full marks | failures |", "|---|---|---|---|---|"]
     for ex, e in a["exercises"].items():
         fails = "; ".join(f"{k}: {len(v)}" for k, v in e["failures"].items())
@@ -126,6 +127,8 @@ def _md_assignment(aid: str, a: dict, links: dict[str, str]) -> list[str]:
     for ex, e in a["exercises"].items():
         for m in e["misconceptions"]:
             lines.append(f"- **{_md(ex)}**: {_md(m['name'])} ({m['count']}): {_who(m['students'], links)}")
+    if not any(e["misconceptions"] for e in a["exercises"].values()):
+        lines.append("None recognised.")
     lines += ["", "### Needs a look", ""]
     for row in a["needs_a_look"]:
         why = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in row["reasons"].items())
@@ -137,6 +140,8 @@ def _md_assignment(aid: str, a: dict, links: dict[str, str]) -> list[str]:
         lines += ["", f"### Similar answers (threshold {sim['threshold']})", ""]
         lines += [f"- {_md(p['exercise'])}: {_who(p['students'], links)} ({p['similarity']})" for p in sim["pairs"]]
         lines += [f"- cluster: {', '.join(c['students'])} ({', '.join(c['exercises'])})" for c in sim["clusters"]]
+        if not sim["pairs"]:
+            lines.append("No pair above the threshold.")
     return lines + [""]
 
 
