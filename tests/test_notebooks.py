@@ -76,9 +76,9 @@ def test_key_figures_are_embedded_and_survive_the_release():
             assert png.startswith("iVBORw0KGgo"), (folder, figure.name)      # base64 of the PNG signature
 
 
-#: the assignments whose sections end with reflection questions (issue 15); 07 came later, with its own style
+#: the assignments whose sections end with reflection questions (issue 15): all of them
 REFLECTED = ("01-single-channel", "02-channels-batch", "03-stride-padding", "04-backprop", "05-transposed-conv",
-             "06-conv-bn-fusion")
+             "06-conv-bn-fusion", "07-efficient-conv")
 
 
 def test_every_section_ends_with_reflection_questions():
