@@ -115,7 +115,8 @@ def _try(ex: Exercise, answer: Answer, case: Case, device: str) -> _Trial:
             return _Trial(case, expected, replace(outcome, error=None, where=""))   # raised: kept (scoring)
         got = outcome.error if not outcome.ok else f"it returned {describe_value(outcome.value)}"
         return _Trial(case, expected, replace(outcome, error=None),
-                      f"PyTorch rejects these arguments, so your function should raise an exception; {got}")
+                      f"these arguments have no valid answer (see the case), so your function should raise an "
+                      f"exception; {got}")
     if not outcome.ok:
         return _Trial(case, expected, outcome, outcome.error or "failed")
     got = outcome.value

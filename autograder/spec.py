@@ -21,7 +21,8 @@ Params = Mapping[str, int]
 
 
 class _Raises:
-    """What an oracle returns for a case that PyTorch rejects: the correct answer is to raise an exception."""
+    """What an oracle returns for a case with no valid answer (PyTorch rejects the arguments, or the exercise says
+    to raise, e.g. a kernel of rank > 1 for ``separable_factors``): the correct answer is to raise an exception."""
 
     _instance = None
 
@@ -31,7 +32,7 @@ class _Raises:
         return cls._instance
 
     def __repr__(self) -> str:
-        return "an exception (PyTorch rejects these arguments)"
+        return "an exception (these arguments have no valid answer)"
 
     def __deepcopy__(self, memo):
         return self
