@@ -515,14 +515,17 @@ class Worker:
             return {"error": f"NameError: {fn_name} is not defined (its answer cell did not define it)"}
         if type(args) is not tuple or type(kwargs) is not dict:
             return {"error": "malformed call"}
+        me = os.getpid()
         with Capture() as cap:
             start = _perf()
             try:
                 raw = fn(*args, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - SystemExit too: it costs the case, not the run
+                _silence_forked_copy(me)
                 seconds = _perf() - start
                 return {"error": describe_exception(exc), "seconds": seconds, "warnings": cap.notes(),
                         "raised": isinstance(exc, Exception)}  # raised an exception (not sys.exit)
+            _silence_forked_copy(me)
             seconds = _perf() - start
         notes = cap.notes()
         try:
@@ -558,6 +561,13 @@ class Worker:
                 out = {"error": f"the grader's arguments could not be rebuilt in the sandbox: {_safe_str(exc)}"}
             out["i"] = i
             self.reply(out)
+
+
+def _silence_forked_copy(pid: int) -> None:
+    """End a copy of the exercise process that student code forked and that came back into the worker: only the
+    process the grader called may answer, so a stray copy never reads a request nor writes a reply."""
+    if os.getpid() != pid:
+        os._exit(0)
 
 
 def _reap_children() -> None:

@@ -159,7 +159,7 @@ def convolve2d(x, k):
         os._exit(0)
     print(fake)
     return np.zeros((img.shape[0] - 2, img.shape[1] - 2))
-''', expect="entries differ", reduced=False, what="writing fake result files, also later from a detached process"),
+''', expect=("entries differ", "Resource temporarily unavailable"), reduced=False, what="writing fake result files, also later from a detached process"),
     Attack("print-fake-score", "convolve2d", f'''def convolve2d(x, k):
     import os, sys
     print('{{"score": 1000, "tests": [{{"name": "convolve2d", "score": 1000}}]}}')

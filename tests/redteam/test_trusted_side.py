@@ -6,6 +6,7 @@
 - an answer that writes a forged "joined" and forged replies on the worker's channel: they are never read by the
   next exercise;
 - an answer whose continuation line starts with ``%`` keeps its marks;
+- an answer that forks and returns in both copies keeps its marks: only the process the grader called answers;
 - a student model with a 1x1 convolution padded by 1100 is refused before the grader runs it.
 """
 from __future__ import annotations
@@ -181,3 +182,25 @@ def test_hostile_frames_from_the_sandbox_cost_only_the_exercise_that_sent_them(t
     assert not result.grader_failed, result.notebooks[0].grader_errors
     assert scores == {"corr2d": 3, "convolve2d": 0, "sobel_magnitude": 0}, texts
     assert "malformed header" in texts["convolve2d"] and "impossible shape" in texts["sobel_magnitude"], texts
+
+
+FORK_AND_RETURN = support.CORRECT["sobel_magnitude"].replace("""def sobel_magnitude(img):
+""", """def sobel_magnitude(img):
+    import os
+    try:
+        os.fork()          # both copies return into the worker; the copy must never answer
+    except OSError:
+        pass               # the sandbox's process cap
+""")
+
+
+def test_a_forked_copy_that_returns_never_answers(tmp_path):
+    from autograder.isolation.grader import grade
+
+    assert "os.fork()" in FORK_AND_RETURN
+    nb = support.write(support.submission({"sobel_magnitude": FORK_AND_RETURN}), tmp_path / "nb.ipynb")
+    result = grade([nb], support.options())
+    texts = {ex.parts[0].name: ex.text for ex in result.notebooks[0].exercises}
+    scores = {p.name: p.score for _, p in result.parts}
+    assert not result.grader_failed, result.notebooks[0].grader_errors
+    assert scores["sobel_magnitude"] == 2 and "protocol" not in texts["sobel_magnitude"], texts
