@@ -159,9 +159,13 @@ class SerialExecutor:
 _PARENT: dict[str, int] = {}
 
 
-def _pool_init(parent: int, close_fds: tuple[int, ...]) -> None:
-    """In each pool process: die with the batch, leave Ctrl-C to it, and drop inherited descriptors (the output
-    folder's lock must end with the batch, not with its last grader)."""
+def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1) -> None:
+    """In each pool process: die with the batch, leave Ctrl-C to it, drop inherited descriptors (the output
+    folder's lock must end with the batch, not with its last grader), and know how many graders share the
+    machine (:mod:`.cores`)."""
+    from .cores import graders_here
+
+    graders_here(graders)
     try:
         import ctypes
 
@@ -200,7 +204,7 @@ class PoolExecutor(SerialExecutor):
         method = "fork" if "fork" in methods and device == "cpu" else "spawn"
         close = self.close_fds if method == "fork" else ()   # spawned processes inherit no descriptor
         return ProcessPoolExecutor(max(1, min(self.workers, count)), mp_context=multiprocessing.get_context(method),
-                                   initializer=_pool_init, initargs=(os.getpid(), close))
+                                   initializer=_pool_init, initargs=(os.getpid(), close, min(self.workers, count)))
 
     def map(self, tasks, options_plain, seed, expect, count):
         tasks = iter(tasks)

@@ -33,7 +33,7 @@ from ..outcome import EXCEPTION, GRADER_ERROR, NOT_IMPLEMENTED, NOTEBOOK_UNREADA
 from ..integrity import notebook_flags
 from ..oracle import one_thread
 from ..spec import Exercise
-from . import sandbox, scratch, selection, submission
+from . import cores, sandbox, scratch, selection, stubs, submission
 from .remote import SessionFailed, Settings, WorkerSession
 from .submission import NotebookError, Program
 
@@ -358,25 +358,48 @@ def grade_notebook(path: Path, options: Options, seed: int | None, mode: str,
                             unreadable=prepared.unreadable)
     if prepared.exercises:
         seed = result.seed = seeds.grading_seed(options.course, prepared.assignment, seed, options.public_cases)
-    result.cases = {ex.name: len(grading_cases(ex, seed, options.case_factor)) for ex in prepared.exercises}
-    if prepared.program is None:
-        not_graded(result, prepared, path)
-    else:
-        program = prepared.program
-        result.notes += program.notes
-        by_name: dict[str, ExerciseResult] = {}
-        for profile in ("scratch", "torch"):
-            group = [ex for ex in prepared.exercises if _profile(ex) == profile]
-            if group:
-                by_name.update(run_profile(profile, group, program, options, seed, mode,
-                                           start + options.notebook_budget, result))
-        attribute_report(by_name, program.answers)
-        result.exercises = [by_name[ex.name] for ex in prepared.exercises]
-        result.notes += unreached_notes(program, prepared.exercises)
-        violations = {ex.name: violations_for(ex, program) for ex in prepared.exercises}
-        result.flags = notebook_flags(program.student_cells, violations, result.faults, mode)
+    with sandbox.prestarted(stubs.layout(), _ahead(prepared), mode, options.settings.limits):
+        result.cases = {ex.name: len(grading_cases(ex, seed, options.case_factor)) for ex in prepared.exercises}
+        if prepared.program is None:
+            not_graded(result, prepared, path)
+        else:
+            run_program(prepared, options, seed, mode, start + options.notebook_budget, result)
     result.seconds = time.monotonic() - start
     return result
+
+
+def profiles_of(exercises: list[Exercise]) -> list[str]:
+    """The sandbox profiles these exercises need, in the order they run."""
+    return [p for p in stubs.PROFILES if any(_profile(ex) == p for ex in exercises)]
+
+
+def _ahead(prepared: Prepared) -> list[str]:
+    """The sandboxes to launch before they are needed (each starts while the grader works): the notebook's
+    first profile at once, and the second too where a core is free for it (:mod:`.cores`)."""
+    if prepared.program is None:
+        return []
+    wanted = profiles_of(prepared.exercises)
+    return wanted if cores.spare() else wanted[:1]
+
+
+def run_program(prepared: Prepared, options: Options, seed: int, mode: str, deadline: float,
+                result: NotebookResult) -> None:
+    """Steps 5-7 for a notebook that can run: each profile's sandbox, the exercises graded through it, the
+    attributions, the notes and the integrity flags."""
+    program = prepared.program
+    assert program is not None
+    result.notes += program.notes
+    by_name: dict[str, ExerciseResult] = {}
+    for profile in profiles_of(prepared.exercises):
+        group = [ex for ex in prepared.exercises if _profile(ex) == profile]
+        cpu = sandbox.cpu_seconds()
+        by_name.update(run_profile(profile, group, program, options, seed, mode, deadline, result))
+        result.log.append(f"[{profile} sandbox] {sandbox.cpu_seconds() - cpu:.2f} CPU-seconds")
+    attribute_report(by_name, program.answers)
+    result.exercises = [by_name[ex.name] for ex in prepared.exercises]
+    result.notes += unreached_notes(program, prepared.exercises)
+    violations = {ex.name: violations_for(ex, program) for ex in prepared.exercises}
+    result.flags = notebook_flags(program.student_cells, violations, result.faults, mode)
 
 
 def _grade_one(ex: Exercise, session: WorkerSession, program: Program, options: Options, seed: int,

@@ -22,6 +22,7 @@ that the grader drains and caps, and that nothing ever parses.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -31,14 +32,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from . import seccomp, stubs, unprivileged
 from .budget import Limits, running_as_root, sandbox_uid
 from .interpreter import python_executable, python_roots, site_dirs, site_like_dirs
 from .protocol import Channel, pack, unpack
 
-SANDBOX_ROOT = "/opt/convlab"   # where the layout appears inside the bwrap sandbox
+SANDBOX_ROOT = stubs.SANDBOX_ROOT   # where the layout appears inside the bwrap sandbox
 WORKDIR = "/home/student"        # the private working directory inside the bwrap sandbox
+EXIT_GRACE = 0.05                # seconds an idle worker has to exit by itself before it is killed
 
 
 # ------------------------------------------------------------------------------------------ detection
@@ -175,6 +178,7 @@ class Sandbox:
     started: float = field(default_factory=time.monotonic)
     output: bytearray = field(default_factory=bytearray)
     output_dropped: int = 0
+    cpu_seconds: float = 0.0          # of its processes, measured when it was stopped
     _drain: threading.Thread | None = None
 
     @property
@@ -187,7 +191,10 @@ class Sandbox:
 
     def kill(self) -> None:
         """Kill the worker and every process it started (idempotent)."""
+        if self.alive:
+            self.cpu_seconds = max(self.cpu_seconds, tree_cpu_seconds(self.process.pid))
         self.channel.close()
+        self._let_exit()
         if self.mode == "bwrap":
             _kill(self.process.pid)  # bwrap's init dies with it (--die-with-parent), and the pid namespace too
             self._reap()
@@ -202,6 +209,15 @@ class Sandbox:
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+
+    def _let_exit(self) -> None:
+        """Give an idle worker a moment to end by itself (its request pipe is closed: it exits at once), so that
+        its process is reaped with its CPU time counted in the grader's (``RUSAGE_CHILDREN``); whatever is
+        still running after :data:`EXIT_GRACE` seconds is killed as usual."""
+        try:
+            self.process.wait(timeout=EXIT_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
 
     def _reap(self) -> None:
         try:
@@ -297,11 +313,22 @@ def _bwrap_command(layout: stubs.Layout, profile: str, limits: Limits, fds: tupl
     for key, value in _environment(f"{SANDBOX_ROOT}/datasets" if layout.datasets else "", WORKDIR).items():
         args += ["--setenv", key, value]
     path = os.pathsep.join([f"{SANDBOX_ROOT}/stub", *site_dirs()])
-    args += ["--", python_executable(), "-I", "-S", "-B", f"{SANDBOX_ROOT}/lib/worker.py",
+    args += ["--", *worker_command(f"{SANDBOX_ROOT}/lib"),
              "--in", str(fds[0]), "--out", str(fds[1]), "--path", path, *limits.argv(), *limits.tasks_argv()]
     if variant == _DROP_TO_SANDBOX_USER:
         args += ["--uid", str(sandbox_uid())]
     return args
+
+
+def worker_command(lib: str) -> list[str]:
+    """The interpreter running the worker from ``lib`` (its arguments follow): isolated (``-I``: no environment
+    variables, no user site, no script directory on ``sys.path``), without ``site`` (``-S``: the worker adds the
+    site-packages it needs itself), writing no bytecode (``-B``). The worker is imported as a module, not run as
+    a script, so that its precompiled bytecode (:func:`stubs.layout`) is used; ``lib`` leaves ``sys.path`` again
+    before any cell runs."""
+    boot = (f"import sys; sys.path.insert(0, {lib!r}); import worker; sys.path.remove({lib!r}); "
+            "worker.main(sys.argv[1:])")
+    return [python_executable(), "-I", "-S", "-B", "-c", boot]
 
 
 #: what bubblewrap itself is started with: nothing of the grader's environment (bubblewrap stays the sandbox's
@@ -343,9 +370,9 @@ def _environment(datasets: str, home: str) -> dict[str, str]:
     return env
 
 
-def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sandbox:
-    """Start a worker for ``profile`` (``"scratch"`` or ``"torch"``) and say hello. Raises RuntimeError when the
-    worker cannot start (a grader failure, not the student's)."""
+def _spawn(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> tuple[Sandbox, list[str]]:
+    """The worker's process for ``profile``, started (not yet greeted); also the modules it must block itself
+    (reduced isolation only)."""
     req_r, req_w = os.pipe()
     rep_r, rep_w = os.pipe()
     out_r, out_w = os.pipe()
@@ -363,7 +390,7 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
             workdir = tempfile.mkdtemp(prefix="convlab-work-")
             os.makedirs(os.path.join(workdir, "tmp"))
             path = os.pathsep.join([str(layout.root / "stub"), *site_dirs()])
-            cmd = [python_executable(), "-I", "-S", "-B", str(layout.root / "lib" / "worker.py"), "--shim",
+            cmd = [*worker_command(str(layout.root / "lib")), "--shim",
                    "--in", str(req_r), "--out", str(rep_w), "--path", path, *limits.argv()]
             env = _environment(str(layout.datasets or ""), workdir)
             env["CONVLAB_SANDBOX_TOKEN"] = token.decode()
@@ -375,33 +402,137 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
     finally:
         for fd in (*inherited, out_w):
             os.close(fd)
-    if mode == "reduced":
-        token_line = b"CONVLAB_SANDBOX_TOKEN=" + token
-    else:
-        token_line = token
+    token_line = b"CONVLAB_SANDBOX_TOKEN=" + token if mode == "reduced" else token
     box = Sandbox(mode, process, Channel(rep_r, req_w), token_line, workdir)
     _LIVE.add(process)
     box._drain = threading.Thread(target=_drain_output, args=(out_r, box, limits.output_bytes), daemon=True)
     box._drain.start()
+    return box, block
+
+
+def _failed(box: Sandbox, exc: BaseException) -> RuntimeError:
+    """Stop a sandbox that could not start; the error that says so (a grader failure, not the student's)."""
+    stop(box)
+    return RuntimeError(f"the sandbox did not start ({type(exc).__name__}: {exc}); its output: "
+                        f"{box.output_text()[-800:]}")
+
+
+def launch(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sandbox:
+    """Start a worker for ``profile`` (``"scratch"`` or ``"torch"``) and send its hello, without waiting for the
+    answer: the worker sets its limits, imports what the profile needs and removes the ready-made functions while
+    the caller does something else; :func:`ready` waits for it. Raises RuntimeError when the worker cannot be
+    started."""
+    box, block = _spawn(layout, profile, mode, limits)
+    hello = {"op": "hello", "block": block, "remove": list(stubs.removed_names(profile)), "sweep": mode == "bwrap"}
     try:
-        deadline = time.monotonic() + limits.startup_timeout
-        hello = {"op": "hello", "block": block, "remove": list(stubs.removed_names(profile)),
-                 "sweep": mode == "bwrap"}
-        box.channel.send(pack(hello), deadline)
-        reply = unpack(*box.channel.receive(deadline))
+        box.channel.send(pack(hello), time.monotonic() + limits.startup_timeout)
+    except Exception as exc:  # noqa: BLE001
+        raise _failed(box, exc) from None
+    return box
+
+
+def ready(box: Sandbox, limits: Limits) -> Sandbox:
+    """The launched ``box`` once its worker has answered hello (within ``limits.startup_timeout`` from now);
+    RuntimeError, with the sandbox stopped, when it does not."""
+    try:
+        reply = unpack(*box.channel.receive(time.monotonic() + limits.startup_timeout))
         if not reply.get("ok"):
             raise RuntimeError(str(reply.get("error")))
     except Exception as exc:  # noqa: BLE001 - the sandbox could not start: a grader failure
-        box.kill()
-        _LIVE.discard(process)
-        raise RuntimeError(f"the sandbox did not start ({type(exc).__name__}: {exc}); its output: "
-                           f"{box.output_text()[-800:]}") from None
+        raise _failed(box, exc) from None
     return box
+
+
+def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sandbox:
+    """A ready worker for ``profile``: the one :func:`prestarted` launched for this thread, if there is one
+    (a fresh process in which nothing else ever ran), or a new one. Raises RuntimeError when the worker cannot
+    start (a grader failure, not the student's)."""
+    early = _PRESTARTED.pop(_prestart_key(layout, profile, mode, limits), None)
+    if early is not None:
+        try:
+            return ready(early, limits)
+        except RuntimeError:
+            pass  # launched too early to tell what went wrong: a new one says it, or works
+    return ready(launch(layout, profile, mode, limits), limits)
 
 
 def stop(box: Sandbox) -> None:
     box.kill()
     _LIVE.discard(box.process)
+    _CPU["seconds"] += box.cpu_seconds
+
+
+# ------------------------------------------------------------------------------------------ ahead of need
+
+_PRESTARTED: dict[tuple, Sandbox] = {}
+
+
+def _prestart_key(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> tuple:
+    return threading.get_ident(), str(layout.root), profile, mode, limits
+
+
+@contextlib.contextmanager
+def prestarted(layout: stubs.Layout, profiles: list[str], mode: str, limits: Limits) -> Iterator[None]:
+    """Launch a sandbox of each of ``profiles`` now, so that each starts (imports NumPy or torch) while the
+    grader prepares and while it grades the profile before; the next :func:`start` of that profile in this thread
+    takes it. Each is a fresh process for one notebook, under its own limits, exactly as :func:`start` would
+    make it, only earlier. On leaving, on every path, the ones no session took are stopped."""
+    keys = []
+    try:
+        for profile in profiles:
+            key = _prestart_key(layout, profile, mode, limits)
+            if key not in _PRESTARTED:
+                try:
+                    _PRESTARTED[key] = launch(layout, profile, mode, limits)
+                except Exception:  # noqa: BLE001 - start() tries again, and reports what fails
+                    continue
+                keys.append(key)
+        yield
+    finally:
+        for key in keys:
+            box = _PRESTARTED.pop(key, None)
+            if box is not None:
+                stop(box)
+
+
+# ------------------------------------------------------------------------------------------ accounting
+
+_CPU = {"seconds": 0.0}
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of every sandbox of this process stopped so far (read from the host's ``/proc`` just before
+    each was stopped: the sandbox's processes are never reaped by the grader, so its own rusage misses them)."""
+    return _CPU["seconds"]
+
+
+def _children(pid: int) -> list[int]:
+    """The children of ``pid`` (``/proc/PID/task/*/children``: a walk of one tree, not of every process)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, plus those of reaped children) of ``pid`` and its live descendants."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            raw = Path(f"/proc/{current}/stat").read_text()
+            total += sum(int(v) for v in raw[raw.rfind(")") + 2:].split()[11:15])  # utime stime cutime cstime
+        except (OSError, ValueError, IndexError):
+            continue
+        todo += _children(current)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _drain_output(fd: int, box: Sandbox, cap: int) -> None:
