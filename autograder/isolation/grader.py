@@ -347,13 +347,13 @@ def unreached_notes(program: Program, exercises: list[Exercise]) -> list[str]:
 
 
 def grade_notebook(path: Path, options: Options, seed: int | None, mode: str,
-                   assignment: str | None = None) -> NotebookResult:
-    """Grade one notebook: prepare it (read, recognise, pair, build), run each profile, grade, collect the notes.
-    Student faults become 0 points with a reason; grader faults are recorded in ``grader_errors`` (and still
-    every exercise appears)."""
+                   assignment: str | None = None, prepared: Prepared | None = None) -> NotebookResult:
+    """Grade one notebook: prepare it (read, recognise, pair, build; unless ``prepared`` already is), run each
+    profile, grade, collect the notes. Student faults become 0 points with a reason; grader faults are recorded in
+    ``grader_errors`` (and still every exercise appears)."""
     start = time.monotonic()
     path = Path(path)
-    prepared = prepare(path, options, assignment)
+    prepared = prepared or prepare(path, options, assignment)
     result = NotebookResult(path.name, prepared.assignment, recognised=prepared.recognised,
                             unreadable=prepared.unreadable)
     if prepared.exercises:
@@ -373,10 +373,10 @@ def profiles_of(exercises: list[Exercise]) -> list[str]:
     return [p for p in stubs.PROFILES if any(_profile(ex) == p for ex in exercises)]
 
 
-def _ahead(prepared: Prepared) -> list[str]:
+def _ahead(prepared: Prepared | None) -> list[str]:
     """The sandboxes to launch before they are needed (each starts while the grader works): the notebook's
     first profile at once, and the second too where a core is free for it (:mod:`.cores`)."""
-    if prepared.program is None:
+    if prepared is None or prepared.program is None:
         return []
     wanted = profiles_of(prepared.exercises)
     return wanted if cores.spare() else wanted[:1]
@@ -473,18 +473,22 @@ def grade(paths: Sequence[Path], options: Options, assignment: str | None = None
     seed = options.seed                 # None: each assignment's course seed (autograder.seeds)
     notebooks: list[NotebookResult] = []
     seen: dict[str, str] = {}
-    with scratch.run_scratch(), one_thread():
-        for path in selection.order(paths, assignment):
-            nb = grade_notebook(Path(path), options, seed, mode, assignment)
-            if nb.assignment in seen and nb.exercises:
-                nb.notes.insert(0, f"{nb.notebook} is a second notebook for {nb.assignment} "
-                                   f"(after {seen[nb.assignment]}); only the first counts")
-                nb.exercises = []
-            elif nb.assignment:
-                seen[nb.assignment] = nb.notebook
-            notebooks.append(nb)
-    first = next((nb.seed for nb in notebooks if nb.seed is not None), None)
-    return SubmissionResult(notebooks, first if seed is None else seed, mode, note, time.monotonic() - start)
+    with scratch.run_scratch():
+        ordered = [Path(p) for p in selection.order(paths, assignment)]
+        first = prepare(ordered[0], options, assignment) if ordered else None
+        # the first notebook's sandboxes start while this process imports torch (one_thread) for the oracle
+        with sandbox.prestarted(stubs.layout(), _ahead(first), mode, options.settings.limits), one_thread():
+            for i, path in enumerate(ordered):
+                nb = grade_notebook(path, options, seed, mode, assignment, first if i == 0 else None)
+                if nb.assignment in seen and nb.exercises:
+                    nb.notes.insert(0, f"{nb.notebook} is a second notebook for {nb.assignment} "
+                                       f"(after {seen[nb.assignment]}); only the first counts")
+                    nb.exercises = []
+                elif nb.assignment:
+                    seen[nb.assignment] = nb.notebook
+                notebooks.append(nb)
+    seeded = next((nb.seed for nb in notebooks if nb.seed is not None), None)
+    return SubmissionResult(notebooks, seeded if seed is None else seed, mode, note, time.monotonic() - start)
 
 
 def _unprivileged_note() -> str:

@@ -142,14 +142,24 @@ def describe_exception(exc: BaseException, limit: int = 3) -> str:
     return head + (f"  (at {where[:300]})" if where else "")
 
 
+_PLAIN_SCALARS = frozenset((type(None), bool, int, float, str))
+
+
 def to_plain(value, depth: int = 0):
-    """The worker's half of :func:`autograder.compare.to_plain` (the grader applies the real one again)."""
+    """The worker's half of :func:`autograder.compare.to_plain` (the grader applies the real one again).
+    Plain values and exact lists and tuples are recognised by their exact type first (an encoded module is a tree
+    of hundreds of them per call); anything else by NumPy's or torch's types."""
     if depth > 32:
         raise TypeError("a structure nested too deeply")
+    cls = type(value)
+    if cls in _PLAIN_SCALARS:
+        return value
+    if cls is list:  # stays a list: the grader scores it like a tuple but calls it a list in feedback
+        return [to_plain(v, depth + 1) for v in value]
+    if cls is tuple:
+        return tuple(to_plain(v, depth + 1) for v in value)
     import numpy as np
 
-    if value is None or type(value) in (bool, int, float, str):
-        return value
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, np.integer):
@@ -161,11 +171,6 @@ def to_plain(value, depth: int = 0):
         if base.dtype.kind not in protocol.ARRAY_KINDS:
             raise TypeError(f"an array of dtype {base.dtype} (expected numbers)")
         return np.ndarray.copy(base, order="C")
-    if type(value) is list:  # stays a list: the grader scores it like a tuple but calls it a list in feedback
-        return [to_plain(v, depth + 1) for v in value]
-    if type(value) is tuple:
-        return tuple(to_plain(v, depth + 1) for v in value)
-    cls = type(value)
     if (cls.__module__ or "").startswith("torch") and cls.__name__ in ("Tensor", "Parameter"):
         return to_plain(value.detach().cpu().numpy(), depth + 1)
     raise TypeError(f"a {cls.__module__}.{cls.__qualname__}")
@@ -529,9 +534,11 @@ class Worker:
             seconds = _perf() - start
         notes = cap.notes()
         try:
-            with Capture() as during_encode:  # what encode notices (hooks left...) is feedback, never points
-                encoded = _resolve_ref(encode_ref)(raw) if encode_ref else raw
-            notes = (notes + during_encode.notes())[:4]
+            encoded = raw
+            if encode_ref:
+                with Capture() as during_encode:  # what encode notices (hooks left...) is feedback, never points
+                    encoded = _resolve_ref(encode_ref)(raw)
+                notes = (notes + during_encode.notes())[:4]
         except Exception as exc:  # noqa: BLE001 - encoding a malformed object
             return {"error": f"returned something the grader cannot read ({describe_exception(exc)})",
                     "seconds": seconds, "warnings": notes}
