@@ -29,6 +29,4 @@ def available() -> int:
 
 def spare() -> bool:
     """Whether each grading process on this machine has a second core (for a sandbox launched ahead)."""
-    if os.environ.get("PS_AHEAD"):  # EXPERIMENT
-        return os.environ["PS_AHEAD"] == "all"
     return available() >= 2 * _GRADERS["count"]
