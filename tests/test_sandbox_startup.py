@@ -204,6 +204,17 @@ def test_the_cli_exit_runs_exit_handlers_and_flushes_and_waits_for_threads():
         exit(0)
         ''')
     assert (waited.returncode, waited.stdout) == (0, "thread finished\n")
+    profiled = _run_exit('''
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            exit(5)
+        except SystemExit as stop:
+            profiler.disable()
+            print("the profiler can write its results", stop.code)
+        ''')
+    assert (profiled.returncode, profiled.stdout) == (0, "the profiler can write its results 5\n")
 
 
 def test_python_m_autograder_still_writes_its_report(tmp_path):
