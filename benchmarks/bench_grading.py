@@ -16,7 +16,7 @@ Printed per assignment and overall: notebooks per minute of each and their ratio
 notebook (nbgrader: the notebook's own checks, fixed + visible + hidden for each exercise; batch: the cases it
 reports); CPU-seconds per notebook (nbgrader: its process and its kernels; batch: its processes, plus its
 sandboxes as measured by the grader from ``/proc`` when it stops them, since they are never reaped by it); and
-whether both give every exercise full marks. ``--json`` also writes the figures to a file. Results are recorded in
+the exercises where either did not give every (perfect) notebook full marks. ``--json`` also writes the figures to a file. Results are recorded in
 benchmarks/REPORT.md.
 """
 from __future__ import annotations
@@ -181,10 +181,11 @@ def exercises_of(assignment: str) -> dict:
     return {ex.name: (ex.points, notebook_case_count(ex)) for ex in registry.assignments()[assignment]}
 
 
-def full_marks_everywhere(scores: dict, exercises: dict, n: int) -> bool:
-    """Whether every one of the n students has full marks on every exercise."""
-    return len(scores) == n and all(abs(scores[s].get(name, 0.0) - points) < 1e-6
-                                    for s in scores for name, (points, _) in exercises.items())
+def short_of_full_marks(scores: dict, exercises: dict, n: int) -> dict:
+    """Exercise -> how many of the n (perfect) notebooks did not get its full marks (empty: all did)."""
+    short = {name: sum(1 for s in scores if abs(scores[s].get(name, 0.0) - points) > 1e-6) + n - len(scores)
+             for name, (points, _) in exercises.items()}
+    return {name: count for name, count in short.items() if count}
 
 
 def bench_assignment(course: Path, assignment: str, args) -> dict:
@@ -197,14 +198,14 @@ def bench_assignment(course: Path, assignment: str, args) -> dict:
         seconds, cpu, scores = run_nbgrader(course, assignment)
         row.update(nbgrader_seconds=round(seconds, 2), nbgrader_per_minute=round(60 * n / seconds, 2),
                    nbgrader_cpu_per_notebook=round(cpu / n, 2),
-                   nbgrader_full_marks=full_marks_everywhere(scores, exercises, n))
+                   nbgrader_short_of_full_marks=short_of_full_marks(scores, exercises, n))
     print(f"{assignment}: autograder batch, {n} notebooks, {args.workers} workers ...", flush=True)
     batch = run_batch(course, assignment, args.workers, args.cases_factor)
     row.update(batch_seconds=round(batch["seconds"], 2), batch_per_minute=round(60 * n / batch["seconds"], 2),
                batch_cpu_per_notebook=round((batch["cpu"] + batch["sandbox_cpu"]) / n, 2),
                batch_sandbox_cpu_per_notebook=round(batch["sandbox_cpu"] / n, 2),
                batch_cases_per_notebook=sum(batch["cases"].get(name, 0) for name in exercises),
-               batch_full_marks=full_marks_everywhere(batch["scores"], exercises, n))
+               batch_short_of_full_marks=short_of_full_marks(batch["scores"], exercises, n))
     if "nbgrader_seconds" in row:
         row["throughput_ratio"] = round(row["batch_per_minute"] / row["nbgrader_per_minute"], 1)
     row["cases_ratio"] = round(row["batch_cases_per_notebook"] / row["nbgrader_cases_per_notebook"], 1)
