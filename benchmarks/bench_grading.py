@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SANDBOX_CPU = re.compile(r"^\[(\w+) sandbox\] ([0-9.]+) CPU-seconds$")
+SANDBOX_CPU = re.compile(r"^\[(\w+) sandbox\] ([0-9.]+) CPU-seconds")
 
 
 def _env() -> dict:

@@ -95,6 +95,7 @@ def test_grading_leaves_no_sandbox_and_logs_the_sandboxes_cpu(tmp_path):
     assert support.wait_until(lambda: not support.my_descendants(), 10), support.my_descendants()
     cpu = [line for line in result.notebooks[0].log if line.startswith("[scratch sandbox]")]
     assert len(cpu) == 1 and float(cpu[0].split()[2]) > 0, cpu  # NumPy alone takes CPU to import
+    assert cpu[0].endswith(" s waited for it to start")
 
 
 def test_a_stopped_sandboxs_cpu_time_is_counted():

@@ -392,9 +392,10 @@ def run_program(prepared: Prepared, options: Options, seed: int, mode: str, dead
     by_name: dict[str, ExerciseResult] = {}
     for profile in profiles_of(prepared.exercises):
         group = [ex for ex in prepared.exercises if _profile(ex) == profile]
-        cpu = sandbox.cpu_seconds()
+        cpu, waited = sandbox.cpu_seconds(), sandbox.waited_seconds()
         by_name.update(run_profile(profile, group, program, options, seed, mode, deadline, result))
-        result.log.append(f"[{profile} sandbox] {sandbox.cpu_seconds() - cpu:.2f} CPU-seconds")
+        result.log.append(f"[{profile} sandbox] {sandbox.cpu_seconds() - cpu:.2f} CPU-seconds; "
+                          f"{sandbox.waited_seconds() - waited:.2f} s waited for it to start")
     attribute_report(by_name, program.answers)
     result.exercises = [by_name[ex.name] for ex in prepared.exercises]
     result.notes += unreached_notes(program, prepared.exercises)

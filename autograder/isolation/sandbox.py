@@ -434,12 +434,15 @@ def launch(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> San
 def ready(box: Sandbox, limits: Limits) -> Sandbox:
     """The launched ``box`` once its worker has answered hello (within ``limits.startup_timeout`` from now);
     RuntimeError, with the sandbox stopped, when it does not."""
+    waiting = time.monotonic()
     try:
-        reply = unpack(*box.channel.receive(time.monotonic() + limits.startup_timeout))
+        reply = unpack(*box.channel.receive(waiting + limits.startup_timeout))
         if not reply.get("ok"):
             raise RuntimeError(str(reply.get("error")))
     except Exception as exc:  # noqa: BLE001 - the sandbox could not start: a grader failure
         raise _failed(box, exc) from None
+    finally:
+        _ACCOUNTS["waited"] += time.monotonic() - waiting
     return box
 
 
@@ -459,7 +462,7 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
 def stop(box: Sandbox) -> None:
     box.kill()
     _LIVE.discard(box.process)
-    _CPU["seconds"] += box.cpu_seconds
+    _ACCOUNTS["cpu"] += box.cpu_seconds
 
 
 # ------------------------------------------------------------------------------------------ ahead of need
@@ -497,13 +500,19 @@ def prestarted(layout: stubs.Layout, profiles: list[str], mode: str, limits: Lim
 
 # ------------------------------------------------------------------------------------------ accounting
 
-_CPU = {"seconds": 0.0}
+_ACCOUNTS = {"cpu": 0.0, "waited": 0.0}
 
 
 def cpu_seconds() -> float:
     """CPU seconds of every sandbox of this process stopped so far (read from the host's ``/proc`` just before
     each was stopped: the sandbox's processes are never reaped by the grader, so its own rusage misses them)."""
-    return _CPU["seconds"]
+    return _ACCOUNTS["cpu"]
+
+
+def waited_seconds() -> float:
+    """Seconds this process has waited so far for sandboxes to finish starting (what launching them ahead saves
+    shows here)."""
+    return _ACCOUNTS["waited"]
 
 
 def _children(pid: int) -> list[int]:
