@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ from ..engine import ExerciseResult, PartResult, grade_exercise, zero_result
 from ..forbidden import scan_source
 from ..outcome import EXCEPTION, GRADER_ERROR, NOT_IMPLEMENTED, NOTEBOOK_UNREADABLE, TIMEOUT
 from ..integrity import notebook_flags
-from ..oracle import one_thread
+from ..expected import expected_values, prefetch
+from ..oracle import torch as oracle_torch
 from ..spec import Exercise
 from . import sandbox, scratch, selection, submission
 from .remote import SessionFailed, Settings, WorkerSession
@@ -108,6 +110,7 @@ class SubmissionResult:
 # ------------------------------------------------------------------------------------------ cases and oracle
 
 _CASES: dict[tuple, list[Case]] = {}
+_CASES_LOCK = threading.Lock()
 _ORACLES: dict[tuple, Exercise] = {}
 
 
@@ -116,14 +119,30 @@ def notebook_case_count(ex: Exercise) -> int:
     return len(ex.fixed_params) + ex.n_visible + ex.n_hidden
 
 
+def grading_case_count(ex: Exercise, factor: int) -> int:
+    """``len(grading_cases(ex, seed, factor))``, without drawing them."""
+    return len(ex.fixed_params) + ex.n_visible + max(1, factor) * notebook_case_count(ex)
+
+
 def grading_cases(ex: Exercise, seed: int, factor: int) -> list[Case]:
-    """The visible cases plus ``factor`` times the notebook check's count of fresh hidden cases (cached per run)."""
+    """The visible cases plus ``factor`` times the notebook check's count of fresh hidden cases (cached per process,
+    drawn once even when the grading thread and the prefetching one ask at the same time)."""
     key = (ex.assignment, ex.name, seed, factor)
-    if key not in _CASES:
-        if len(_CASES) > 256:
-            _CASES.clear()
-        _CASES[key] = visible_cases(ex) + hidden_cases(ex, seed, count=max(1, factor) * notebook_case_count(ex))
-    return _CASES[key]
+    with _CASES_LOCK:
+        if key not in _CASES:
+            if len(_CASES) > 256:
+                _CASES.clear()
+            _CASES[key] = visible_cases(ex) + hidden_cases(ex, seed, count=max(1, factor) * notebook_case_count(ex))
+        return _CASES[key]
+
+
+def prefetch_expected(exercises: Sequence[Exercise], seed: int | None, options: Options) -> None:
+    """Start computing the exercises' cases and expected values in a background thread (:mod:`autograder.expected`)
+    while the sandbox starts and runs the notebook's cells."""
+    if seed is None or not exercises:
+        return
+    prefetch(exercises, lambda ex: grading_cases(ex, seed, options.case_factor), options.device,
+             before=oracle_torch)
 
 
 def _fingerprint(value: Any, torch) -> Any:
@@ -145,13 +164,11 @@ def memoised(ex: Exercise) -> Exercise:
     same cases, so each reference is computed once per grading process."""
     if ex.name in _ORACLES and _ORACLES[ex.name].oracle.__wrapped__ is ex.oracle:  # type: ignore[attr-defined]
         return _ORACLES[ex.name]
-    from ..oracle import torch as _torch
-
-    torch = _torch()
     memo: dict = {}
     oracle = ex.oracle
 
     def cached(*args, **kwargs):
+        torch = oracle_torch()  # imported by now (the oracle's arguments are tensors); not before the sandbox starts
         try:
             key = (_fingerprint(args, torch), _fingerprint(kwargs, torch))
         except TypeError:
@@ -358,11 +375,12 @@ def grade_notebook(path: Path, options: Options, seed: int | None, mode: str,
                             unreadable=prepared.unreadable)
     if prepared.exercises:
         seed = result.seed = seeds.grading_seed(options.course, prepared.assignment, seed, options.public_cases)
-    result.cases = {ex.name: len(grading_cases(ex, seed, options.case_factor)) for ex in prepared.exercises}
+    result.cases = {ex.name: grading_case_count(ex, options.case_factor) for ex in prepared.exercises}
     if prepared.program is None:
         not_graded(result, prepared, path)
     else:
         program = prepared.program
+        prefetch_expected(prepared.exercises, seed, options)  # perf-trusted: expected values while the sandbox starts
         result.notes += program.notes
         by_name: dict[str, ExerciseResult] = {}
         for profile in ("scratch", "torch"):
@@ -399,7 +417,8 @@ def _grade_one(ex: Exercise, session: WorkerSession, program: Program, options: 
                                _missing_failure(ex, state, session))
         answer = handle.answer(cases)
         context = {"isolated": True, "isolation": mode}
-        result = grade_exercise(graded, answer, cases, options.device, (), options.shrink_budget, "", context)
+        result = grade_exercise(graded, answer, cases, options.device, (), options.shrink_budget, "", context,
+                                expected_values(ex, cases, options.device))
     result = scoring.apply_policy(result, scoring.CreditPolicy.parse(options.partial_credit))
     error = session.cell_errors.get(ex.name)
     if error:
@@ -450,7 +469,7 @@ def grade(paths: Sequence[Path], options: Options, assignment: str | None = None
     seed = options.seed                 # None: each assignment's course seed (autograder.seeds)
     notebooks: list[NotebookResult] = []
     seen: dict[str, str] = {}
-    with scratch.run_scratch(), one_thread():
+    with scratch.run_scratch():  # one thread, no TF32: the engine holds them (oracle.oracle_numerics)
         for path in selection.order(paths, assignment):
             nb = grade_notebook(Path(path), options, seed, mode, assignment)
             if nb.assignment in seen and nb.exercises:
