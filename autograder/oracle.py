@@ -36,7 +36,7 @@ def resolve_device(device: str = "auto") -> str:
 
 class _ProcessSetting:
     """A process-wide torch setting held while any thread is inside ``with setting:`` (re-entrant, counted): the
-    first entry applies it and the last exit restores what was there before. Torch's switches are global, so a
+    first entry applies it and the last exit restores what was there before. The TF32 switches are global, so a
     plain save/restore per ``with`` would let one thread restore the default while another is still computing (a
     background thread computes expected values while the grader reads answers: :mod:`autograder.expected`)."""
 
@@ -198,26 +198,20 @@ def from_torch(value: Any) -> Any:
     return plain_scalar(value)
 
 
-def _one_thread_on() -> int:
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one thread in this block: the oracle's tensors are tiny, and on a busy 2-core machine torch's
+    thread pool turns 0.1 ms operations into 60 ms ones. The setting is per thread (OpenMP's), so every thread
+    that computes (the grading one, :mod:`autograder.expected`'s) enters it itself."""
     t = torch()
     threads = t.get_num_threads()
     if threads != 1:
         t.set_num_threads(1)
-    return threads
-
-
-def _one_thread_off(threads: int) -> None:
-    if threads != 1:
-        torch().set_num_threads(threads)
-
-
-_ONE_THREAD = _ProcessSetting(_one_thread_on, _one_thread_off)
-
-
-def one_thread() -> _ProcessSetting:
-    """Run torch on one thread while any ``with one_thread():`` is open: the oracle's tensors are tiny, and on a
-    busy 2-core machine torch's thread pool turns 0.1 ms operations into 60 ms ones."""
-    return _ONE_THREAD
+    try:
+        yield
+    finally:
+        if threads != 1:
+            t.set_num_threads(threads)
 
 
 def oracle_numerics() -> contextlib.ExitStack:
