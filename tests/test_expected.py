@@ -172,3 +172,26 @@ def test_store_is_per_case_list():
     assert expected_values(ex, cases, "cpu") is expected_values(ex, cases, "cpu")
     assert expected_values(ex, list(cases), "cpu") is not expected_values(ex, cases, "cpu")
     assert expected._MAX_STORES >= 8
+
+
+def _graded_texts(path, monkeypatch, ahead: bool) -> list:
+    from autograder.isolation import grader
+
+    if not ahead:   # the plain path: each case's reference computed by the engine, nothing prefetched or stored
+        monkeypatch.setattr(grader, "prefetch_expected", lambda *a, **k: None)
+        monkeypatch.setattr(grader, "expected_values", lambda *a, **k: None)
+    result = grader.grade([path], grader.Options(case_factor=1))
+    monkeypatch.undo()
+    return [(p.name, p.score, p.passed, p.total, p.output) for _aid, p in result.parts]
+
+
+@pytest.mark.parametrize("student", ["bob", "mallory"])
+def test_example_notebooks_get_the_same_grades_and_feedback_either_way(student, monkeypatch):
+    """Expected values computed ahead and kept vs computed per case: the same points and the same feedback,
+    on a buggy notebook (misconceptions, shrinking) and a cheating one."""
+    from redteam import support
+
+    path = next((support.REPO / "examples" / "submitted" / student / support.A01).glob("*.ipynb"))
+    ahead = _graded_texts(path, monkeypatch, ahead=True)
+    assert len(ahead) >= 3 and any(part[1] < 1 for part in ahead)      # graded, with mistakes to explain
+    assert ahead == _graded_texts(path, monkeypatch, ahead=False)
