@@ -206,7 +206,7 @@ def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], devic
     ``reference(case)`` gives a case's expected value (default: :func:`run_reference` of the oracle; the isolated
     grader passes values computed ahead, :mod:`autograder.expected`). The oracle's numerics (one thread, no TF32)
     are entered once for all cases."""
-    with oracle_numerics():
+    with oracle_numerics(if_imported=True):
         return _graded_correctness(ex, answer, cases, device, shrink_budget, label, reference)
 
 
@@ -268,7 +268,7 @@ def grade_exercise(ex: Exercise, answer: Answer, cases: Sequence[Case], device: 
                    context: dict | None = None, reference: Reference | None = None) -> ExerciseResult:
     """Every part of one exercise. ``violations`` (forbidden APIs found in the answer) zero all parts. The oracle's
     numerics (:func:`~autograder.oracle.oracle_numerics`) hold throughout."""
-    with oracle_numerics():
+    with oracle_numerics(if_imported=True):
         return _graded_exercise(ex, answer, cases, device, violations, shrink_budget, label, context, reference)
 
 

@@ -14,7 +14,11 @@ thread, when the engine asks for that case. Expected values are shared between n
 from __future__ import annotations
 
 import contextlib
+import os
+import pickle
+import signal
 import threading
+from multiprocessing.connection import Connection
 from typing import Any, Callable, Sequence
 
 from .cases import Case
@@ -76,6 +80,27 @@ class Expected:
             self._ready.notify_all()
             return self._values[i]
 
+    def begin(self) -> None:
+        """Values are on their way (from :func:`prefetch`'s process): the engine waits for them."""
+        with self._ready:
+            self._filling = True
+
+    def put(self, start: int, values: Sequence[Any], unknown: Sequence[int]) -> None:
+        """Store ``values`` from index ``start`` on, except the indices in ``unknown`` (the engine computes those
+        itself, and sees their exception)."""
+        skip = set(unknown)
+        with self._ready:
+            for i, value in enumerate(values, start):
+                if i not in skip and i < len(self._values) and self._values[i] is _MISSING:
+                    self._values[i] = value
+            self._ready.notify_all()
+
+    def end(self) -> None:
+        """No more values are coming: what is missing is computed by the engine when it asks."""
+        with self._ready:
+            self._filling = False
+            self._ready.notify_all()
+
     def fill(self, background: bool = False) -> None:
         """Compute every value not known yet, in order (under the oracle's numerics, entered once). In the
         ``background``, each case waits while a timed part runs (:func:`quiet`)."""
@@ -118,12 +143,26 @@ def _working():
             _QUIET.notify_all()
 
 
+#: process ids of the prefetching processes still at work (stopped while a part is timed)
+_CHILDREN: set = set()
+
+
+def _signal_children(signum: int) -> None:
+    for pid in list(_CHILDREN):
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            _CHILDREN.discard(pid)
+
+
 @contextlib.contextmanager
 def quiet():
-    """No background computation while the block runs (it waits for the case being computed): for parts that
-    time code in this process."""
+    """No background computation while the block runs (a prefetching thread finishes the case it computes, a
+    prefetching process is stopped): for parts that time code."""
     with _QUIET:
         _STATE["quiet"] += 1
+        if _STATE["quiet"] == 1:
+            _signal_children(signal.SIGSTOP)
         while _STATE["working"]:
             _QUIET.wait()
     try:
@@ -131,6 +170,8 @@ def quiet():
     finally:
         with _QUIET:
             _STATE["quiet"] -= 1
+            if _STATE["quiet"] == 0:
+                _signal_children(signal.SIGCONT)
             _QUIET.notify_all()
 
 
@@ -153,11 +194,24 @@ def expected_values(ex: Exercise, cases: Sequence[Case], device: str) -> Expecte
 
 
 def prefetch(exercises: Sequence[Exercise], cases_of: Callable[[Exercise], Sequence[Case]], device: str,
-             before: Callable[[], Any] | None = None) -> threading.Thread:
-    """Start a daemon thread that runs ``before()`` (e.g. ``import torch``), then for each exercise in order builds
-    its cases (``cases_of``) and fills its :class:`Expected`. Returns the thread (nobody needs to join it: the
-    engine waits for each value it needs; a failure is seen again by the grading thread when it computes)."""
+             before: Callable[[], Any] | None = None, process: bool | None = None) -> threading.Thread:
+    """Compute the exercises' expected values in the background, in order; returns the thread that fills the stores
+    (nobody needs to join it: the engine waits for each value it needs, and computes what never comes).
 
+    On the CPU (``process`` None or True) a forked process computes them, on the machine's other core, and this
+    process never needs torch for a correct answer; otherwise (CUDA cannot be forked, or ``process=False``) a
+    thread of this process does, after ``before()`` (e.g. ``import torch``)."""
+    todo = [ex for ex in exercises]
+    use_process = (device == "cpu" if process is None else process) and hasattr(os, "fork")
+    if use_process:
+        try:
+            return _prefetch_in_process(todo, cases_of, device)
+        except OSError:
+            pass
+    return _prefetch_in_thread(todo, cases_of, device, before)
+
+
+def _prefetch_in_thread(exercises, cases_of, device, before) -> threading.Thread:
     def work() -> None:
         try:
             if before is not None:
@@ -168,5 +222,86 @@ def prefetch(exercises: Sequence[Exercise], cases_of: Callable[[Exercise], Seque
             pass
 
     thread = threading.Thread(target=work, name="convlab-expected", daemon=True)
+    thread.start()
+    return thread
+
+
+#: values per message from the prefetching process
+CHUNK = 256
+
+
+def _compute_chunk(ex: Exercise, cases: Sequence[Case], start: int, device: str) -> tuple[list, list]:
+    values, unknown = [], []
+    for i in range(start, min(start + CHUNK, len(cases))):
+        try:
+            values.append(run_reference(ex.oracle, cases[i].call, device))
+        except Exception:  # noqa: BLE001 - the engine computes this one itself and sees the exception
+            values.append(None)
+            unknown.append(i)
+    return values, unknown
+
+
+def _child(exercises, cases_of, device, conn) -> None:
+    """The forked process: ``(exercise index, start, values, unknown indices)`` messages, chunk by chunk, then
+    ``(exercise index, None, None, None)`` when an exercise is done. Its cases are drawn again here, from the same
+    seed: the same cases, in the same order."""
+    with oracle_numerics():
+        for k, ex in enumerate(exercises):
+            cases = cases_of(ex)
+            for start in range(0, len(cases), CHUNK):
+                values, unknown = _compute_chunk(ex, cases, start, device)
+                try:
+                    conn.send((k, start, values, unknown))
+                except (TypeError, ValueError, AttributeError, pickle.PicklingError):
+                    conn.send((k, start, [], list(range(start, start + len(values)))))
+            conn.send((k, None, None, None))
+
+
+def _fork_child(exercises, cases_of, device) -> tuple[int, Connection]:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, send, and leave without running the parent's exit handlers
+        code = 1
+        try:
+            os.close(read_fd)
+            _child(exercises, cases_of, device, Connection(write_fd, readable=False))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    return pid, Connection(read_fd, writable=False)
+
+
+def _prefetch_in_process(exercises, cases_of, device) -> threading.Thread:
+    pid, conn = _fork_child(exercises, cases_of, device)
+    _CHILDREN.add(pid)
+    if _STATE["quiet"]:
+        _signal_children(signal.SIGSTOP)
+
+    def read() -> None:
+        stores: dict[int, Expected] = {}
+        try:
+            for k, ex in enumerate(exercises):
+                stores[k] = expected_values(ex, cases_of(ex), device)
+                stores[k].begin()
+            while True:
+                k, start, values, unknown = conn.recv()
+                if start is None:
+                    stores.pop(k).end()
+                else:
+                    stores[k].put(start, values, unknown)
+        except (EOFError, OSError, KeyError, ValueError, TypeError, pickle.UnpicklingError):
+            pass
+        finally:
+            for store in stores.values():
+                store.end()
+            conn.close()
+            _CHILDREN.discard(pid)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    thread = threading.Thread(target=read, name="convlab-expected", daemon=True)
     thread.start()
     return thread

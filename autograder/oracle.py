@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 import threading
 from typing import Any
 
@@ -214,9 +215,13 @@ def one_thread():
             t.set_num_threads(threads)
 
 
-def oracle_numerics() -> contextlib.ExitStack:
-    """The oracle's numerics (one thread, no TF32), entered once around many cases (see :func:`run_reference`)."""
+def oracle_numerics(if_imported: bool = False) -> contextlib.ExitStack:
+    """The oracle's numerics (one thread, no TF32), entered once around many cases (see :func:`run_reference`).
+    ``if_imported``: only if torch is imported already (a grader that gets every expected value from
+    :mod:`autograder.expected` never imports it; whatever imports it later enters the numerics itself)."""
     stack = contextlib.ExitStack()
+    if if_imported and "torch" not in sys.modules:
+        return stack
     stack.enter_context(exact_numerics())
     stack.enter_context(one_thread())
     return stack

@@ -4,6 +4,7 @@ plain per-case path gives: the same values, the same errors, the same copies; an
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 
@@ -91,11 +92,35 @@ def test_quiet_holds_background_work():
     ex = _counting(_exercise("conv_output_size"), calls)
     cases = grading_cases(ex, SEED, 1)
     with quiet():
-        thread = prefetch([ex], lambda _ex: cases, "cpu")
+        thread = prefetch([ex], lambda _ex: cases, "cpu", process=False)
         time.sleep(0.3)
         assert calls == []                     # nothing computed while a part is timed
     thread.join(timeout=60)
     assert len(calls) == len(cases) and all(name == "convlab-expected" for name in calls)
+
+
+def _state(pid: int, wanted: str) -> str:
+    for _ in range(100):                       # a signal is delivered asynchronously
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        if state == wanted:
+            break
+        time.sleep(0.01)
+    return state
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not os.path.isdir("/proc/self"), reason="needs fork and /proc")
+def test_quiet_stops_the_prefetching_process():
+    calls: list = []
+    ex = _counting(_exercise("conv_output_size"), calls)
+    cases = grading_cases(ex, SEED + 1, 1)
+    thread = prefetch([ex], lambda _ex: cases, "cpu")
+    (pid,) = expected._CHILDREN
+    with quiet():
+        assert _state(pid, "T") == "T"         # stopped while a part is timed
+    thread.join(timeout=60)
+    store = expected_values(ex, cases, "cpu")
+    assert store.complete and calls == []      # computed in the other process, none here
+    assert all(_same(store(c), run_reference(ex.oracle, c.call, "cpu")) for c in cases[:50])
 
 
 def test_numerics_hold_while_any_thread_is_inside():
