@@ -263,7 +263,8 @@ def _fork_child(exercises, cases_of, device) -> tuple[int, Connection]:
     if pid == 0:  # the child: compute, send, and leave without running the parent's exit handlers
         code = 1
         try:
-            os.close(read_fd)
+            os.closerange(3, write_fd)          # nothing of the parent's (a sandbox's pipes) stays open here
+            os.closerange(write_fd + 1, 1 << 16)
             _child(exercises, cases_of, device, Connection(write_fd, readable=False))
             code = 0
         finally:

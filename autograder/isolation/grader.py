@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import threading
 import time
 import traceback
@@ -111,6 +112,9 @@ class SubmissionResult:
 
 _CASES: dict[tuple, list[Case]] = {}
 _CASES_LOCK = threading.Lock()
+if hasattr(os, "register_at_fork"):  # a forked process (autograder.expected) draws cases too: never a held lock
+    os.register_at_fork(before=_CASES_LOCK.acquire, after_in_parent=_CASES_LOCK.release,
+                        after_in_child=_CASES_LOCK.release)
 _ORACLES: dict[tuple, Exercise] = {}
 
 
