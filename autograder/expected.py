@@ -1,15 +1,19 @@
-"""The oracle's expected values of an exercise's grading cases: computed once per process, possibly ahead of time.
+"""The oracle's expected values of an exercise's grading cases: computed once per process, and ahead of time.
 
-A notebook's student code runs in another process (the sandbox); while the grader waits for it to start and run
-the cells, a background thread (:func:`prefetch`) builds each exercise's grading cases and computes their expected
-values in order. The engine takes each value from the exercise's :class:`Expected` (waiting for it when the
-thread has not reached it yet, computing it itself when no thread is at work). The values are kept for the
-process: a ``batch`` grading process grades every student of an assignment on the same cases (the course seed),
-so each reference is computed once per process, not once per notebook.
+A notebook's student code runs in another process (the sandbox). While the grader starts it, runs the cells and
+reads the answers, :func:`prefetch` computes the expected values of every exercise's grading cases, in order: on
+the CPU in a process forked from the grader (the machine's other core; it imports torch itself, so a grader whose
+answers are all right never needs to), on CUDA in a thread. The engine takes each value from the exercise's
+:class:`Expected`, waiting for it when it is on its way, computing it itself when nothing is at work (or when the
+forked process could not send it). The values are kept for the process: a ``batch`` grading process grades every
+student of an assignment on the same cases (the course seed), so each reference is computed once per process, not
+once per notebook.
 
 Nothing here changes what is computed: each value is :func:`~autograder.oracle.run_reference` of the case (fresh
-float64 copies of its arguments, one thread, no TF32), and an oracle that raises raises again, in the grading
-thread, when the engine asks for that case. Expected values are shared between notebooks and never mutated.
+float64 copies of its arguments, one thread, no TF32) on the same cases, drawn from the same seed; an oracle that
+raises raises again, in the grading thread, when the engine asks for that case. Expected values are shared between
+notebooks and never mutated. Background work stops while a part times code (:func:`quiet`). The forked process is
+trusted code only: it starts before the notebook's sandbox and exchanges nothing with it.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import contextlib
 import os
 import pickle
 import signal
+import sys
 import threading
 from multiprocessing.connection import Connection
 from typing import Any, Callable, Sequence
@@ -47,7 +52,7 @@ class Expected:
         self._index = {id(c): i for i, c in enumerate(self.cases)}
         self._values: list[Any] = [_MISSING] * len(self.cases)
         self._ready = threading.Condition()
-        self._filling = False       # a thread is computing the values in order
+        self._filling = False       # values are being computed in order (by a thread, or a forked process)
 
     def __call__(self, case: Case) -> Any:
         i = self._index.get(id(case))
@@ -198,17 +203,25 @@ def prefetch(exercises: Sequence[Exercise], cases_of: Callable[[Exercise], Seque
     """Compute the exercises' expected values in the background, in order; returns the thread that fills the stores
     (nobody needs to join it: the engine waits for each value it needs, and computes what never comes).
 
-    On the CPU (``process`` None or True) a forked process computes them, on the machine's other core, and this
-    process never needs torch for a correct answer; otherwise (CUDA cannot be forked, or ``process=False``) a
-    thread of this process does, after ``before()`` (e.g. ``import torch``)."""
-    todo = [ex for ex in exercises]
-    use_process = (device == "cpu" if process is None else process) and hasattr(os, "fork")
-    if use_process:
+    ``process`` (default :func:`fork_pays`): a forked process computes them, on the machine's other core, and this
+    process never needs torch for a correct answer; otherwise a thread of this process does, after ``before()``
+    (e.g. ``import torch``)."""
+    todo = list(exercises)
+    if (fork_pays(todo, device) if process is None else process) and hasattr(os, "fork"):
         try:
             return _prefetch_in_process(todo, cases_of, device)
         except OSError:
             pass
     return _prefetch_in_thread(todo, cases_of, device, before)
+
+
+def fork_pays(exercises: Sequence[Exercise], device: str) -> bool:
+    """Whether a forked process should compute the values: on the CPU (CUDA does not survive a fork), while this
+    process has not imported torch (a fork then saves importing it here; once it is imported a thread is cheaper)
+    and when no exercise has a view or extra parts (they use torch here anyway: two imports would cost more CPU
+    than the other core saves)."""
+    return device == "cpu" and "torch" not in sys.modules and \
+        not any(ex.view is not None or ex.parts for ex in exercises)
 
 
 def _prefetch_in_thread(exercises, cases_of, device, before) -> threading.Thread:

@@ -32,12 +32,13 @@ def _same(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
+@pytest.mark.parametrize("process", [True, False], ids=["forked", "thread"])
 @pytest.mark.parametrize("name", ["corr2d", "conv_output_size", "fuse_conv_bn_module"])
-def test_precomputed_values_are_the_oracles(name):
+def test_precomputed_values_are_the_oracles(name, process):
     ex = _exercise(name)
-    cases = grading_cases(ex, SEED, 1)[:40]
+    cases = list(grading_cases(ex, SEED, 1)[:40])
     store = Expected(ex, cases, "cpu")
-    prefetch([ex], lambda _ex: cases, "cpu").join(timeout=60)
+    prefetch([ex], lambda _ex: cases, "cpu", process=process).join(timeout=60)
     assert store.complete is False            # a new store: the thread filled the process's one, not this
     process_store = expected_values(ex, cases, "cpu")
     assert process_store.complete
@@ -82,7 +83,7 @@ def test_an_oracle_that_raises_raises_again_in_the_grading_thread():
     from autograder.cases import visible_cases
 
     cases = visible_cases(ex)
-    prefetch([ex], lambda _ex: cases, "cpu").join(timeout=30)
+    prefetch([ex], lambda _ex: cases, "cpu", process=True).join(timeout=30)
     with pytest.raises(ZeroDivisionError):
         expected_values(ex, cases, "cpu")(cases[0])
 
@@ -113,7 +114,7 @@ def test_quiet_stops_the_prefetching_process():
     calls: list = []
     ex = _counting(_exercise("conv_output_size"), calls)
     cases = grading_cases(ex, SEED + 1, 1)
-    thread = prefetch([ex], lambda _ex: cases, "cpu")
+    thread = prefetch([ex], lambda _ex: cases, "cpu", process=True)
     (pid,) = expected._CHILDREN
     with quiet():
         assert _state(pid, "T") == "T"         # stopped while a part is timed
@@ -189,6 +190,13 @@ def test_fresh_to_plain_equals_copying_to_plain():
     assert to_plain(view, fresh=True).flags.owndata
     with pytest.raises(TypeError):
         to_plain(np.array(["a"]), fresh=True)
+
+
+def test_fork_only_where_it_saves_work():
+    assert not expected.fork_pays([_exercise("corr2d")], "cuda")
+    assert not expected.fork_pays([_exercise("fuse_conv_bn_module")], "cpu")     # a view: torch is needed here
+    torch()
+    assert not expected.fork_pays([_exercise("corr2d")], "cpu")                 # imported here already
 
 
 def test_store_is_per_case_list():
