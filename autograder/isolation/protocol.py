@@ -133,8 +133,14 @@ def _scalar_tree(value: Any) -> tuple[bool, Any]:
 
 
 def _dict_tree(value: dict, blobs: list, default: Callable[[Any], Any] | None, depth: int) -> Any:
-    if all(type(k) is str and not k.startswith("$") for k in value):
-        return {k: to_tree(v, blobs, default, depth) for k, v in value.items()}
+    out, mark = {}, len(blobs)
+    for k, v in value.items():
+        if type(k) is not str or k[:1] == "$":
+            del blobs[mark:]        # encoded again below, as a $dict
+            break
+        out[k] = to_tree(v, blobs, default, depth)
+    else:
+        return out
     return {"$dict": [[to_tree(k, blobs, default, depth), to_tree(v, blobs, default, depth)]
                       for k, v in value.items()]}
 
@@ -230,9 +236,12 @@ def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None 
             return _TAGGED[key](payload, blobs, decode)
         if key in ("$fn", "$module", "$tensor"):
             return _decode_reference(key, payload, resolve, decode)
-    if any(k.startswith("$") for k in tree):
-        raise ProtocolError("unknown tagged value")
-    return {k: from_tree(v, blobs, resolve, depth + 1) for k, v in tree.items()}
+    out = {}
+    for k, v in tree.items():
+        if k[:1] == "$":
+            raise ProtocolError("unknown tagged value")
+        out[k] = from_tree(v, blobs, resolve, depth + 1)
+    return out
 
 
 def pack(message: dict, default: Callable[[Any], Any] | None = None) -> bytes:
