@@ -154,6 +154,15 @@ def _hyper(module: nn.Module, name: str) -> Any:
     return getattr(module, name)
 
 
+def _hyper_value(module: nn.Module, name: str, h: str, where: str) -> Any:
+    """``_plain_value`` of a hyper-parameter; the common ones (ints, bools, strings, tuples of ints) directly."""
+    value = _hyper(module, h)
+    t = type(value)
+    if value is None or t is bool or t is int or t is str or (t is tuple and all(type(v) is int for v in value)):
+        return value
+    return _plain_value(value, f"{name}.{h}{where}")
+
+
 def _device_of(tensors) -> str | None:
     kinds = sorted({t.device.type for t in tensors if t is not None})
     return kinds[0] if len(kinds) == 1 else ("mixed" if kinds else None)
@@ -171,7 +180,7 @@ def _encode_tree(module: nn.Module, path: str, depth: int, count: list) -> tuple
         raise ValueError(f"layer type {type(module).__module__}.{type(module).__qualname__}{where} cannot be graded; "
                          f"the model may only contain: {allowed_layers()}")
     hyper_names, _ = LAYERS[name]
-    hyper = tuple((h, _plain_value(_hyper(module, h), f"{name}.{h}{where}")) for h in hyper_names)
+    hyper = tuple((h, _hyper_value(module, name, h, where)) for h in hyper_names)
     params = tuple((k, _array(v, f"{name}.{k}{where}")) for k, v in module._parameters.items())
     buffers = tuple((k, _array(v, f"{name}.{k}{where}")) for k, v in module._buffers.items())
     if name == "Sequential":
