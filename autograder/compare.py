@@ -63,15 +63,22 @@ def to_plain(value: Any, fresh: bool = False) -> Any:
     if value is None or t is bool or t is int or t is float or t is str:
         return value
     if t is np.ndarray and fresh and value.flags.c_contiguous and value.flags.owndata:
-        if value.dtype.kind not in "biuf":
-            raise NotPlainData(f"an array of dtype {value.dtype} (expected numbers)")
-        return value
+        return _numeric(value)
+    return _to_plain_other(value, fresh)
+
+
+def _numeric(value: np.ndarray) -> np.ndarray:
+    if value.dtype.kind not in "biuf":
+        raise NotPlainData(f"an array of dtype {value.dtype} (expected numbers)")
+    return value
+
+
+def _to_plain_other(value: Any, fresh: bool) -> Any:
+    """:func:`to_plain` of NumPy scalars, arrays to copy, lists, tuple subclasses and tensors."""
     if isinstance(value, NUMPY_SCALARS):
         return plain_scalar(value)
     if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            raise NotPlainData(f"an array of dtype {value.dtype} (expected numbers)")
-        return np.array(np.asarray(value).view(np.ndarray), copy=True, order="C")
+        return np.array(np.asarray(_numeric(value)).view(np.ndarray), copy=True, order="C")
     if isinstance(value, list):
         return PlainList(to_plain(v, fresh) for v in value)
     if isinstance(value, tuple):
