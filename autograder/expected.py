@@ -31,6 +31,9 @@ from .oracle import oracle_numerics, run_reference
 from .spec import Exercise
 
 _MISSING = object()
+#: the engine stops waiting for values that are on their way when none has arrived for this long (a stuck
+#: background computation costs time, never a hang); it then computes them itself
+STALL_SECONDS = 60.0
 
 
 class _Failed:
@@ -60,7 +63,8 @@ class Expected:
             return run_reference(self.ex.oracle, case.call, self.device)
         with self._ready:
             while self._values[i] is _MISSING and self._filling:
-                self._ready.wait()
+                if not self._ready.wait(STALL_SECONDS):   # nothing arrived for that long: stop waiting
+                    self._filling = False
             value = self._values[i]
         if value is _MISSING:
             value = self._store(i, self._compute(i))

@@ -192,6 +192,15 @@ def test_fresh_to_plain_equals_copying_to_plain():
         to_plain(np.array(["a"]), fresh=True)
 
 
+def test_a_stalled_background_costs_time_not_a_hang(monkeypatch):
+    ex = _exercise("corr2d")
+    cases = list(grading_cases(ex, SEED, 1)[:3])
+    store = Expected(ex, cases, "cpu")
+    store.begin()                              # values announced, never delivered
+    monkeypatch.setattr(expected, "STALL_SECONDS", 0.2)
+    assert _same(store(cases[1]), run_reference(ex.oracle, cases[1].call, "cpu"))
+
+
 def test_fork_only_where_it_saves_work():
     assert not expected.fork_pays([_exercise("corr2d")], "cuda")
     assert not expected.fork_pays([_exercise("fuse_conv_bn_module")], "cpu")     # a view: torch is needed here
