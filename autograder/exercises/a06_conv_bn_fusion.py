@@ -25,6 +25,8 @@ import numpy as np
 from .. import module_codec
 from ..oracle import exact_numerics
 from ..registry import register
+from ..params import Param, choice, flag
+from ..shapes import shape_text
 from ..spec import Call, Exercise, Misconception, NotApplicable, not_applicable
 from ._torch import F, torch
 
@@ -50,6 +52,10 @@ FUSION_HELPERS = (
     "torch.jit.freeze",
     "torch.jit.optimize_for_inference",
 )
+
+
+#: eps (an index into :data:`EPS`) and small running variances make the mistakes visible: never shrunk
+_BN_EXTRAS = [Param("tiny", 0, 1, shrink=False), Param("eps", 0, len(EPS) - 1, shrink=False)]
 
 
 def _eps_kwargs(p) -> dict:
@@ -81,9 +87,7 @@ def _chan(v):
     return v[None, :, None, None]
 
 
-def _draw_bn(rng) -> dict:
-    return {"N": int(rng.integers(1, 4)), "C": int(rng.integers(1, 6)), "H": int(rng.integers(1, 7)),
-            "W": int(rng.integers(1, 7)), "tiny": int(rng.integers(0, 2)), "eps": int(rng.integers(0, 4))}
+_BN_PARAMS = [Param("N", 1, 3), Param("C", 1, 5), Param("H", 1, 6), Param("W", 1, 6), *_BN_EXTRAS]
 
 
 def _build_bn(p, draw) -> Call:
@@ -115,10 +119,9 @@ batchnorm2d_eval = Exercise(
     points=2,
     signature="batchnorm2d_eval(x, mean, var, gamma, beta, eps=1e-5)",
     oracle=_bn_eval,
-    draw_params=_draw_bn,
+    params=_BN_PARAMS,
     build=_build_bn,
     describe=_describe_bn,
-    params_min={"N": 1, "C": 1, "H": 1, "W": 1},  # eps and tiny stay: they make the mistakes visible
     fixed_params=[
         {"N": 3, "C": 4, "H": 2, "W": 4, "tiny": 0, "eps": 2},   # W == C: statistics on the wrong axis broadcast
         {"N": 2, "C": 3, "H": 4, "W": 5, "tiny": 1, "eps": 0},   # small variances, default eps
@@ -159,10 +162,8 @@ def _fuse_weights(w, b, mean, var, gamma, beta, eps=1e-5):
     return fuse_conv_bn_weights(w, b, mean, var, eps, gamma, beta)
 
 
-def _draw_fuse(rng) -> dict:
-    return {"Cout": int(rng.integers(1, 6)), "Cin": int(rng.integers(1, 5)), "kH": int(rng.integers(1, 4)),
-            "kW": int(rng.integers(1, 4)), "bias": int(rng.integers(0, 2)), "tiny": int(rng.integers(0, 2)),
-            "eps": int(rng.integers(0, 4))}
+_FUSE_PARAMS = [Param("Cout", 1, 5), Param("Cin", 1, 4), Param("kH", 1, 3), Param("kW", 1, 3), flag("bias"),
+                *_BN_EXTRAS]
 
 
 def _build_fuse(p, draw) -> Call:
@@ -174,8 +175,8 @@ def _build_fuse(p, draw) -> Call:
 
 def _describe_fuse(p) -> str:
     small = ", small running variances" if p["tiny"] else ""
-    bias = f"b ({p['Cout']},)" if p["bias"] else "b=None"
-    return f"w ({p['Cout']}, {p['Cin']}, {p['kH']}, {p['kW']}), {bias}, {_eps_text(p)}{small}"
+    bias = f"b {shape_text(p['Cout'])}" if p["bias"] else "b=None"
+    return f"w {shape_text(p['Cout'], p['Cin'], p['kH'], p['kW'])}, {bias}, {_eps_text(p)}{small}"
 
 
 def _scale(var, gamma, eps):
@@ -231,10 +232,9 @@ fuse_conv_bn = Exercise(
     signature="fuse_conv_bn(w, b, mean, var, gamma, beta, eps=1e-5)",
     oracle=_fuse_weights,
     output_names=("w_fused", "b_fused"),
-    draw_params=_draw_fuse,
+    params=_FUSE_PARAMS,
     build=_build_fuse,
     describe=_describe_fuse,
-    params_min={"Cout": 1, "Cin": 1, "kH": 1, "kW": 1, "bias": 0},
     fixed_params=[
         {"Cout": 3, "Cin": 3, "kH": 3, "kW": 3, "bias": 1, "tiny": 1, "eps": 0},   # C_in == C_out, small var
         {"Cout": 4, "Cin": 2, "kH": 1, "kW": 3, "bias": 0, "tiny": 0, "eps": 1},   # b=None (bias=False conv)
@@ -357,10 +357,8 @@ def _conv_view_of_answer(plain, call, device):
     return _conv_view(model, model_device, arg_device, problems)
 
 
-def _draw_conv_bn(rng) -> dict:
-    return {"g": int(rng.integers(1, 3)), "ci": int(rng.integers(1, 4)), "co": int(rng.integers(1, 4)),
-            "k": int(rng.integers(1, 4)), "stride": int(rng.integers(1, 3)), "pad": int(rng.integers(0, 2)),
-            "bias": int(rng.integers(0, 2)), "tiny": int(rng.integers(0, 2)), "eps": int(rng.integers(0, 4))}
+_CONV_BN_PARAMS = [Param("g", 1, 2), Param("ci", 1, 3), Param("co", 1, 3), Param("k", 1, 3), Param("stride", 1, 2),
+                   Param("pad", 0, 1), flag("bias"), *_BN_EXTRAS]
 
 
 def _build_conv_bn(p, draw) -> Call:
@@ -419,10 +417,9 @@ fuse_conv_bn_module = Exercise(
     signature="fuse_conv_bn_module(conv, bn)",
     oracle=_oracle_conv_bn,
     output_names=CONV_VIEW,
-    draw_params=_draw_conv_bn,
+    params=_CONV_BN_PARAMS,
     build=_build_conv_bn,
     describe=_describe_conv_bn,
-    params_min={"g": 1, "ci": 1, "co": 1, "k": 1, "stride": 1, "pad": 0, "bias": 0},
     fixed_params=[
         {"g": 1, "ci": 3, "co": 3, "k": 3, "stride": 1, "pad": 1, "bias": 0, "tiny": 1, "eps": 1},  # bias=False
         {"g": 1, "ci": 2, "co": 4, "k": 3, "stride": 2, "pad": 0, "bias": 1, "tiny": 0, "eps": 2},  # stride 2
@@ -544,12 +541,11 @@ def _seq_misconception(name, text, **kw):
     return Misconception(name, text, compute)
 
 
-def _draw_seq(rng) -> dict:
-    return {"blocks": int(rng.integers(1, 4)), "cin": int(rng.integers(1, 4)), "C": int(rng.integers(1, 5)),
-            "k": int(rng.integers(0, 2)), "bias": int(rng.integers(0, 2)), "relu": int(rng.integers(0, 4) > 0),
-            "lone": int(rng.integers(0, 4) == 0), "last_plain": int(rng.integers(0, 3) == 0),
-            "pool": int(rng.integers(0, 2)), "head": int(rng.integers(0, 2)), "H": int(rng.integers(1, 7)),
-            "W": int(rng.integers(1, 7)), "eps": int(rng.integers(0, 4))}
+#: k: the kernel is 2k + 1; relu: a ReLU after each block; lone: a BatchNorm after a ReLU (not foldable);
+#: last_plain: the last conv without BatchNorm; head: Flatten and Linear at the end
+_SEQ_PARAMS = [Param("blocks", 1, 3), Param("cin", 1, 3), Param("C", 1, 4), Param("k", 0, 1), flag("bias"),
+               flag("relu", 0.75), flag("lone", 0.25), flag("last_plain", 1 / 3), flag("pool"), flag("head"),
+               Param("H", 1, 6), Param("W", 1, 6), _BN_EXTRAS[1]]
 
 
 def _seq_layout(p) -> list:
@@ -613,12 +609,10 @@ fuse_sequential = Exercise(
     signature="fuse_sequential(model)",
     oracle=_oracle_sequential,
     output_names=SEQ_VIEW,
-    draw_params=_draw_seq,
+    params=_SEQ_PARAMS,
     build=_build_seq,
     describe=_describe_seq,
     valid=lambda p: not p["pool"] or (p["H"] >= 2 and p["W"] >= 2),
-    params_min={"blocks": 1, "cin": 1, "C": 1, "k": 0, "bias": 0, "relu": 0, "lone": 0, "last_plain": 0,
-                "pool": 0, "head": 0, "H": 1, "W": 1},
     fixed_params=[
         # the digits CNN in small: three Conv-BN-ReLU blocks, a pool, a linear head
         {"blocks": 3, "cin": 2, "C": 3, "k": 1, "bias": 0, "relu": 1, "lone": 0, "last_plain": 0, "pool": 1,
@@ -797,12 +791,10 @@ def _stored_without_copy(model, x):
     return ", ".join(found), tuple(_numpy(v) for v in found.values()), UNTOUCHED
 
 
-def _draw_maps(rng) -> dict:
-    return {"blocks": int(rng.integers(1, 4)), "nest": int(rng.integers(0, 3)), "bn": int(rng.integers(0, 2)),
-            "inplace": int(rng.integers(0, 2)), "bias": int(rng.integers(0, 2)), "cin": int(rng.integers(1, 4)),
-            "C": int(rng.integers(1, 5)), "k": int(rng.integers(0, 2)), "pool": int(rng.integers(0, 2)),
-            "head": int(rng.integers(0, 2)), "N": int(rng.integers(1, 3)), "H": int(rng.integers(2, 8)),
-            "W": int(rng.integers(2, 8))}
+#: nest: blocks flat (0), as Sequentials (1), or Sequentials of Sequentials (2)
+_MAPS_PARAMS = [Param("blocks", 1, 3), choice("nest", 3), flag("bn"), flag("inplace"), flag("bias"), Param("cin", 1, 3),
+                Param("C", 1, 4), Param("k", 0, 1), flag("pool"), flag("head"), Param("N", 1, 2), Param("H", 2, 7),
+                Param("W", 2, 7)]
 
 
 feature_maps = Exercise(
@@ -812,11 +804,9 @@ feature_maps = Exercise(
     signature="feature_maps(model, x)",
     oracle=_maps_oracle,
     output_names=MAPS_VIEW,
-    draw_params=_draw_maps,
+    params=_MAPS_PARAMS,
     build=_build_maps,
     describe=_describe_maps,
-    params_min={"blocks": 1, "nest": 0, "bn": 0, "inplace": 0, "bias": 0, "cin": 1, "C": 1, "k": 0, "pool": 0,
-                "head": 0, "N": 1, "H": 2, "W": 2},
     fixed_params=[
         # nested two levels deep, in-place ReLUs, BatchNorm, a pool and a linear head: the digits CNN in small
         {"blocks": 2, "nest": 2, "bn": 1, "inplace": 1, "bias": 0, "cin": 1, "C": 3, "k": 1, "pool": 1, "head": 1,
