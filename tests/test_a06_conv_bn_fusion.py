@@ -21,7 +21,7 @@ from autograder.compare import to_plain
 from autograder.engine import grade_exercise
 from autograder.forbidden import scan_function, scan_source
 from autograder.spec import Call
-from tests.harness import SEED, assert_fails, assert_passes, grade, named, reference_answers
+from tests.harness import SEED, answer_tests, assert_passes, grade, named, reference_answers
 
 ASSIGNMENT = "06-conv-bn-fusion"
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
@@ -368,16 +368,7 @@ def _id(p):
     return f"{p[0]}-{getattr(p[1], '__name__', '?')}"
 
 
-@pytest.mark.parametrize("case", PASSES, ids=_id)
-def test_correct_answer_passes(case):
-    name, fn = case
-    assert_passes(name, fn)
-
-
-@pytest.mark.parametrize("case", FAILS, ids=_id)
-def test_bug_fails_with_named_mistake(case):
-    name, fn, mentions = case
-    assert_fails(name, fn, *mentions)
+test_correct_answer_passes, test_bug_fails_with_named_mistake = answer_tests(PASSES, FAILS, REF)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -719,15 +710,8 @@ MAPS_FAILS = [
 ]
 
 
-@pytest.mark.parametrize("case", MAPS_PASSES, ids=_id)
-def test_feature_maps_correct_answers_pass(case):
-    assert_passes(*case)
-
-
-@pytest.mark.parametrize("case", MAPS_FAILS, ids=_id)
-def test_feature_maps_bugs_fail_with_named_mistake(case):
-    name, fn, mentions = case
-    assert_fails(name, fn, *mentions)
+test_feature_maps_correct_answers_pass, test_feature_maps_bugs_fail_with_named_mistake = answer_tests(
+    MAPS_PASSES, MAPS_FAILS, REF)
 
 
 def test_feature_maps_hooks_left_are_feedback_not_points():
