@@ -432,7 +432,8 @@ def test_on_cuda_the_fused_module_must_stay_on_the_gpu(name):
     assert result.score == result.max_score, result.text
     wrong = named(lambda *a: REF[name](*a).cpu(), "moved_to_cpu")
     result = grade_through_codec(name, wrong, device="cuda")
-    assert result.score == 0 and "on cpu, but the inputs were on cuda" in result.text, result.text
+    assert result.score == 0 and "on the inputs' device: expected True, got False" in result.text, result.text
+    assert "module on another device than its inputs" in result.text, result.text
 
 
 # ------------------------------------------------------------------------------------------------------------------
