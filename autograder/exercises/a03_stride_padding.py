@@ -108,7 +108,7 @@ conv_output_size = Exercise(
                                        if p else not_applicable())),
         Misconception("dilation ignored",
                       "a kernel of size k with dilation d spans d(k-1) + 1 input pixels.",
-                      _conv_size_wrong(lambda n, k, s, p, d: (n + 2 * p - k) // s + 1
+                      _conv_size_wrong(lambda n, k, s, p, d: conv_out(n, k, s, p)
                                        if d > 1 else not_applicable())),
         Misconception("dilated kernel taken as d * k pixels wide",
                       "a kernel of size k with dilation d spans d(k-1) + 1 input pixels (k taps, d apart), "
