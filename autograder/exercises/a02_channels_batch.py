@@ -36,8 +36,8 @@ import time
 import numpy as np
 
 from .. import speed
-from ..registry import register
 from ..params import FORM, Param, flag
+from ..registry import register
 from ..shapes import call_form, channels, conv_case, conv_out, conv_params, image_kernel, kernel_fits
 from ..spec import Call, Exercise, Misconception, NotApplicable, Part, not_applicable, unless_torch_rejects
 from ._torch import F, torch

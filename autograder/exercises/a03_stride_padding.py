@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import warnings
 
-from ..registry import register
 from ..params import FORM, Param, flag
+from ..registry import register
 from ..shapes import call_form, conv_case, conv_out, pair
 from ..spec import RAISES, Call, Exercise, Misconception, not_applicable, unless_torch_rejects
 from ._torch import F, torch

@@ -11,8 +11,8 @@ grader can ship it to its sandbox by name); its torch twin for the autograd orac
 from __future__ import annotations
 
 from .. import probe_functions as probes
-from ..registry import register
 from ..params import Param, choice, flag
+from ..registry import register
 from ..shapes import conv_case, conv_out, kernel_fits, shape_text
 from ..spec import Call, Exercise, Misconception, Tolerance
 from ._torch import F, torch

@@ -7,8 +7,8 @@ compared exactly), and ``F.interpolate(mode="nearest")`` followed by ``F.conv2d`
 """
 from __future__ import annotations
 
-from ..registry import register
 from ..params import Param, flag
+from ..registry import register
 from ..shapes import conv_case, transposed_out
 from ..spec import Call, Exercise, Misconception, unless_torch_rejects
 from ._torch import F, torch
@@ -104,7 +104,8 @@ def _valid_ct(p) -> bool:
 
 
 def _build_ct(p, draw) -> Call:
-    return Call(conv_case(p, transposed=True).arrays(draw), {"stride": p["stride"], "padding": p["padding"], "output_padding": p["output_padding"]})
+    return Call(conv_case(p, transposed=True).arrays(draw),
+                {"stride": p["stride"], "padding": p["padding"], "output_padding": p["output_padding"]})
 
 
 def _describe_ct(p) -> str:
@@ -231,7 +232,7 @@ overlap_counts = Exercise(
     params=[Param("n", 1, 6), Param("k", 1, 6), Param("stride", 1, 4)],
     build=lambda p, draw: Call((p["n"], p["k"], p["stride"])),
     describe=lambda p: (f"n={p['n']}, k={p['k']}, stride={p['stride']} -> "
-                        f"{transposed_out(p['n'], p['k'], p['stride'])} x {transposed_out(p['n'], p['k'], p['stride'])}"),
+                        + " x ".join([str(transposed_out(p["n"], p["k"], p["stride"]))] * 2)),
     fixed_params=[
         {"n": 4, "k": 3, "stride": 2},   # the classic checkerboard
         {"n": 4, "k": 4, "stride": 2},   # even overlap inside

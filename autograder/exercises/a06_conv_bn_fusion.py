@@ -29,8 +29,8 @@ import numpy as np
 
 from .. import checks, module_codec
 from ..oracle import exact_numerics
-from ..registry import register
 from ..params import Param, choice, flag
+from ..registry import register
 from ..shapes import shape_text
 from ..spec import Call, Exercise, Misconception, NotApplicable, not_applicable
 from ._torch import F, torch

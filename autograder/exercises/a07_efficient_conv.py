@@ -28,9 +28,9 @@ import time
 import numpy as np
 
 from .. import speed
-from ..registry import register
 from ..params import FORM, Param, choice
-from ..shapes import call_form, channels, conv_case, conv_params, image_kernel, kernel_fits, shape_text, transposed_out
+from ..registry import register
+from ..shapes import call_form, channels, conv_case, conv_params, image_kernel, kernel_fits, transposed_out
 from ..spec import RAISES, Call, Exercise, Misconception, Part, not_applicable
 from ._torch import F, torch
 
@@ -282,7 +282,7 @@ def _ct_formula(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, output_paddin
 
 
 def _conv_formula_on_output(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, output_padding=0, groups=1):
-    ho, wo = transposed_out(h, kh, stride, padding, output_padding), transposed_out(w, kw, stride, padding, output_padding)
+    ho, wo = (transposed_out(n_in, k, stride, padding, output_padding) for n_in, k in ((h, kh), (w, kw)))
     return 2 * n * c_out * ho * wo * (c_in // groups) * kh * kw
 
 
