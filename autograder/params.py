@@ -64,12 +64,14 @@ class Param:
 
 
 def flag(name: str, chance: float = 0.5, label: str | None = "") -> Param:
-    """A 0/1 parameter that is 1 with probability ``chance`` (bias present, pairs instead of ints...)."""
+    """A 0/1 parameter that is 1 with probability ``chance`` (bias present, pairs instead of ints...); hidden from
+    the default description unless given a ``label``."""
     return Param(name, 0, 1, mostly=(1,), chance=chance, label=label)
 
 
 def choice(name: str, count: int, label: str | None = "") -> Param:
-    """An index ``0..count-1`` into a table of the exercise (the call form, an eps value, a kind of kernel)."""
+    """An index ``0..count-1`` into a table of the exercise (the call form, an eps value, a kind of kernel), drawn
+    uniformly; hidden from the default description unless given a ``label``."""
     return Param(name, 0, count - 1, label=label)
 
 

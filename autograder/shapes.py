@@ -84,9 +84,9 @@ class ConvCase:
         x, w = draw.array(*self.x), draw.array(*self.w)
         return x, w, (draw.array(self.bias) if self.bias is not None else None)
 
-    def text(self) -> str:
-        """``x (N, C, H, W), w (...), b (C_out,)`` or ``b None``."""
-        bias = f"b {shape_text(self.bias)}" if self.bias is not None else "b None"
+    def text(self, no_bias: str = "b None") -> str:
+        """``x (N, C, H, W), w (...), b (C_out,)``, or ``no_bias`` in place of the bias."""
+        bias = f"b {shape_text(self.bias)}" if self.bias is not None else no_bias
         return f"x {shape_text(*self.x)}, w {shape_text(*self.w)}, {bias}"
 
 

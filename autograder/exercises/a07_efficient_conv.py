@@ -69,8 +69,7 @@ def _build_fft(p, draw) -> Call:
 
 
 def _describe_fft(p) -> str:
-    text = _fft_case(p).text()
-    return text.replace("b None", "no b (default None)") if p["bias"] == 0 else text
+    return _fft_case(p).text(no_bias="no b (default None)" if p["bias"] == 0 else "b None")
 
 
 def _full(x, w):
