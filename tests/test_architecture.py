@@ -227,3 +227,16 @@ def test_the_authoring_example_is_an_exercise_that_grades(monkeypatch):
                            shrink_budget=0)
     assert wrong.score < wrong.max_score and "flipped kernel" in wrong.text, wrong.text
     assert np.all([ex.valid(c.params) for c in cases])
+
+
+def test_fixed_cases_name_exactly_the_declared_parameters():
+    """A fixed (adversarial) case gives every declared parameter and nothing else, at or above its minimum."""
+    from autograder import registry
+
+    for exercises in registry.assignments().values():
+        for ex in exercises:
+            declared = {p.name for p in ex.params}
+            for fixed in ex.fixed_params:
+                assert set(fixed) == declared, (ex.name, sorted(set(fixed) ^ declared))
+                assert all(fixed[k] >= low for k, low in ex.params_min.items()), (ex.name, fixed)
+                assert ex.valid(fixed), (ex.name, fixed)
