@@ -29,9 +29,17 @@ class Draw:
     """Array factory for one case. Float64 normal values, or small integers when ``simple`` (for readable
     smallest failing inputs). Every method returns a fresh C-contiguous float64 array."""
 
-    def __init__(self, rng: np.random.Generator, simple: bool = False):
-        self.rng = rng
+    def __init__(self, rng: np.random.Generator | int, simple: bool = False):
+        self._rng = rng
         self.simple = simple
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The case's generator, made on first use from its seed (a case built from its parameters alone, such
+        as the size functions' thousands, never pays for one)."""
+        if not isinstance(self._rng, np.random.Generator):
+            self._rng = np.random.default_rng(self._rng)
+        return self._rng
 
     def array(self, *shape: int) -> np.ndarray:
         if self.simple:
@@ -62,7 +70,7 @@ def stable_seed(*parts: object) -> int:
 
 
 def build_case(ex: Exercise, params: dict, value_seed: int, simple: bool = False) -> Case:
-    draw = Draw(np.random.default_rng(value_seed), simple=simple)
+    draw = Draw(value_seed, simple=simple)
     return Case(dict(params), value_seed, ex.build(params, draw), simple)
 
 

@@ -49,24 +49,40 @@ def plain_scalar(value: Any) -> Any:
     return value
 
 
-def to_plain(value: Any) -> Any:
+def to_plain(value: Any, fresh: bool = False) -> Any:
     """Reduce an answer to plain data: ndarray (base class, own memory), int, float, bool, None, or tuples of those.
 
     Strings are kept (for encoded answers such as layer names). Anything else (dicts, arbitrary objects whose ``__eq__`` lies) raises :class:`NotPlainData`.
-    Tensors are accepted (detached, moved to CPU) so that torch exercises can return them.
+    Tensors are accepted (detached, moved to CPU) so that torch exercises can return them. ``fresh``: the arrays
+    of ``value`` are already base-class, C-ordered and owned by nobody else (what the protocol decodes), so they
+    are kept instead of copied.
     """
-    if value is None or type(value) in (bool, int, float, str):
+    t = type(value)
+    if t is tuple:
+        return tuple([to_plain(v, fresh) for v in value])
+    if value is None or t is bool or t is int or t is float or t is str:
         return value
+    if t is np.ndarray and fresh and value.flags.c_contiguous and value.flags.owndata:
+        return _numeric(value)
+    return _to_plain_other(value, fresh)
+
+
+def _numeric(value: np.ndarray) -> np.ndarray:
+    if value.dtype.kind not in "biuf":
+        raise NotPlainData(f"an array of dtype {value.dtype} (expected numbers)")
+    return value
+
+
+def _to_plain_other(value: Any, fresh: bool) -> Any:
+    """:func:`to_plain` of NumPy scalars, arrays to copy, lists, tuple subclasses and tensors."""
     if isinstance(value, NUMPY_SCALARS):
         return plain_scalar(value)
     if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            raise NotPlainData(f"an array of dtype {value.dtype} (expected numbers)")
-        return np.array(np.asarray(value).view(np.ndarray), copy=True, order="C")
+        return np.array(np.asarray(_numeric(value)).view(np.ndarray), copy=True, order="C")
     if isinstance(value, list):
-        return PlainList(to_plain(v) for v in value)
+        return PlainList(to_plain(v, fresh) for v in value)
     if isinstance(value, tuple):
-        return tuple(to_plain(v) for v in value)
+        return tuple(to_plain(v, fresh) for v in value)
     module = type(value).__module__ or ""
     if module.startswith("torch") and type(value).__name__ in ("Tensor", "Parameter"):
         return to_plain(value.detach().cpu().numpy())

@@ -6,7 +6,7 @@ The same engine serves the in-notebook check (:mod:`autograder.check`) and the i
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -14,11 +14,16 @@ from .answers import Answer, Outcome
 from .cases import Case
 from .compare import PlainList, compare, describe_value
 from .diagnose import error_hint, generic_hint, recognise
-from .oracle import exact_numerics, run_reference
+from .expected import quiet
+from .oracle import exact_numerics, oracle_numerics, run_reference
 from .outcome import FORBIDDEN_API, NEEDS_CORRECT_ANSWER, NOT_IMPLEMENTED, TIMEOUT, failure_of
 from .scoring import correctness_points, raised_everywhere
 from .shrink import shrink
 from .spec import RAISES, Exercise
+
+
+#: a case's expected value (the oracle's answer on fresh copies of its arguments)
+Reference = Callable[[Case], Any]
 
 
 @dataclass
@@ -107,8 +112,9 @@ class _Trial:
         return self.outcome.ok and not self.reason
 
 
-def _try(ex: Exercise, answer: Answer, case: Case, device: str) -> _Trial:
-    expected = run_reference(ex.oracle, case.call, device)
+def _try(ex: Exercise, answer: Answer, case: Case, device: str, reference: Reference | None = None) -> _Trial:
+    """One case: the expected value first (before the answer can touch the arguments), then the answer."""
+    expected = run_reference(ex.oracle, case.call, device) if reference is None else reference(case)
     outcome = answer(case.call)
     if expected is RAISES:
         if outcome.raised:  # the right answer: recorded as a passing outcome
@@ -157,7 +163,8 @@ def _explain_failure(ex: Exercise, answer: Answer, trial: _Trial, device: str, s
     return lines
 
 
-def _run_cases(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str) -> list[_Trial]:
+def _run_cases(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str,
+               reference: Reference | None = None) -> list[_Trial]:
     """Every case, in order; after a call that ran out of time the rest fail with the same outcome uncalled (one
     endless loop costs one time limit, not one per case)."""
     trials: list[_Trial] = []
@@ -166,7 +173,7 @@ def _run_cases(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str)
             stopped = trials[-1]
             trials.append(_Trial(case, stopped.expected, stopped.outcome, stopped.reason))
             continue
-        trials.append(_try(ex, answer, case, device))
+        trials.append(_try(ex, answer, case, device, reference))
     return trials
 
 
@@ -194,9 +201,18 @@ def _in_place_note(trials: Sequence[_Trial]) -> list[str]:
 
 
 def grade_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str = "cpu",
-                      shrink_budget: int = 80, label: str = "") -> PartResult:
-    """Run every case; points are proportional to the cases passed. Feedback explains the first failure."""
-    trials = _run_cases(ex, answer, cases, device)
+                      shrink_budget: int = 80, label: str = "", reference: Reference | None = None) -> PartResult:
+    """Run every case; points are proportional to the cases passed. Feedback explains the first failure.
+    ``reference(case)`` gives a case's expected value (default: :func:`run_reference` of the oracle; the isolated
+    grader passes values computed ahead, :mod:`autograder.expected`). The oracle's numerics (one thread, no TF32)
+    are entered once for all cases."""
+    with oracle_numerics(if_imported=True):
+        return _graded_correctness(ex, answer, cases, device, shrink_budget, label, reference)
+
+
+def _graded_correctness(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str, shrink_budget: int,
+                        label: str, reference: Reference | None) -> PartResult:
+    trials = _run_cases(ex, answer, cases, device, reference)
     passed = sum(t.passed for t in trials)
     score = correctness_points(ex.points, passed, len(trials), raised_everywhere(t.outcome for t in trials))
     head = f"{ex.name}: {passed}/{len(trials)} {label}cases passed, {score:g}/{ex.points:g} points"
@@ -249,14 +265,22 @@ def zero_result(ex: Exercise, reason: str, n_cases: int = 0, failure: str = "", 
 
 def grade_exercise(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str = "cpu",
                    violations: Sequence[str] = (), shrink_budget: int = 80, label: str = "",
-                   context: dict | None = None) -> ExerciseResult:
-    """Every part of one exercise. ``violations`` (forbidden APIs found in the answer) zero all parts."""
+                   context: dict | None = None, reference: Reference | None = None) -> ExerciseResult:
+    """Every part of one exercise. ``violations`` (forbidden APIs found in the answer) zero all parts. The oracle's
+    numerics (:func:`~autograder.oracle.oracle_numerics`) hold throughout."""
+    with oracle_numerics(if_imported=True):
+        return _graded_exercise(ex, answer, cases, device, violations, shrink_budget, label, context, reference)
+
+
+def _graded_exercise(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str, violations: Sequence[str],
+                     shrink_budget: int, label: str, context: dict | None,
+                     reference: Reference | None) -> ExerciseResult:
     if violations:
         rule = "must be written from scratch" if ex.from_scratch else "may not use ready-made helpers"
         return zero_result(ex, f"this exercise {rule}, but the answer uses {', '.join(violations)}", len(cases),
                            FORBIDDEN_API, part_note=f"not graded (forbidden API, see {ex.name})")
     result = ExerciseResult(ex.name)
-    correctness = grade_correctness(ex, answer, cases, device, shrink_budget, label)
+    correctness = grade_correctness(ex, answer, cases, device, shrink_budget, label, reference)
     result.parts.append(correctness)
     for part in ex.parts:
         if correctness.passed < correctness.total:
@@ -264,5 +288,6 @@ def grade_exercise(ex: Exercise, answer: Answer, cases: Sequence[Case], device: 
                                            f"\u2718 {ex.name}: {part.name}: needs a correct answer first",
                                            failure=NEEDS_CORRECT_ANSWER))
             continue
-        result.parts.append(part.grade(answer, dict(context or {}, device=device, exercise=ex)))
+        with quiet():  # parts may time code in this process: no background work meanwhile
+            result.parts.append(part.grade(answer, dict(context or {}, device=device, exercise=ex)))
     return result

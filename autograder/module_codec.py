@@ -154,6 +154,15 @@ def _hyper(module: nn.Module, name: str) -> Any:
     return getattr(module, name)
 
 
+def _hyper_value(module: nn.Module, name: str, h: str, where: str) -> Any:
+    """``_plain_value`` of a hyper-parameter; the common ones (ints, bools, strings, tuples of ints) directly."""
+    value = _hyper(module, h)
+    t = type(value)
+    if value is None or t is bool or t is int or t is str or (t is tuple and all(type(v) is int for v in value)):
+        return value
+    return _plain_value(value, f"{name}.{h}{where}")
+
+
 def _device_of(tensors) -> str | None:
     kinds = sorted({t.device.type for t in tensors if t is not None})
     return kinds[0] if len(kinds) == 1 else ("mixed" if kinds else None)
@@ -171,7 +180,7 @@ def _encode_tree(module: nn.Module, path: str, depth: int, count: list) -> tuple
         raise ValueError(f"layer type {type(module).__module__}.{type(module).__qualname__}{where} cannot be graded; "
                          f"the model may only contain: {allowed_layers()}")
     hyper_names, _ = LAYERS[name]
-    hyper = tuple((h, _plain_value(_hyper(module, h), f"{name}.{h}{where}")) for h in hyper_names)
+    hyper = tuple((h, _hyper_value(module, name, h, where)) for h in hyper_names)
     params = tuple((k, _array(v, f"{name}.{k}{where}")) for k, v in module._parameters.items())
     buffers = tuple((k, _array(v, f"{name}.{k}{where}")) for k, v in module._buffers.items())
     if name == "Sequential":
@@ -191,10 +200,10 @@ def encode_module(module: nn.Module) -> tuple:
     if not isinstance(module, _torch().nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(module).__module__}.{type(module).__qualname__}")
     tag = module.__dict__.get(TAG_ATTR)
-    plain_tag = None
     if isinstance(tag, ArgumentTag) and tag.state == "template":
         plain_tag = (tag.name, tag.token, tuple((k, _plain_value(v, "tag")) for k, v in tag.meta))
-    return (FORMAT, _encode_tree(module, "", 0, [0]), plain_tag)
+        return (FORMAT, template_tree(module), plain_tag)
+    return (FORMAT, _encode_tree(module, "", 0, [0]), None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -428,10 +437,11 @@ class ArgumentTag:
     ``"copy"`` (any further copy). ``meta``: plain ``(key, value)`` pairs for the exercise (e.g. an input shape).
     """
 
-    __slots__ = ("name", "token", "state", "meta", "owner", "__weakref__")
+    __slots__ = ("name", "token", "state", "meta", "owner", "encoded", "__weakref__")
 
     def __init__(self, name: str, token: str, state: str, meta: tuple = (), owner: nn.Module | None = None):
         self.name, self.token, self.state, self.meta, self.owner = name, token, state, tuple(meta), owner
+        self.encoded: tuple | None = None   # a template's (tensor versions, encoded tree): see template_tree
 
     def __deepcopy__(self, memo):
         if self.state == "template":
@@ -446,6 +456,25 @@ class ArgumentTag:
 
     def __repr__(self) -> str:
         return f"ArgumentTag({self.name!r}, {self.state})"
+
+
+def _tensor_versions(module: nn.Module) -> tuple:
+    """Identity and in-place version counter of every parameter and buffer of ``module`` and its children."""
+    return tuple((id(t), t._version) for m in module.modules() for table in (m._parameters, m._buffers)
+                 for t in table.values() if t is not None)
+
+
+def template_tree(module: nn.Module) -> tuple:
+    """``_encode_tree`` of a grader's template (a case's module argument, sent to the sandbox and compared with
+    what comes back): encoded once, again only when one of its tensors was replaced or changed in place."""
+    tag = module.__dict__.get(TAG_ATTR)
+    versions = _tensor_versions(module)
+    if isinstance(tag, ArgumentTag) and tag.encoded is not None and tag.encoded[0] == versions:
+        return tag.encoded[1]
+    tree = _encode_tree(module, "", 0, [0])
+    if isinstance(tag, ArgumentTag) and tag.state == "template":
+        tag.encoded = (versions, tree)
+    return tree
 
 
 def mark_argument(module: nn.Module, name: str, token: str, meta: tuple = ()) -> nn.Module:
@@ -581,7 +610,7 @@ def judge_arguments(states: Any, call: Any) -> tuple[str, str | None]:
             continue
         if entry[2] in DEVICE_KINDS:
             devices.add(entry[2])
-        if entry[3] is None or not same_state(_encode_tree(template, "", 0, [0]), entry[3]):
+        if entry[3] is None or not same_state(template_tree(template), entry[3]):
             problems.append(f"modified the input `{name}` in place")
     return "; ".join(problems), (next(iter(devices)) if len(devices) == 1 else None)
 

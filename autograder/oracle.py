@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -33,43 +35,141 @@ def resolve_device(device: str = "auto") -> str:
     return "cuda" if available else "cpu"
 
 
-@contextlib.contextmanager
-def exact_numerics():
-    """Turn TF32 off for convolutions and matmuls (restored afterwards). torch 2.13 has two switches: the old
-    ``allow_tf32`` flags and the newer ``fp32_precision`` settings ("tf32" by default for cuDNN convolutions);
-    both are set to full float32 precision ("ieee")."""
+class _ProcessSetting:
+    """A process-wide torch setting held while any thread is inside ``with setting:`` (re-entrant, counted): the
+    first entry applies it and the last exit restores what was there before. The TF32 switches are global, so a
+    plain save/restore per ``with`` would let one thread restore the default while another is still computing (a
+    background thread computes expected values while the grader reads answers: :mod:`autograder.expected`)."""
+
+    def __init__(self, apply, restore):
+        self._apply, self._restore = apply, restore
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._saved = self._apply()
+            self._depth += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                self._restore(self._saved)
+                self._saved = None
+
+
+def _tf32_switches() -> list:
+    """``(object, attribute, exact value)`` of every TF32 switch of this torch."""
     t = torch()
     switches = [(t.backends.cudnn, "allow_tf32", False), (t.backends.cuda.matmul, "allow_tf32", False)]
     for backend in (getattr(t.backends.cudnn, "conv", None), getattr(t.backends.cuda, "matmul", None)):
         if backend is not None and hasattr(backend, "fp32_precision"):
             switches.append((backend, "fp32_precision", "ieee"))
+    return switches
+
+
+def _exact_on() -> list:
+    switches = _tf32_switches()
     saved = [getattr(obj, name) for obj, name, _ in switches]
     for obj, name, value in switches:
         setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        for (obj, name, _), value in reversed(list(zip(switches, saved))):
-            setattr(obj, name, value)
+    return list(zip(switches, saved))
+
+
+def _exact_off(saved: list) -> None:
+    for (obj, name, _), value in reversed(saved):
+        setattr(obj, name, value)
+
+
+_EXACT = _ProcessSetting(_exact_on, _exact_off)
+
+
+def exact_numerics() -> _ProcessSetting:
+    """Turn TF32 off for convolutions and matmuls while any ``with exact_numerics():`` is open (restored
+    afterwards). torch 2.13 has two switches: the old ``allow_tf32`` flags and the newer ``fp32_precision``
+    settings ("tf32" by default for cuDNN convolutions); both are set to full float32 precision ("ieee")."""
+    return _EXACT
+
+
+#: values that need no copy (immutable)
+_IMMUTABLE = (int, float, bool, str, bytes, type(None))
 
 
 def to_torch(value: Any, device: str) -> Any:
-    """Arrays (and arrays inside tuples/lists/dicts) to float64 / int64 / bool tensors on ``device``."""
-    t = torch()
+    """Arrays (and arrays inside tuples/lists/dicts) to float64 / int64 / bool tensors on ``device``; modules and
+    anything else mutable as fresh copies (the oracle may change what it receives)."""
+    cls = type(value)
+    if cls is np.ndarray:
+        return _array_tensor(value, device)
+    if cls in _IMMUTABLE:
+        return value
+    if cls is tuple:
+        return tuple(to_torch(v, device) for v in value)
+    if cls is list:
+        return [to_torch(v, device) for v in value]
+    if cls is dict:
+        return {k: to_torch(v, device) for k, v in value.items()}
+    return _to_torch_other(value, device)
+
+
+def _to_torch_other(value: Any, device: str) -> Any:
+    """:func:`to_torch` of subclasses (of ndarray, tuple...), modules and other objects."""
     if isinstance(value, np.ndarray):
-        tensor = t.from_numpy(np.array(value, copy=True))
-        if tensor.is_floating_point():
-            tensor = tensor.to(t.float64)
-        return tensor.to(device)
+        return _array_tensor(value, device)
     if isinstance(value, tuple):
         return tuple(to_torch(v, device) for v in value)
     if isinstance(value, list):
         return [to_torch(v, device) for v in value]
     if isinstance(value, dict):
         return {k: to_torch(v, device) for k, v in value.items()}
-    if isinstance(value, t.nn.Module):
-        return copy.deepcopy(value).to(device)
+    if isinstance(value, torch().nn.Module):
+        return copy_module(value).to(device)
     return copy.deepcopy(value)
+
+
+def _array_tensor(value: np.ndarray, device: str) -> Any:
+    t = torch()
+    tensor = t.from_numpy(np.array(value, copy=True))
+    if tensor.is_floating_point():
+        tensor = tensor.to(t.float64)
+    return tensor.to(device)
+
+
+def _plain_layer(module: Any) -> bool:
+    """Whether ``module`` and everything in it are exact ``torch.nn`` layers of :data:`module_codec.LAYERS`."""
+    from . import module_codec
+
+    return module_codec._layer_name(module) is not None and \
+        all(m is None or _plain_layer(m) for m in module._modules.values())
+
+
+def copy_module(module: Any) -> Any:
+    """An independent copy of ``module``: its parameters and buffers cloned, its hook tables and other containers
+    copied, a grader's argument tag as a ``"copy"``. For models of the allowed plain layers this is ~8x cheaper than
+    ``copy.deepcopy`` (which is used for anything else); the result is equal in every tensor and attribute."""
+    if not _plain_layer(module):
+        return copy.deepcopy(module)
+    return _clone(module)
+
+
+def _clone(module: Any) -> Any:
+    from . import module_codec
+
+    t = torch()
+    new = type(module).__new__(type(module))
+    state = {k: (v.copy() if isinstance(v, (dict, list, set)) else v) for k, v in module.__dict__.items()}
+    state["_parameters"] = {k: None if v is None else t.nn.Parameter(v.detach().clone(), v.requires_grad)
+                            for k, v in module._parameters.items()}
+    state["_buffers"] = {k: None if v is None else v.detach().clone() for k, v in module._buffers.items()}
+    state["_modules"] = {k: None if v is None else _clone(v) for k, v in module._modules.items()}
+    tag = state.get(module_codec.TAG_ATTR)
+    if tag is not None:
+        state[module_codec.TAG_ATTR] = copy.copy(tag)
+    new.__dict__.update(state)
+    return new
 
 
 def place_modules(value: Any, device: str) -> Any:
@@ -101,8 +201,9 @@ def from_torch(value: Any) -> Any:
 
 @contextlib.contextmanager
 def one_thread():
-    """Run torch on one thread: the oracle's tensors are tiny, and on a busy 2-core machine torch's thread pool
-    turns 0.1 ms operations into 60 ms ones."""
+    """Run torch on one thread in this block: the oracle's tensors are tiny, and on a busy 2-core machine torch's
+    thread pool turns 0.1 ms operations into 60 ms ones. The setting is per thread (OpenMP's), so every thread
+    that computes (the grading one, :mod:`autograder.expected`'s) enters it itself."""
     t = torch()
     threads = t.get_num_threads()
     if threads != 1:
@@ -114,10 +215,22 @@ def one_thread():
             t.set_num_threads(threads)
 
 
+def oracle_numerics(if_imported: bool = False) -> contextlib.ExitStack:
+    """The oracle's numerics (one thread, no TF32), entered once around many cases (see :func:`run_reference`).
+    ``if_imported``: only if torch is imported already (a grader that gets every expected value from
+    :mod:`autograder.expected` never imports it; whatever imports it later enters the numerics itself)."""
+    stack = contextlib.ExitStack()
+    if if_imported and "torch" not in sys.modules:
+        return stack
+    stack.enter_context(exact_numerics())
+    stack.enter_context(one_thread())
+    return stack
+
+
 def run_reference(fn, call: Call, device: str) -> Any:
     """Evaluate ``fn`` (an oracle or a misconception) on pristine torch copies of ``call``, single-threaded and
     without TF32. An oracle may return :data:`autograder.spec.RAISES` for arguments PyTorch rejects."""
-    with exact_numerics(), one_thread():
+    with oracle_numerics():
         args = to_torch(call.args, device)
         kwargs = to_torch(dict(call.kwargs), device)
         return from_torch(fn(*args, **kwargs))

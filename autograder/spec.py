@@ -7,7 +7,9 @@ comparison code: :mod:`autograder.compare` is the one engine for all of them.
 
 Case parameters are flat dicts of small ints (sizes, strides, flags). ``build(params, draw)`` turns them into
 the call's positional and keyword arguments; the shrinker (:mod:`autograder.shrink`) lowers the ints to find the
-smallest failing input, so ``valid(params)`` must say which combinations make sense.
+smallest failing input, so ``valid(params)`` must say which combinations make sense. Each parameter is declared once,
+as a :class:`autograder.params.Param` in ``Exercise(params=[...])``: drawing, the shrinker's minima and the default
+description of a case are derived from that list.
 """
 from __future__ import annotations
 
@@ -114,7 +116,7 @@ class Part:
     grade: Callable[..., Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Exercise:
     """One graded function of the curriculum, as data.
 
@@ -123,14 +125,17 @@ class Exercise:
         assignment: the assignment id, e.g. ``"01-single-channel"``.
         points: points of the correctness part.
         signature: the signature shown to students, e.g. ``"corr2d(x, k)"``.
-        draw_params: ``rng -> params``; random parameters for one case.
+        params: the case parameters, each declared once (:class:`autograder.params.Param`): ``draw_params``,
+            ``params_min`` and (unless given) ``describe`` are derived from them.
+        draw_params: ``rng -> params``; random parameters for one case (derived from ``params`` when given).
         build: ``(params, draw) -> Call``; the arrays and arguments of the case (see :class:`autograder.cases.Draw`).
         oracle: the torch reference; called like the student function but with float64 torch tensors on the
             grading device in place of arrays. Returns tensors, numbers, bools or tuples of them.
         fixed_params: adversarial cases always included in the visible set (1x1 and full-size kernels...).
         valid: which parameter dicts make sense (the shrinker only proposes valid ones).
-        params_min: the smallest value of each int parameter, for the shrinker.
-        describe: ``params -> str``, the case in words (shapes, stride, padding) for feedback.
+        params_min: the smallest value of each int parameter, for the shrinker (derived from ``params``).
+        describe: ``params -> str``, the case in words (shapes, stride, padding) for feedback (default with
+            ``params``: ``name=value`` of each shown parameter).
         misconceptions: known wrong variants, recognised in feedback.
         output_names: names of tuple outputs, e.g. ``("dx", "dw", "db")``.
         from_scratch: NumPy-only exercise: torch/scipy convolutions are forbidden in the answer.
@@ -149,10 +154,11 @@ class Exercise:
     assignment: str
     points: float
     signature: str
-    draw_params: Callable[[Any], dict]
     build: Callable[[Params, Any], Call]
     oracle: Callable[..., Any]
-    describe: Callable[[Params], str]
+    params: Sequence[Any] = ()
+    draw_params: Callable[[Any], dict] | None = None
+    describe: Callable[[Params], str] | None = None
     fixed_params: Sequence[dict] = ()
     valid: Callable[[Params], bool] = lambda p: True
     params_min: Mapping[str, int] = field(default_factory=dict)
@@ -166,6 +172,19 @@ class Exercise:
     n_hidden: int = 24
     encode: Callable[[Any], Any] | None = None
     view: Callable[[Any, Call, str], Any] | None = None
+
+    def __post_init__(self) -> None:
+        from .params import ParamsDraw, ParamsText, minimums
+
+        if self.params:
+            if self.draw_params is not None and not isinstance(self.draw_params, ParamsDraw):
+                raise TypeError(f"{self.name}: give params or draw_params, not both")
+            object.__setattr__(self, "draw_params", ParamsDraw(tuple(self.params)))
+            object.__setattr__(self, "params_min", minimums(self.params))
+            if self.describe is None or isinstance(self.describe, ParamsText):
+                object.__setattr__(self, "describe", ParamsText(tuple(self.params)))
+        if self.draw_params is None or self.describe is None:
+            raise TypeError(f"{self.name}: an exercise needs params (or draw_params and describe)")
 
     @property
     def total_points(self) -> float:

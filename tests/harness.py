@@ -76,3 +76,38 @@ def as_float32(fn):
         cast = lambda v: v.astype(np.float32) if isinstance(v, np.ndarray) else v  # noqa: E731
         return fn(*[cast(a) for a in args], **{k: cast(v) for k, v in kwargs.items()})
     return named(answer, f"{fn.__name__}_float32")
+
+
+def answer_label(fn, ref: dict | None = None) -> str:
+    """A test id for an answer: ``notebook_reference`` for the solution notebook's own, else its name."""
+    if ref is not None and getattr(fn, "__module__", None) == ref.get("__name__"):
+        return "notebook_reference"
+    return getattr(fn, "__qualname__", getattr(fn, "__name__", "?"))
+
+
+def answer_tests(correct: list, buggy: list, ref: dict | None = None, on_pass=None):
+    """The two parametrised tests of every exercise module, from its answer lists:
+
+    - each ``(exercise, answer)`` of ``correct`` gets full marks (then ``on_pass(exercise, result)`` may check
+      more, e.g. a speed part's report line);
+    - each ``(exercise, answer, mentions)`` of ``buggy`` loses points, with feedback naming the failing case and
+      mentioning every one of ``mentions``.
+
+    Bind both at module level so that pytest collects them::
+
+        test_correct_answer_passes, test_buggy_answer_fails_with_named_mistake = answer_tests(CORRECT, BUGGY, REF)
+    """
+    import pytest
+
+    @pytest.mark.parametrize("name, fn", correct, ids=[f"{n}-{answer_label(f, ref)}" for n, f in correct])
+    def test_correct_answer_passes(name, fn):
+        result = assert_passes(name, fn)
+        if on_pass is not None:
+            on_pass(name, result)
+
+    @pytest.mark.parametrize("name, fn, mentions", buggy,
+                             ids=[f"{n}-{answer_label(f, ref)}" for n, f, _ in buggy])
+    def test_buggy_answer_fails_with_named_mistake(name, fn, mentions):
+        assert_fails(name, fn, *mentions)
+
+    return test_correct_answer_passes, test_buggy_answer_fails_with_named_mistake

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 
 import numpy as np
-import pytest
-from tests.harness import assert_fails, assert_passes, reference_answers
+from tests.harness import answer_tests, reference_answers
 
 SOBEL_X = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 SOBEL_Y = SOBEL_X.T
@@ -325,15 +324,4 @@ BUGGY = [  # (exercise, answer, what the feedback must say)
 ]
 
 
-def _label(fn) -> str:
-    return "notebook_reference" if fn.__module__ == REF["__name__"] else fn.__qualname__
-
-
-@pytest.mark.parametrize("name, fn", CORRECT, ids=[f"{n}-{_label(f)}" for n, f in CORRECT])
-def test_correct_answer_passes(name, fn):
-    assert_passes(name, fn)
-
-
-@pytest.mark.parametrize("name, fn, mentions", BUGGY, ids=[f"{n}-{f.__qualname__}" for n, f, _ in BUGGY])
-def test_buggy_answer_fails_with_named_mistake(name, fn, mentions):
-    assert_fails(name, fn, *mentions)
+test_correct_answer_passes, test_buggy_answer_fails_with_named_mistake = answer_tests(CORRECT, BUGGY, REF)

@@ -8,10 +8,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
-from harness import assert_fails, assert_passes, reference_answers
+from tests.harness import answer_tests, assert_fails, reference_answers
 
 swv = np.lib.stride_tricks.sliding_window_view
 
@@ -365,20 +364,13 @@ BUGGY = [  # (exercise, answer, what the feedback must say)
 ]
 
 
-def _label(fn) -> str:
-    return "notebook_reference" if fn.__module__ == REF["__name__"] else fn.__qualname__
-
-
-@pytest.mark.parametrize("name, fn", CORRECT, ids=[f"{n}-{_label(f)}" for n, f in CORRECT])
-def test_correct_answer_passes(name, fn):
-    result = assert_passes(name, fn)
+def _speed_part_reported(name, result):
     if name == "conv2d_im2col":
         assert "conv2d_im2col: speed" in result.text and "x the time of F.conv2d" in result.text
 
 
-@pytest.mark.parametrize("name, fn, mentions", BUGGY, ids=[f"{n}-{f.__qualname__}" for n, f, _ in BUGGY])
-def test_buggy_answer_fails_with_named_mistake(name, fn, mentions):
-    assert_fails(name, fn, *mentions)
+test_correct_answer_passes, test_buggy_answer_fails_with_named_mistake = answer_tests(
+    CORRECT, BUGGY, REF, on_pass=_speed_part_reported)
 
 
 def test_slow_but_correct_im2col_keeps_the_correctness_points():

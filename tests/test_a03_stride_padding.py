@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from harness import assert_fails, assert_passes, reference_answers
+from tests.harness import answer_tests, reference_answers
 
 from autograder import registry
 from autograder.exercises.a03_stride_padding import torch_accepts_conv, torch_accepts_pool
@@ -347,18 +347,7 @@ BUGGY = [  # (exercise, answer, what the feedback must say)
 ]
 
 
-def _label(fn) -> str:
-    return "notebook_reference" if fn.__module__ == REF["__name__"] else fn.__qualname__
-
-
-@pytest.mark.parametrize("name, fn", CORRECT, ids=[f"{n}-{_label(f)}" for n, f in CORRECT])
-def test_correct_answer_passes(name, fn):
-    assert_passes(name, fn)
-
-
-@pytest.mark.parametrize("name, fn, mentions", BUGGY, ids=[f"{n}-{f.__qualname__}" for n, f, _ in BUGGY])
-def test_buggy_answer_fails_with_named_mistake(name, fn, mentions):
-    assert_fails(name, fn, *mentions)
+test_correct_answer_passes, test_buggy_answer_fails_with_named_mistake = answer_tests(CORRECT, BUGGY, REF)
 
 
 def _torch_raises(fn) -> bool:

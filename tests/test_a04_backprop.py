@@ -13,7 +13,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from autograder import probe_functions
 from autograder.exercises.a04_backprop import TWINS
 from tests.coursecopy import ROOT
-from tests.harness import as_float32, assert_fails, assert_passes, named, reference_answers, variant
+from tests.harness import answer_tests, as_float32, named, reference_answers, variant
 
 ASSIGNMENT = "04-backprop"
 
@@ -202,14 +202,7 @@ BUGGY = [
 ]
 
 
-@pytest.mark.parametrize("name, fn", CORRECT, ids=[f"{n}-{f.__name__}" for n, f in CORRECT])
-def test_correct_answer_passes(name, fn):
-    assert_passes(name, fn)
-
-
-@pytest.mark.parametrize("name, fn, mentions", BUGGY, ids=[f"{n}-{f.__name__}" for n, f, _ in BUGGY])
-def test_buggy_answer_fails_with_feedback(name, fn, mentions):
-    assert_fails(name, fn, *mentions)
+test_correct_answer_passes, test_buggy_answer_fails_with_feedback = answer_tests(CORRECT, BUGGY)
 
 
 def test_probe_functions_are_self_contained_numpy():

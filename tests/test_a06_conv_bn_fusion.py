@@ -21,7 +21,7 @@ from autograder.compare import to_plain
 from autograder.engine import grade_exercise
 from autograder.forbidden import scan_function, scan_source
 from autograder.spec import Call
-from tests.harness import SEED, assert_fails, assert_passes, grade, named, reference_answers
+from tests.harness import SEED, answer_tests, assert_passes, grade, named, reference_answers
 
 ASSIGNMENT = "06-conv-bn-fusion"
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
@@ -368,16 +368,7 @@ def _id(p):
     return f"{p[0]}-{getattr(p[1], '__name__', '?')}"
 
 
-@pytest.mark.parametrize("case", PASSES, ids=_id)
-def test_correct_answer_passes(case):
-    name, fn = case
-    assert_passes(name, fn)
-
-
-@pytest.mark.parametrize("case", FAILS, ids=_id)
-def test_bug_fails_with_named_mistake(case):
-    name, fn, mentions = case
-    assert_fails(name, fn, *mentions)
+test_correct_answer_passes, test_bug_fails_with_named_mistake = answer_tests(PASSES, FAILS, REF)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -441,7 +432,8 @@ def test_on_cuda_the_fused_module_must_stay_on_the_gpu(name):
     assert result.score == result.max_score, result.text
     wrong = named(lambda *a: REF[name](*a).cpu(), "moved_to_cpu")
     result = grade_through_codec(name, wrong, device="cuda")
-    assert result.score == 0 and "on cpu, but the inputs were on cuda" in result.text, result.text
+    assert result.score == 0 and "on the inputs' device: expected True, got False" in result.text, result.text
+    assert "module on another device than its inputs" in result.text, result.text
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -719,15 +711,8 @@ MAPS_FAILS = [
 ]
 
 
-@pytest.mark.parametrize("case", MAPS_PASSES, ids=_id)
-def test_feature_maps_correct_answers_pass(case):
-    assert_passes(*case)
-
-
-@pytest.mark.parametrize("case", MAPS_FAILS, ids=_id)
-def test_feature_maps_bugs_fail_with_named_mistake(case):
-    name, fn, mentions = case
-    assert_fails(name, fn, *mentions)
+test_feature_maps_correct_answers_pass, test_feature_maps_bugs_fail_with_named_mistake = answer_tests(
+    MAPS_PASSES, MAPS_FAILS, REF)
 
 
 def test_feature_maps_hooks_left_are_feedback_not_points():

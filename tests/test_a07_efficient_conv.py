@@ -7,9 +7,8 @@ a time."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from tests.harness import as_float32, assert_fails, assert_passes, named, reference_answers
+from tests.harness import answer_tests, as_float32, assert_fails, named, reference_answers
 
 REF = reference_answers("07-efficient-conv")
 windows = np.lib.stride_tricks.sliding_window_view
@@ -273,20 +272,13 @@ BUGGY = [  # (exercise, answer, what the feedback must say)
 ]
 
 
-def _label(fn) -> str:
-    return "notebook_reference" if fn.__module__ == REF["__name__"] else fn.__qualname__
-
-
-@pytest.mark.parametrize("name, fn", CORRECT, ids=[f"{n}-{_label(f)}" for n, f in CORRECT])
-def test_correct_answer_passes(name, fn):
-    result = assert_passes(name, fn)
+def _speed_part_reported(name, result):
     if name == "conv2d_fft":
         assert "conv2d_fft: speed" in result.text and "a fresh random input each run" in result.text
 
 
-@pytest.mark.parametrize("name, fn, mentions", BUGGY, ids=[f"{n}-{f.__qualname__}" for n, f, _ in BUGGY])
-def test_buggy_answer_fails_with_named_mistake(name, fn, mentions):
-    assert_fails(name, fn, *mentions)
+test_correct_answer_passes, test_buggy_answer_fails_with_named_mistake = answer_tests(
+    CORRECT, BUGGY, REF, on_pass=_speed_part_reported)
 
 
 def test_a_memoising_answer_fails_the_speed_part():

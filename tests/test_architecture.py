@@ -144,3 +144,99 @@ def test_the_command_line_defaults_are_the_dataclass_defaults():
     options, default = _options(build_parser().parse_args(["grade", "a.ipynb", "--out", "r.json"])), Options()
     assert (options.settings, options.case_factor, options.device) == \
         (default.settings, default.case_factor, default.device)
+
+
+# --- exercises as data ---------------------------------------------------------------------------------------------
+EXERCISES = PACKAGE / "exercises"
+
+
+def test_every_exercise_declares_its_parameters_once():
+    """No exercise module draws its own parameters or restates their minima: both come from ``params``."""
+    from autograder import registry
+    from autograder.params import ParamsDraw
+
+    for path in sorted(EXERCISES.glob("a0*.py")):
+        source = path.read_text("utf-8")
+        assert "draw_params=" not in source and "params_min=" not in source, path.name
+    for exercises in registry.assignments().values():
+        for ex in exercises:
+            assert isinstance(ex.draw_params, ParamsDraw), ex.name
+
+
+def test_shared_pieces_live_in_one_place():
+    """The output-size formula, the call forms and the shape text are written once, in autograder/shapes.py."""
+    assert _modules_with("def call_form(") == {"autograder/shapes.py"}
+    for repeated in ("+ 2 * p - k) // s + 1", "def _pair(", "def _pads(", "def _shape(", "def _call_with_defaults("):
+        assert not {m for m in _modules_with(repeated) if m.startswith("autograder/exercises/")}, repeated
+
+
+def test_param_draws_inside_its_domain_and_from_the_given_rng_only():
+    import numpy as np
+
+    from autograder.params import Param, ParamsDraw, ParamsText, flag, minimums
+
+    params = [Param("H", 1, 9), Param("kH", 1, lambda p: p["H"]), Param("n", 1, 512, mostly=40, chance=0.9),
+              Param("G", 1, 32, mostly=(1, 1, 2, 4), chance=0.8), flag("bias", 0.8),
+              Param("L", 1, 5, smallest=0, label="layers"), Param("eps", 0, 3, shrink=False, label="")]
+    draw = ParamsDraw(params)
+    values = [draw(np.random.default_rng(seed)) for seed in range(400)]
+    assert values[:5] == [draw(np.random.default_rng(seed)) for seed in range(5)]   # reproducible from the seed
+    assert all(1 <= v["kH"] <= v["H"] <= 9 and 1 <= v["n"] <= 512 and 1 <= v["G"] <= 32 for v in values)
+    assert {v["bias"] for v in values} == {0, 1} and 1 <= min(v["L"] for v in values)
+    assert 0.8 < sum(v["n"] <= 40 for v in values) / len(values) < 0.97             # favoured, not only
+    assert any(v["G"] not in (1, 2, 4) for v in values)
+    assert minimums(params) == {"H": 1, "kH": 1, "n": 1, "G": 1, "bias": 0, "L": 0}
+    assert ParamsText(params)({"H": 3, "kH": 2, "n": 5, "G": 1, "bias": 1, "L": 2, "eps": 0}) == \
+        "H=3, kH=2, n=5, G=1, layers=2"
+
+
+def _authoring_example() -> str:
+    """The first Python block of docs/AUTHORING.md: a whole exercise, as data."""
+    text = (PACKAGE.parent / "docs" / "AUTHORING.md").read_text("utf-8")
+    return text.split("## A new exercise, as data", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_authoring_example_is_an_exercise_that_grades(monkeypatch):
+    """The worked example of docs/AUTHORING.md runs as written: a correct answer passes, a flipped kernel fails
+    with the misconception named."""
+    import numpy as np
+
+    from autograder import registry
+    from autograder.answers import local_answer
+    from autograder.cases import hidden_cases, visible_cases
+    from autograder.engine import grade_exercise
+
+    registered = []
+    monkeypatch.setattr(registry, "register", lambda *exercises: registered.extend(exercises))
+    namespace = {"__name__": "authoring_example"}
+    exec(_authoring_example(), namespace)  # noqa: S102 - our own documentation
+    (ex,) = registered
+    cases = visible_cases(ex) + hidden_cases(ex, 1, count=6)
+
+    def answer(x, w, b, stride=1, flip=False):
+        import torch
+        import torch.nn.functional as F
+
+        w = w[:, :, ::-1, ::-1].copy() if flip else w
+        b = None if b is None else torch.from_numpy(b)
+        return F.conv2d(torch.from_numpy(x), torch.from_numpy(w), b, stride=stride).numpy()
+
+    right = grade_exercise(ex, local_answer(answer), cases, "cpu", shrink_budget=0)
+    assert right.score == right.max_score, right.text
+    wrong = grade_exercise(ex, local_answer(lambda *a, **k: answer(*a, **k, flip=True)), cases, "cpu",
+                           shrink_budget=0)
+    assert wrong.score < wrong.max_score and "flipped kernel" in wrong.text, wrong.text
+    assert np.all([ex.valid(c.params) for c in cases])
+
+
+def test_fixed_cases_name_exactly_the_declared_parameters():
+    """A fixed (adversarial) case gives every declared parameter and nothing else, at or above its minimum."""
+    from autograder import registry
+
+    for exercises in registry.assignments().values():
+        for ex in exercises:
+            declared = {p.name for p in ex.params}
+            for fixed in ex.fixed_params:
+                assert set(fixed) == declared, (ex.name, sorted(set(fixed) ^ declared))
+                assert all(fixed[k] >= low for k, low in ex.params_min.items()), (ex.name, fixed)
+                assert ex.valid(fixed), (ex.name, fixed)

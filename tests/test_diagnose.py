@@ -14,6 +14,7 @@ from autograder.answers import local_answer
 from autograder.cases import visible_cases
 from autograder.engine import grade_exercise
 from autograder.oracle import run_reference
+from autograder.params import Param
 from autograder.spec import RAISES, Call, Exercise, Misconception, NotApplicable, not_applicable
 
 RNG = np.random.default_rng(17)
@@ -96,11 +97,9 @@ def _bug(x, c):
 
 SCALE = Exercise(
     name="scale_by", assignment="00-synthetic", points=4, signature="scale_by(x, c)",
-    draw_params=lambda rng: {"n": int(rng.integers(2, 9)), "c": int(rng.integers(2, 5))},
+    params=[Param("n", 2, 8), Param("c", 2, 4)],
     build=lambda p, draw: Call((draw.array(p["n"]), p["c"])),
     oracle=lambda x, c: x * c,
-    describe=lambda p: f"x ({p['n']},), c={p['c']}",
-    params_min={"n": 2, "c": 2},
     misconceptions=[Misconception("never applies", "-", lambda x, c: not_applicable()),
                     Misconception("broken", "-", _bug),
                     Misconception("added instead of multiplied", "use *, not +", lambda x, c: x + c)],

@@ -122,3 +122,17 @@ def test_the_one_step_candidate_steps_over_values_that_are_not_allowed(value, lo
     if below:
         assert max(below) in found              # the next allowed value down, however far
     assert all(low <= v < value for v in found)
+
+
+def test_declared_parameters_shrink_to_their_smallest_and_kept_ones_stay():
+    """With ``params`` the shrinker's minima come from the declaration: ``smallest`` below the drawn domain is
+    reached, a ``shrink=False`` parameter (a value that makes the mistake visible) is never lowered."""
+    from autograder.params import Param
+
+    layered = Exercise(
+        name="layers", assignment="00-synthetic", points=1, signature="layers(x, n)",
+        params=[Param("n", 1, 5, smallest=0), Param("size", 2, 9), Param("eps", 0, 3, shrink=False)],
+        build=lambda p, draw: Call((draw.array(p["size"]), p["n"])), oracle=lambda x, n: x)
+    assert layered.params_min == {"n": 0, "size": 2}
+    small = shrink(layered, build_case(layered, {"n": 4, "size": 9, "eps": 3}, 1), lambda case: True, budget=50)
+    assert small.params == {"n": 0, "size": 2, "eps": 3}

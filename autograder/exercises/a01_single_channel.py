@@ -1,7 +1,9 @@
 """01-single-channel: the sliding window (``corr2d``, ``convolve2d``, ``sobel_magnitude``)."""
 from __future__ import annotations
 
+from ..params import Param
 from ..registry import register
+from ..shapes import image_kernel, kernel_fits
 from ..spec import Call, Exercise, Misconception, NotApplicable, unless_torch_rejects
 from ._torch import F, torch
 
@@ -15,11 +17,6 @@ def _corr(x, k):
     return F().conv2d(x[None, None], k[None, None])[0, 0]
 
 
-def _draw_image_kernel(rng) -> dict:
-    h, w = int(rng.integers(1, 12)), int(rng.integers(1, 12))
-    return {"H": h, "W": w, "kH": int(rng.integers(1, h + 1)), "kW": int(rng.integers(1, w + 1))}
-
-
 def _image_kernel(p, draw) -> Call:
     return Call((draw.array(p["H"], p["W"]), draw.array(p["kH"], p["kW"])))
 
@@ -29,11 +26,10 @@ def _describe_image_kernel(p) -> str:
 
 
 _IMAGE_KERNEL = dict(
-    draw_params=_draw_image_kernel,
+    params=image_kernel(11),
     build=_image_kernel,
     describe=_describe_image_kernel,
-    valid=lambda p: 1 <= p["kH"] <= p["H"] and 1 <= p["kW"] <= p["W"],
-    params_min={"H": 1, "W": 1, "kH": 1, "kW": 1},
+    valid=kernel_fits,
     fixed_params=[
         {"H": 5, "W": 7, "kH": 2, "kW": 3},   # non-square image and kernel
         {"H": 4, "W": 6, "kH": 1, "kW": 1},   # 1x1 kernel: a scaled copy
@@ -164,21 +160,16 @@ def _prewitt(img):
     return (_corr(img, kx) ** 2 + _corr(img, kx.T) ** 2).sqrt()
 
 
-def _draw_image(rng) -> dict:
-    return {"H": int(rng.integers(3, 16)), "W": int(rng.integers(3, 16))}
-
-
 sobel_magnitude = Exercise(
     name="sobel_magnitude",
     assignment=ASSIGNMENT,
     points=2,
     signature="sobel_magnitude(img)",
     oracle=_sobel,
-    draw_params=_draw_image,
+    params=[Param("H", 3, 15), Param("W", 3, 15)],
     build=lambda p, draw: Call((draw.array(p["H"], p["W"]),)),
     describe=lambda p: f"img ({p['H']}, {p['W']})",
     valid=lambda p: p["H"] >= 3 and p["W"] >= 3,
-    params_min={"H": 3, "W": 3},
     # the smallest image (one output value) last: feedback explains the first failing case, and a single value
     # cannot show a pattern (any wrong number is "the expected one times c")
     fixed_params=[{"H": 4, "W": 9}, {"H": 12, "W": 5}, {"H": 3, "W": 3}],

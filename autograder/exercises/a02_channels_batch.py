@@ -36,7 +36,9 @@ import time
 import numpy as np
 
 from .. import speed
+from ..params import FORM, Param, flag
 from ..registry import register
+from ..shapes import call_form, channels, conv_case, conv_out, conv_params, image_kernel, kernel_fits
 from ..spec import Call, Exercise, Misconception, NotApplicable, Part, not_applicable, unless_torch_rejects
 from ._torch import F, torch
 
@@ -59,43 +61,16 @@ def _conv(x, w, b=None, groups=1):
     return F().conv2d(x, w, b, groups=groups)
 
 
-def _shape(*dims) -> str:
-    return "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
+def _conv_params(batch: bool, image: int = 9) -> list[Param]:
+    return conv_params(channels=4, image=image, kernel=5, batch=4 if batch else None)
 
 
-def _bias_text(p) -> str:
-    return f"b {_shape(p['C_out'])}" if p["bias"] else "b None"
+def _build_conv(p, draw) -> Call:
+    return Call(conv_case(p).arrays(draw))
 
 
-def _draw_conv(rng, batch: bool, big: int = 9) -> dict:
-    h, w = int(rng.integers(1, big + 1)), int(rng.integers(1, big + 1))
-    p = {"C_in": int(rng.integers(1, 5)), "C_out": int(rng.integers(1, 5)), "H": h, "W": w,
-         "kH": int(rng.integers(1, min(h, 5) + 1)), "kW": int(rng.integers(1, min(w, 5) + 1)),
-         "bias": int(rng.random() < 0.8)}
-    if batch:
-        p["N"] = int(rng.integers(1, 5))
-    return p
-
-
-def _valid_conv(p) -> bool:
-    return 1 <= p["kH"] <= p["H"] and 1 <= p["kW"] <= p["W"]
-
-
-def _build_conv(p, draw, batch: bool) -> Call:
-    lead = (p["N"],) if batch else ()
-    x = draw.array(*lead, p["C_in"], p["H"], p["W"])
-    w = draw.array(p["C_out"], p["C_in"], p["kH"], p["kW"])
-    b = draw.array(p["C_out"]) if p["bias"] else None
-    return Call((x, w, b))
-
-
-def _describe_conv(p, batch: bool) -> str:
-    lead = (p["N"],) if batch else ()
-    return (f"x {_shape(*lead, p['C_in'], p['H'], p['W'])}, w {_shape(p['C_out'], p['C_in'], p['kH'], p['kW'])}, "
-            f"{_bias_text(p)}")
-
-
-_CONV_MIN = {"C_in": 1, "C_out": 1, "H": 1, "W": 1, "kH": 1, "kW": 1, "bias": 0}
+def _describe_conv(p) -> str:
+    return conv_case(p).text()
 
 
 def _batched(compute):
@@ -179,11 +154,10 @@ conv2d_multi = Exercise(
     points=2,
     signature="conv2d_multi(x, w, b)",
     oracle=lambda x, w, b: _conv(x[None], w, b)[0],
-    draw_params=lambda rng: _draw_conv(rng, batch=False),
-    build=lambda p, draw: _build_conv(p, draw, batch=False),
-    describe=lambda p: _describe_conv(p, batch=False),
-    valid=_valid_conv,
-    params_min=_CONV_MIN,
+    params=_conv_params(batch=False),
+    build=_build_conv,
+    describe=_describe_conv,
+    valid=kernel_fits,
     fixed_params=_MULTI_FIXED,
     misconceptions=_channel_misconceptions(batch=False),
     n_visible=8,
@@ -208,11 +182,10 @@ conv2d_batch = Exercise(
     points=2,
     signature="conv2d_batch(x, w, b)",
     oracle=lambda x, w, b: _conv(x, w, b),
-    draw_params=lambda rng: _draw_conv(rng, batch=True),
-    build=lambda p, draw: _build_conv(p, draw, batch=True),
-    describe=lambda p: _describe_conv(p, batch=True),
-    valid=_valid_conv,
-    params_min=dict(_CONV_MIN, N=1),
+    params=_conv_params(batch=True),
+    build=_build_conv,
+    describe=_describe_conv,
+    valid=kernel_fits,
     fixed_params=_BATCH_FIXED,
     misconceptions=_channel_misconceptions(batch=True) + [
         Misconception("every image gets the first image's output",
@@ -223,30 +196,17 @@ conv2d_batch = Exercise(
 # --------------------------------------------------------------------------------------------------------------
 # conv2d_grouped: groups and depthwise convolution
 # --------------------------------------------------------------------------------------------------------------
-def _grouped_dims(p):
-    return p["G"] * p["cg_in"], p["G"] * p["cg_out"]
-
-
-def _draw_grouped(rng) -> dict:
-    h, w = int(rng.integers(1, 9)), int(rng.integers(1, 9))
-    return {"N": int(rng.integers(1, 4)), "G": int(rng.integers(1, 5)), "cg_in": int(rng.integers(1, 4)),
-            "cg_out": int(rng.integers(1, 4)), "H": h, "W": w, "kH": int(rng.integers(1, min(h, 4) + 1)),
-            "kW": int(rng.integers(1, min(w, 4) + 1)), "bias": int(rng.random() < 0.8)}
+_GROUPED_PARAMS = [Param("N", 1, 3), Param("G", 1, 4), Param("cg_in", 1, 3), Param("cg_out", 1, 3),
+                   *image_kernel(8, kernel=4), flag("bias", 0.8)]
 
 
 def _build_grouped(p, draw) -> Call:
-    c_in, c_out = _grouped_dims(p)
-    x = draw.array(p["N"], c_in, p["H"], p["W"])
-    w = draw.array(c_out, p["cg_in"], p["kH"], p["kW"])
-    b = draw.array(c_out) if p["bias"] else None
-    return Call((x, w, b, p["G"]))
+    return Call(conv_case(p).arrays(draw) + (p["G"],))
 
 
 def _describe_grouped(p) -> str:
-    c_in, c_out = _grouped_dims(p)
     kind = " (depthwise)" if p["G"] > 1 and p["cg_in"] == 1 else ""
-    return (f"x {_shape(p['N'], c_in, p['H'], p['W'])}, w {_shape(c_out, p['cg_in'], p['kH'], p['kW'])}, "
-            f"{'b ' + _shape(c_out) if p['bias'] else 'b None'}, groups {p['G']}{kind}")
+    return f"{conv_case(p).text()}, groups {p['G']}{kind}"
 
 
 def _ignore_groups(x, w, b, groups):
@@ -302,11 +262,10 @@ conv2d_grouped = Exercise(
     points=3,
     signature="conv2d_grouped(x, w, b, groups)",
     oracle=lambda x, w, b, groups: _conv(x, w, b, groups),
-    draw_params=_draw_grouped,
+    params=_GROUPED_PARAMS,
     build=_build_grouped,
     describe=_describe_grouped,
-    valid=lambda p: 1 <= p["kH"] <= p["H"] and 1 <= p["kW"] <= p["W"],
-    params_min={"N": 1, "G": 1, "cg_in": 1, "cg_out": 1, "H": 1, "W": 1, "kH": 1, "kW": 1, "bias": 0},
+    valid=kernel_fits,
     fixed_params=[
         {"N": 2, "G": 2, "cg_in": 2, "cg_out": 3, "H": 5, "W": 6, "kH": 3, "kW": 2, "bias": 1},  # C_in != C_out
         {"N": 1, "G": 4, "cg_in": 1, "cg_out": 1, "H": 6, "W": 6, "kH": 3, "kW": 3, "bias": 1},  # depthwise
@@ -451,11 +410,10 @@ conv2d_im2col = Exercise(
     points=3,
     signature="conv2d_im2col(x, w, b)",
     oracle=lambda x, w, b: _conv(x, w, b),
-    draw_params=lambda rng: _draw_conv(rng, batch=True, big=12),
-    build=lambda p, draw: _build_conv(p, draw, batch=True),
-    describe=lambda p: _describe_conv(p, batch=True),
-    valid=_valid_conv,
-    params_min=dict(_CONV_MIN, N=1),
+    params=_conv_params(batch=True, image=12),
+    build=_build_conv,
+    describe=_describe_conv,
+    valid=kernel_fits,
     fixed_params=_BATCH_FIXED + [{"N": 2, "C_in": 3, "C_out": 4, "H": 9, "W": 12, "kH": 3, "kW": 3, "bias": 1}],
     misconceptions=_channel_misconceptions(batch=True) + [
         Misconception("patches and weights flattened in different orders",
@@ -487,29 +445,23 @@ def _param_oracle(c_in, c_out, kh, kw, groups=1, bias=True):
     return int(sum(p.numel() for p in module.parameters()))
 
 
-def _draw_params_count(rng) -> dict:
-    g = int(rng.choice([1, 1, 2, 3, 4, 8])) if rng.random() < 0.85 else int(rng.integers(1, 33))
-    return {"G": g, "cg_in": int(rng.integers(1, 65)), "cg_out": int(rng.integers(1, 65)),
-            "kH": int(rng.integers(1, 8)), "kW": int(rng.integers(1, 8)), "bias": int(rng.random() < 0.6),
-            "form": int(rng.integers(0, 3))}
+def _groups(often: tuple, chance: float, most: int) -> Param:
+    """Groups: mostly the usual values (1, 2, 4...), sometimes any up to ``most``."""
+    return Param("G", 1, most, mostly=often, chance=chance)
 
 
-def _call_with_defaults(args: tuple, optional: list, form: int) -> Call:
-    """``optional`` is [(name, value, default)]: form 0 passes only non-default values as keywords, form 1 every
-    optional argument as a keyword, form 2 every argument positionally."""
-    if form == 2:
-        return Call(tuple(args) + tuple(v for _, v, _ in optional))
-    return Call(tuple(args), {k: v for k, v, d in optional if form == 1 or v != d})
+_PARAM_COUNT_PARAMS = [_groups((1, 1, 2, 3, 4, 8), 0.85, 32), Param("cg_in", 1, 64), Param("cg_out", 1, 64),
+                       Param("kH", 1, 7), Param("kW", 1, 7), flag("bias", 0.6), FORM]
 
 
 def _build_params_count(p, draw) -> Call:
-    c_in, c_out = p["G"] * p["cg_in"], p["G"] * p["cg_out"]
-    return _call_with_defaults((c_in, c_out, p["kH"], p["kW"]),
-                               [("groups", p["G"], 1), ("bias", bool(p["bias"]), True)], p["form"])
+    c_in, c_out = channels(p)
+    return call_form((c_in, c_out, p["kH"], p["kW"]), [("groups", p["G"], 1), ("bias", bool(p["bias"]), True)],
+                     p["form"])
 
 
 def _describe_params_count(p) -> str:
-    c_in, c_out = p["G"] * p["cg_in"], p["G"] * p["cg_out"]
+    c_in, c_out = channels(p)
     return f"c_in {c_in}, c_out {c_out}, kernel {p['kH']}x{p['kW']}, groups {p['G']}, bias {bool(p['bias'])}"
 
 
@@ -523,10 +475,9 @@ conv2d_param_count = Exercise(
     points=1,
     signature="conv2d_param_count(c_in, c_out, kh, kw, groups=1, bias=True)",
     oracle=_param_oracle,
-    draw_params=_draw_params_count,
+    params=_PARAM_COUNT_PARAMS,
     build=_build_params_count,
     describe=_describe_params_count,
-    params_min={"G": 1, "cg_in": 1, "cg_out": 1, "kH": 1, "kW": 1, "bias": 0, "form": 0},
     fixed_params=[
         {"G": 4, "cg_in": 8, "cg_out": 16, "kH": 3, "kW": 5, "bias": 1, "form": 2},     # grouped, non-square
         {"G": 32, "cg_in": 1, "cg_out": 1, "kH": 3, "kW": 3, "bias": 1, "form": 1},     # depthwise 3x3: 320
@@ -565,10 +516,6 @@ conv2d_param_count = Exercise(
 # --------------------------------------------------------------------------------------------------------------
 # conv2d_flops
 # --------------------------------------------------------------------------------------------------------------
-def _out(n, k, s, p):
-    return (n + 2 * p - k) // s + 1
-
-
 def _flops_oracle(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, groups=1):
     """What FlopCounterMode counts for F.conv2d with bias, on meta tensors (nothing is computed)."""
     t = torch()
@@ -584,32 +531,24 @@ def _flops_oracle(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, groups=1):
 
 def _flops_formula(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, groups=1, factor=2, out=None, extra=0,
                    groups_used=True):
-    ho, wo = out if out is not None else (_out(h, kh, stride, padding), _out(w, kw, stride, padding))
+    ho, wo = out if out is not None else (conv_out(h, kh, stride, padding), conv_out(w, kw, stride, padding))
     per = (c_in // groups if groups_used else c_in) * kh * kw
     return factor * n * c_out * ho * wo * per + extra * n * c_out * ho * wo
 
 
-def _draw_flops(rng) -> dict:
-    g = int(rng.choice([1, 1, 1, 2, 4])) if rng.random() < 0.9 else int(rng.integers(1, 9))
-    return {"N": int(rng.integers(1, 17)), "G": g, "cg_in": int(rng.integers(1, 33)),
-            "cg_out": int(rng.integers(1, 33)), "H": int(rng.integers(1, 65)), "W": int(rng.integers(1, 65)),
-            "kH": int(rng.integers(1, 8)), "kW": int(rng.integers(1, 8)), "stride": int(rng.integers(1, 4)),
-            "padding": int(rng.integers(0, 4)), "form": int(rng.integers(0, 3))}
-
-
-def _flops_dims(p):
-    return p["G"] * p["cg_in"], p["G"] * p["cg_out"]
+_FLOPS_PARAMS = [Param("N", 1, 16), _groups((1, 1, 1, 2, 4), 0.9, 8), Param("cg_in", 1, 32), Param("cg_out", 1, 32),
+                 Param("H", 1, 64), Param("W", 1, 64), Param("kH", 1, 7), Param("kW", 1, 7), Param("stride", 1, 3),
+                 Param("padding", 0, 3), FORM]
 
 
 def _build_flops(p, draw) -> Call:
-    c_in, c_out = _flops_dims(p)
-    return _call_with_defaults((p["N"], c_in, p["H"], p["W"], c_out, p["kH"], p["kW"]),
-                               [("stride", p["stride"], 1), ("padding", p["padding"], 0), ("groups", p["G"], 1)],
-                               p["form"])
+    c_in, c_out = channels(p)
+    return call_form((p["N"], c_in, p["H"], p["W"], c_out, p["kH"], p["kW"]),
+                     [("stride", p["stride"], 1), ("padding", p["padding"], 0), ("groups", p["G"], 1)], p["form"])
 
 
 def _describe_flops(p) -> str:
-    c_in, c_out = _flops_dims(p)
+    c_in, c_out = channels(p)
     return (f"x ({p['N']}, {c_in}, {p['H']}, {p['W']}), {c_out} filters {p['kH']}x{p['kW']}, stride {p['stride']}, "
             f"padding {p['padding']}, groups {p['G']}")
 
@@ -627,12 +566,10 @@ conv2d_flops = Exercise(
     points=2,
     signature="conv2d_flops(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, groups=1)",
     oracle=_flops_oracle,
-    draw_params=_draw_flops,
+    params=_FLOPS_PARAMS,
     build=_build_flops,
     describe=_describe_flops,
-    valid=lambda p: p["H"] + 2 * p["padding"] >= p["kH"] and p["W"] + 2 * p["padding"] >= p["kW"],
-    params_min={"N": 1, "G": 1, "cg_in": 1, "cg_out": 1, "H": 1, "W": 1, "kH": 1, "kW": 1, "stride": 1,
-                "padding": 0, "form": 0},
+    valid=lambda p: kernel_fits(p, padding="padding"),
     fixed_params=[
         {"N": 8, "G": 1, "cg_in": 16, "cg_out": 32, "H": 64, "W": 64, "kH": 3, "kW": 3, "stride": 1, "padding": 0,
          "form": 0},

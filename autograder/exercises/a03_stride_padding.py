@@ -23,21 +23,13 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
-
+from ..params import FORM, Param, flag
 from ..registry import register
+from ..shapes import call_form, conv_case, conv_out, pair
 from ..spec import RAISES, Call, Exercise, Misconception, not_applicable, unless_torch_rejects
 from ._torch import F, torch
 
 ASSIGNMENT = "03-stride-padding"
-
-
-def _call(args: tuple, optional: list, form: int) -> Call:
-    """``optional`` is [(name, value, default)]: form 0 passes only non-default values as keywords, form 1 every
-    optional argument as a keyword, form 2 every argument positionally."""
-    if form == 2:
-        return Call(tuple(args) + tuple(v for _, v, _ in optional))
-    return Call(tuple(args), {k: v for k, v, d in optional if form == 1 or isinstance(v, np.ndarray) or v != d})
 
 
 def _line(n, k):
@@ -63,20 +55,14 @@ def _conv_size(n, k, stride=1, padding=0, dilation=1):
         return RAISES
 
 
-def _draw_size(rng) -> dict:
-    big = rng.random() < 0.15
-    return {"n": int(rng.integers(1, 513 if big else 41)), "k": int(rng.integers(1, 10)),
-            "s": int(rng.integers(1, 6)), "p": int(rng.integers(0, 6)), "d": int(rng.integers(1, 5)),
-            "form": int(rng.integers(0, 3))}
+#: n mostly up to 40, sometimes up to 512; stride, padding, dilation as torch names them in the description
+_SIZE_PARAMS = [Param("n", 1, 512, mostly=40, chance=0.85), Param("k", 1, 9), Param("s", 1, 5, label="stride"),
+                Param("p", 0, 5, label="padding"), Param("d", 1, 4, label="dilation"), FORM]
 
 
 def _build_conv_size(p, draw) -> Call:
-    return _call((p["n"], p["k"]), [("stride", p["s"], 1), ("padding", p["p"], 0), ("dilation", p["d"], 1)],
+    return call_form((p["n"], p["k"]), [("stride", p["s"], 1), ("padding", p["p"], 0), ("dilation", p["d"], 1)],
                  p["form"])
-
-
-def _describe_conv_size(p) -> str:
-    return f"n={p['n']}, k={p['k']}, stride={p['s']}, padding={p['p']}, dilation={p['d']}"
 
 
 def _conv_size_wrong(rule):
@@ -95,11 +81,8 @@ conv_output_size = Exercise(
     points=1,
     signature="conv_output_size(n, k, stride=1, padding=0, dilation=1)",
     oracle=_conv_size,
-    draw_params=_draw_size,
+    params=_SIZE_PARAMS,  # combinations torch rejects included
     build=_build_conv_size,
-    describe=_describe_conv_size,
-    valid=lambda p: min(p["n"], p["k"], p["s"], p["d"]) >= 1 and p["p"] >= 0,  # rejected ones included
-    params_min={"n": 1, "k": 1, "s": 1, "p": 0, "d": 1, "form": 0},
     fixed_params=[
         {"n": 7, "k": 3, "s": 1, "p": 0, "d": 1, "form": 0},    # valid: 5
         {"n": 7, "k": 3, "s": 2, "p": 0, "d": 1, "form": 0},    # exact division: 3
@@ -125,7 +108,7 @@ conv_output_size = Exercise(
                                        if p else not_applicable())),
         Misconception("dilation ignored",
                       "a kernel of size k with dilation d spans d(k-1) + 1 input pixels.",
-                      _conv_size_wrong(lambda n, k, s, p, d: (n + 2 * p - k) // s + 1
+                      _conv_size_wrong(lambda n, k, s, p, d: conv_out(n, k, s, p)
                                        if d > 1 else not_applicable())),
         Misconception("dilated kernel taken as d * k pixels wide",
                       "a kernel of size k with dilation d spans d(k-1) + 1 input pixels (k taps, d apart), "
@@ -157,7 +140,7 @@ def _pool_rule(n, k, s, p, d, ceil):
         if (out - 1) * s >= n + p:          # the last window would start in the right padding
             out -= 1
         return out
-    return (n + 2 * p - eff) // s + 1
+    return conv_out(n, k, s, p, d)
 
 
 def torch_accepts_pool(n, k, stride=None, padding=0, dilation=1, ceil_mode=False) -> bool:
@@ -179,12 +162,10 @@ def _pool_size(n, k, stride=None, padding=0, dilation=1, ceil_mode=False):
     return int(y.shape[2])
 
 
-def _draw_pool(rng) -> dict:
-    k = int(rng.integers(1, 7))
-    return {"n": int(rng.integers(1, 41)), "k": k, "s": int(rng.integers(0, 5)),
-            "p": int(rng.integers(0, k // 2 + 1)) if rng.random() < 0.9 else int(rng.integers(0, 4)),
-            "d": int(rng.integers(1, 4)) if rng.random() < 0.4 else 1, "ceil": int(rng.integers(0, 2)),
-            "form": int(rng.integers(0, 3))}
+#: stride 0 stands for None (the default: the kernel size); padding mostly at most k // 2 (what torch accepts)
+_POOL_PARAMS = [Param("n", 1, 40), Param("k", 1, 6), Param("s", 0, 4), Param("p", 0, 3, mostly=lambda p: p["k"] // 2,
+                                                                            chance=0.9),
+                Param("d", 1, 3, mostly=(1,), chance=0.6), flag("ceil"), FORM]
 
 
 def _pool_args(p):
@@ -193,7 +174,7 @@ def _pool_args(p):
 
 def _build_pool(p, draw) -> Call:
     n, k, s, pad, d, ceil = _pool_args(p)
-    return _call((n, k), [("stride", s, None), ("padding", pad, 0), ("dilation", d, 1), ("ceil_mode", ceil, False)],
+    return call_form((n, k), [("stride", s, None), ("padding", pad, 0), ("dilation", d, 1), ("ceil_mode", ceil, False)],
                  p["form"])
 
 
@@ -220,11 +201,9 @@ pool_output_size = Exercise(
     points=2,
     signature="pool_output_size(n, k, stride=None, padding=0, dilation=1, ceil_mode=False)",
     oracle=_pool_size,
-    draw_params=_draw_pool,
+    params=_POOL_PARAMS,  # combinations torch rejects included
     build=_build_pool,
     describe=_describe_pool,
-    valid=lambda p: min(p["n"], p["k"], p["d"]) >= 1 and p["s"] >= 0 and p["p"] >= 0,  # rejected ones included
-    params_min={"n": 1, "k": 1, "s": 0, "p": 0, "d": 1, "ceil": 0, "form": 0},
     fixed_params=[
         {"n": 6, "k": 2, "s": 0, "p": 0, "d": 1, "ceil": 0, "form": 0},   # stride defaults to k: 3
         {"n": 7, "k": 2, "s": 0, "p": 0, "d": 1, "ceil": 0, "form": 1},   # floor: 3 (last row dropped)
@@ -300,11 +279,8 @@ same_padding = Exercise(
     signature="same_padding(k, dilation=1)",
     oracle=_same_padding,
     output_names=("before", "after"),
-    draw_params=lambda rng: {"k": int(rng.integers(1, 13)), "d": int(rng.integers(1, 5)) if rng.random() < 0.5
-                             else 1, "form": int(rng.integers(0, 3))},
-    build=lambda p, draw: _call((p["k"],), [("dilation", p["d"], 1)], p["form"]),
-    describe=lambda p: f"k={p['k']}, dilation={p['d']}",
-    params_min={"k": 1, "d": 1, "form": 0},
+    params=[Param("k", 1, 12), Param("d", 1, 4, mostly=(1,), chance=0.5, label="dilation"), FORM],
+    build=lambda p, draw: call_form((p["k"],), [("dilation", p["d"], 1)], p["form"]),
     fixed_params=[{"k": 3, "d": 1, "form": 0}, {"k": 4, "d": 1, "form": 1}, {"k": 1, "d": 1, "form": 0},
                   {"k": 2, "d": 1, "form": 2}, {"k": 3, "d": 2, "form": 1}, {"k": 2, "d": 3, "form": 0},
                   {"k": 6, "d": 1, "form": 0}, {"k": 4, "d": 3, "form": 2}],
@@ -333,22 +309,16 @@ same_padding = Exercise(
 # --------------------------------------------------------------------------------------------------------------
 # pad2d
 # --------------------------------------------------------------------------------------------------------------
-def _pads(padding):
-    return (padding, padding) if isinstance(padding, int) else tuple(padding)
-
-
 def _pad(x, padding, where="both", mode="constant"):
-    ph, pw = _pads(padding)
+    ph, pw = pair(padding)
     spec = {"both": (pw, pw, ph, ph), "end": (0, pw, 0, ph), "start": (pw, 0, ph, 0), "swapped": (ph, ph, pw, pw),
             "double": (2 * pw, 2 * pw, 2 * ph, 2 * ph), "all at the end": (0, 2 * pw, 0, 2 * ph),
             "all at the start": (2 * pw, 0, 2 * ph, 0)}[where]
     return F().pad(x, spec, mode=mode)
 
 
-def _draw_pad(rng) -> dict:
-    return {"N": int(rng.integers(1, 4)), "C": int(rng.integers(1, 4)), "H": int(rng.integers(1, 7)),
-            "W": int(rng.integers(1, 7)), "pH": int(rng.integers(0, 4)), "pW": int(rng.integers(0, 4)),
-            "pair": int(rng.random() < 0.6)}
+_PAD_PARAMS = [Param("N", 1, 3), Param("C", 1, 3), Param("H", 1, 6), Param("W", 1, 6), Param("pH", 0, 3),
+               Param("pW", 0, 3), flag("pair", 0.6)]
 
 
 def _padding_arg(p, h="pH", w="pW"):
@@ -357,21 +327,21 @@ def _padding_arg(p, h="pH", w="pW"):
 
 def _pad_only(where):
     def compute(x, padding):
-        if max(_pads(padding)) == 0:
+        if max(pair(padding)) == 0:
             not_applicable()
         return _pad(x, padding, where)
     return compute
 
 
 def _pad_swapped(x, padding):
-    ph, pw = _pads(padding)
+    ph, pw = pair(padding)
     if ph == pw:
         not_applicable()
     return _pad(x, padding, "swapped")
 
 
 def _pad_edge(x, padding):
-    if max(_pads(padding)) == 0:
+    if max(pair(padding)) == 0:
         not_applicable()
     return _pad(x, padding, mode="replicate")
 
@@ -382,10 +352,9 @@ pad2d = Exercise(
     points=1,
     signature="pad2d(x, padding)",
     oracle=lambda x, padding: _pad(x, padding),
-    draw_params=_draw_pad,
+    params=_PAD_PARAMS,
     build=lambda p, draw: Call((draw.array(p["N"], p["C"], p["H"], p["W"]), _padding_arg(p))),
     describe=lambda p: f"x ({p['N']}, {p['C']}, {p['H']}, {p['W']}), padding {_padding_arg(p)!r}",
-    params_min={"N": 1, "C": 1, "H": 1, "W": 1, "pH": 0, "pW": 0, "pair": 0},
     fixed_params=[
         {"N": 2, "C": 3, "H": 4, "W": 5, "pH": 1, "pW": 1, "pair": 0},   # an int
         {"N": 1, "C": 2, "H": 3, "W": 4, "pH": 2, "pW": 1, "pair": 1},   # a pair (rows, columns)
@@ -423,10 +392,6 @@ pad2d = Exercise(
 # --------------------------------------------------------------------------------------------------------------
 # conv2d with stride, padding and dilation
 # --------------------------------------------------------------------------------------------------------------
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
 def _conv_args(p):
     if p["pairs"]:
         return (p["sH"], p["sW"]), (p["pH"], p["pW"]), (p["dH"], p["dW"])
@@ -435,19 +400,16 @@ def _conv_args(p):
 
 def _conv_spatial(p):
     """(stride, padding, dilation) as pairs, whatever form the call uses."""
-    return tuple(_pair(v) for v in _conv_args(p))
+    return tuple(pair(v) for v in _conv_args(p))
 
 
-def _draw_conv(rng) -> dict:
-    p = {"N": int(rng.integers(1, 4)), "C_in": int(rng.integers(1, 4)), "C_out": int(rng.integers(1, 4)),
-         "H": int(rng.integers(1, 12)), "W": int(rng.integers(1, 12)), "kH": int(rng.integers(1, 5)),
-         "kW": int(rng.integers(1, 5)), "bias": int(rng.random() < 0.7), "pairs": int(rng.random() < 0.5),
-         "form": int(rng.integers(0, 3))}
-    for axis in "HW":
-        p["s" + axis] = int(rng.integers(1, 4))
-        p["p" + axis] = int(rng.integers(0, 3))
-        p["d" + axis] = int(rng.integers(1, 4)) if rng.random() < 0.4 else 1
-    return p
+def _spatial(axis: str) -> list[Param]:
+    return [Param("s" + axis, 1, 3), Param("p" + axis, 0, 2), Param("d" + axis, 1, 3, mostly=(1,), chance=0.6)]
+
+
+_CONV_PARAMS = [Param("N", 1, 3), Param("C_in", 1, 3), Param("C_out", 1, 3), Param("H", 1, 11), Param("W", 1, 11),
+                Param("kH", 1, 4), Param("kW", 1, 4), flag("bias", 0.7), flag("pairs"), FORM,
+                *_spatial("H"), *_spatial("W")]
 
 
 def _valid_conv(p) -> bool:
@@ -456,20 +418,16 @@ def _valid_conv(p) -> bool:
 
 
 def _build_conv(p, draw) -> Call:
-    x = draw.array(p["N"], p["C_in"], p["H"], p["W"])
-    w = draw.array(p["C_out"], p["C_in"], p["kH"], p["kW"])
-    b = draw.array(p["C_out"]) if p["bias"] else None
+    x, w, b = conv_case(p).arrays(draw)
     s, pad, d = _conv_args(p)
     one, zero = ((1, 1), (0, 0)) if p["pairs"] else (1, 0)
-    return _call((x, w), [("b", b, None), ("stride", s, one), ("padding", pad, zero), ("dilation", d, one)],
+    return call_form((x, w), [("b", b, None), ("stride", s, one), ("padding", pad, zero), ("dilation", d, one)],
                  p["form"])
 
 
 def _describe_conv(p) -> str:
     s, pad, d = _conv_args(p)
-    b = f"b ({p['C_out']},)" if p["bias"] else "b None"
-    return (f"x ({p['N']}, {p['C_in']}, {p['H']}, {p['W']}), w ({p['C_out']}, {p['C_in']}, {p['kH']}, {p['kW']}), "
-            f"{b}, stride {s}, padding {pad}, dilation {d}")
+    return f"{conv_case(p).text()}, stride {s}, padding {pad}, dilation {d}"
 
 
 def _conv_full(x, w, b=None, stride=1, padding=0, dilation=1):
@@ -477,14 +435,14 @@ def _conv_full(x, w, b=None, stride=1, padding=0, dilation=1):
 
 
 def _conv_no_dilation(x, w, b=None, stride=1, padding=0, dilation=1):
-    if _pair(dilation) == (1, 1):
+    if pair(dilation) == (1, 1):
         not_applicable()
     return _conv_full(x, w, b, stride, padding, 1)
 
 
 @unless_torch_rejects
 def _conv_one_sided(x, w, b=None, stride=1, padding=0, dilation=1):
-    ph, pw = _pair(padding)
+    ph, pw = pair(padding)
     if (ph, pw) == (0, 0):
         not_applicable()
     return _conv_full(F().pad(x, (0, pw, 0, ph)), w, b, stride, 0, dilation)
@@ -492,7 +450,7 @@ def _conv_one_sided(x, w, b=None, stride=1, padding=0, dilation=1):
 
 @unless_torch_rejects
 def _conv_swapped(x, w, b=None, stride=1, padding=0, dilation=1):
-    s, p, d = _pair(stride), _pair(padding), _pair(dilation)
+    s, p, d = pair(stride), pair(padding), pair(dilation)
     if s[0] == s[1] and p[0] == p[1] and d[0] == d[1]:
         not_applicable()
     return _conv_full(x, w, b, s[::-1], p[::-1], d[::-1])
@@ -514,12 +472,10 @@ conv2d = Exercise(
     points=4,
     signature="conv2d(x, w, b=None, stride=1, padding=0, dilation=1)",
     oracle=_conv_full,
-    draw_params=_draw_conv,
+    params=_CONV_PARAMS,
     build=_build_conv,
     describe=_describe_conv,
     valid=_valid_conv,
-    params_min={"N": 1, "C_in": 1, "C_out": 1, "H": 1, "W": 1, "kH": 1, "kW": 1, "bias": 0, "pairs": 0,
-                "form": 0, "sH": 1, "sW": 1, "pH": 0, "pW": 0, "dH": 1, "dW": 1},
     fixed_params=[
         dict(N=2, C_in=3, C_out=2, H=7, W=8, kH=3, kW=3, bias=1, pairs=0, form=0, sH=2, sW=2, pH=1, pW=1, dH=1,
              dW=1),                                                            # stride 2, padding 1
@@ -599,13 +555,10 @@ def _rf_rule(layers, dilation=True, scaled=True, jump_first=False, last_stride=T
     return size, jump
 
 
-def _draw_rf(rng) -> dict:
-    p = {"L": int(rng.integers(1, MAX_LAYERS + 1))}
-    for i in range(MAX_LAYERS):
-        p[f"k{i}"] = int(rng.integers(1, 6))
-        p[f"s{i}"] = int(rng.integers(1, 4)) if rng.random() < 0.6 else 1
-        p[f"d{i}"] = int(rng.integers(1, 4)) if rng.random() < 0.3 else 1
-    return p
+_RF_PARAMS = [Param("L", 1, MAX_LAYERS, smallest=0)] + [
+    param for i in range(MAX_LAYERS)
+    for param in (Param(f"k{i}", 1, 5), Param(f"s{i}", 1, 3, mostly=(1,), chance=0.4),
+                  Param(f"d{i}", 1, 3, mostly=(1,), chance=0.7))]
 
 
 def _rf_params(layers):
@@ -639,10 +592,9 @@ receptive_field = Exercise(
     signature="receptive_field(layers)",
     oracle=_receptive_field,
     output_names=("size", "jump"),
-    draw_params=_draw_rf,
+    params=_RF_PARAMS,
     build=lambda p, draw: Call((_layers(p),)),
     describe=lambda p: f"layers {_layers(p)}",
-    params_min={"L": 0, **{f"{c}{i}": 1 for i in range(MAX_LAYERS) for c in "ksd"}},
     fixed_params=[
         _rf_params([(3, 1, 1)]),                                              # one 3x3 conv: (3, 1)
         _rf_params([(3, 1, 1), (3, 1, 1)]),                                   # two 3x3 = one 5x5: (5, 1)

@@ -11,15 +11,13 @@ grader can ship it to its sandbox by name); its torch twin for the autograd orac
 from __future__ import annotations
 
 from .. import probe_functions as probes
+from ..params import Param, choice, flag
 from ..registry import register
+from ..shapes import conv_case, conv_out, kernel_fits, shape_text
 from ..spec import Call, Exercise, Misconception, Tolerance
 from ._torch import F, torch
 
 ASSIGNMENT = "04-backprop"
-
-
-def _out(n: int, k: int, s: int, p: int = 0) -> int:
-    return (n + 2 * p - k) // s + 1
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -44,24 +42,25 @@ def _padded_dx(dout, x, w, stride=1, padding=0):
     return dxp
 
 
-def _draw_conv(rng) -> dict:
-    return {"N": int(rng.integers(1, 4)), "C_in": int(rng.integers(1, 4)), "C_out": int(rng.integers(1, 5)),
-            "H": int(rng.integers(1, 10)), "W": int(rng.integers(1, 10)), "kH": int(rng.integers(1, 5)),
-            "kW": int(rng.integers(1, 5)), "stride": int(rng.integers(1, 4)), "padding": int(rng.integers(0, 3))}
+_CONV_PARAMS = [Param("N", 1, 3), Param("C_in", 1, 3), Param("C_out", 1, 4), Param("H", 1, 9), Param("W", 1, 9),
+                Param("kH", 1, 4), Param("kW", 1, 4), Param("stride", 1, 3), Param("padding", 0, 2)]
+
+
+def _out_shape(p) -> tuple:
+    """The shape of ``dout``: (N, C_out, H', W')."""
+    return (p["N"], p["C_out"], conv_out(p["H"], p["kH"], p["stride"], p["padding"]),
+            conv_out(p["W"], p["kW"], p["stride"], p["padding"]))
 
 
 def _build_conv(p, draw) -> Call:
-    ho, wo = _out(p["H"], p["kH"], p["stride"], p["padding"]), _out(p["W"], p["kW"], p["stride"], p["padding"])
-    x = draw.array(p["N"], p["C_in"], p["H"], p["W"])
-    w = draw.array(p["C_out"], p["C_in"], p["kH"], p["kW"])
-    dout = draw.array(p["N"], p["C_out"], ho, wo)
-    return Call((dout, x, w), {"stride": p["stride"], "padding": p["padding"]})
+    x, w, _ = conv_case(p).arrays(draw)
+    return Call((draw.array(*_out_shape(p)), x, w), {"stride": p["stride"], "padding": p["padding"]})
 
 
 def _describe_conv(p) -> str:
-    ho, wo = _out(p["H"], p["kH"], p["stride"], p["padding"]), _out(p["W"], p["kW"], p["stride"], p["padding"])
-    return (f"x ({p['N']}, {p['C_in']}, {p['H']}, {p['W']}), w ({p['C_out']}, {p['C_in']}, {p['kH']}, {p['kW']}), "
-            f"stride {p['stride']}, padding {p['padding']}, dout ({p['N']}, {p['C_out']}, {ho}, {wo})")
+    case = conv_case(p)
+    return (f"x {shape_text(*case.x)}, w {shape_text(*case.w)}, stride {p['stride']}, padding {p['padding']}, "
+            f"dout {shape_text(*_out_shape(p))}")
 
 
 def _unflipped_dx(dout, x, w, stride=1, padding=0):
@@ -101,11 +100,10 @@ conv2d_backward = Exercise(
     signature="conv2d_backward(dout, x, w, stride=1, padding=0)",
     oracle=_conv_grads,
     output_names=("dx", "dw", "db"),
-    draw_params=_draw_conv,
+    params=_CONV_PARAMS,
     build=_build_conv,
     describe=_describe_conv,
-    valid=lambda p: p["H"] + 2 * p["padding"] >= p["kH"] and p["W"] + 2 * p["padding"] >= p["kW"],
-    params_min={"N": 1, "C_in": 1, "C_out": 1, "H": 1, "W": 1, "kH": 1, "kW": 1, "stride": 1, "padding": 0},
+    valid=lambda p: kernel_fits(p, padding="padding"),
     fixed_params=[
         {"N": 2, "C_in": 3, "C_out": 2, "H": 5, "W": 6, "kH": 3, "kW": 2, "stride": 1, "padding": 0},
         {"N": 1, "C_in": 2, "C_out": 3, "H": 7, "W": 7, "kH": 3, "kW": 3, "stride": 2, "padding": 1},
@@ -164,13 +162,12 @@ conv2d_backward = Exercise(
 # --------------------------------------------------------------------------------------------------------------
 # pooling, forward and backward
 # --------------------------------------------------------------------------------------------------------------
-def _draw_pool(rng) -> dict:
-    return {"N": int(rng.integers(1, 3)), "C": int(rng.integers(1, 4)), "H": int(rng.integers(1, 10)),
-            "W": int(rng.integers(1, 10)), "k": int(rng.integers(1, 5)), "stride": int(rng.integers(1, 5))}
+_POOL_PARAMS = [Param("N", 1, 2), Param("C", 1, 3), Param("H", 1, 9), Param("W", 1, 9), Param("k", 1, 4),
+                Param("stride", 1, 4)]
 
 
 def _describe_pool(p) -> str:
-    ho, wo = _out(p["H"], p["k"], p["stride"]), _out(p["W"], p["k"], p["stride"])
+    ho, wo = conv_out(p["H"], p["k"], p["stride"]), conv_out(p["W"], p["k"], p["stride"])
     overlap = " (overlapping windows)" if p["k"] > p["stride"] else ""
     return f"x ({p['N']}, {p['C']}, {p['H']}, {p['W']}), k {p['k']}, stride {p['stride']}{overlap} -> ({ho}, {wo})"
 
@@ -186,10 +183,9 @@ _POOL_FIXED = [
 ]
 
 _POOL = dict(
-    draw_params=_draw_pool,
+    params=_POOL_PARAMS,
     describe=_describe_pool,
     valid=lambda p: p["k"] <= p["H"] and p["k"] <= p["W"],
-    params_min={"N": 1, "C": 1, "H": 1, "W": 1, "k": 1, "stride": 1},
     fixed_params=_POOL_FIXED,
 )
 
@@ -200,7 +196,7 @@ def _build_pool_forward(p, draw) -> Call:
 
 def _build_pool_backward(p, draw) -> Call:
     x = draw.distinct(p["N"], p["C"], p["H"], p["W"])
-    dout = draw.array(p["N"], p["C"], _out(p["H"], p["k"], p["stride"]), _out(p["W"], p["k"], p["stride"]))
+    dout = draw.array(p["N"], p["C"], conv_out(p["H"], p["k"], p["stride"]), conv_out(p["W"], p["k"], p["stride"]))
     return Call((dout, x, p["k"], p["stride"]))
 
 
@@ -396,9 +392,7 @@ def _forward_difference(f, x, dout, h=1e-5):
     return grad.reshape(x.shape)
 
 
-def _draw_numeric(rng) -> dict:
-    return {"f": int(rng.integers(0, len(probes.PROBES))), "H": int(rng.integers(1, 7)),
-            "W": int(rng.integers(1, 7)), "h": int(rng.integers(0, 2))}
+_NUMERIC_PARAMS = [choice("f", len(probes.PROBES)), Param("H", 1, 6), Param("W", 1, 6), flag("h")]
 
 
 def _build_numeric(p, draw) -> Call:
@@ -427,11 +421,10 @@ numeric_gradient = Exercise(
     points=2,
     signature="numeric_gradient(f, x, dout, h=1e-5)",
     oracle=_exact_gradient,
-    draw_params=_draw_numeric,
+    params=_NUMERIC_PARAMS,
     build=_build_numeric,
     describe=_describe_numeric,
     valid=_valid_numeric,
-    params_min={"f": 0, "H": 1, "W": 1, "h": 0},
     fixed_params=[
         {"f": 0, "H": 4, "W": 5, "h": 0},
         {"f": 1, "H": 3, "W": 4, "h": 0},

@@ -7,15 +7,13 @@ compared exactly), and ``F.interpolate(mode="nearest")`` followed by ``F.conv2d`
 """
 from __future__ import annotations
 
+from ..params import Param, flag
 from ..registry import register
+from ..shapes import conv_case, transposed_out
 from ..spec import Call, Exercise, Misconception, unless_torch_rejects
 from ._torch import F, torch
 
 ASSIGNMENT = "05-transposed-conv"
-
-
-def _size(n: int, k: int, s: int = 1, p: int = 0, op: int = 0, d: int = 1) -> int:
-    return (n - 1) * s - 2 * p + d * (k - 1) + op + 1
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -31,15 +29,13 @@ def _torch_size(n, k, stride=1, padding=0, output_padding=0, dilation=1):
     return int(y.shape[2])
 
 
-def _draw_size(rng) -> dict:
-    return {"n": int(rng.integers(1, 11)), "k": int(rng.integers(1, 7)), "stride": int(rng.integers(1, 5)),
-            "padding": int(rng.integers(0, 4)), "output_padding": int(rng.integers(0, 4)),
-            "dilation": int(rng.integers(1, 4))}
+_SIZE_PARAMS = [Param("n", 1, 10), Param("k", 1, 6), Param("stride", 1, 4), Param("padding", 0, 3),
+                Param("output_padding", 0, 3), Param("dilation", 1, 3)]
 
 
 def _valid_size(p) -> bool:
     return (p["output_padding"] < max(p["stride"], p["dilation"])
-            and _size(p["n"], p["k"], p["stride"], p["padding"], p["output_padding"], p["dilation"]) >= 1)
+            and transposed_out(p["n"], p["k"], p["stride"], p["padding"], p["output_padding"], p["dilation"]) >= 1)
 
 
 def _size_misconception(name, explanation, formula):
@@ -54,14 +50,11 @@ conv_transpose_output_size = Exercise(
     points=1,
     signature="conv_transpose_output_size(n, k, stride=1, padding=0, output_padding=0, dilation=1)",
     oracle=_torch_size,
-    draw_params=_draw_size,
+    params=_SIZE_PARAMS,
     build=lambda p, draw: Call((p["n"], p["k"]), {"stride": p["stride"], "padding": p["padding"],
                                                   "output_padding": p["output_padding"],
                                                   "dilation": p["dilation"]}),
-    describe=lambda p: (f"n={p['n']}, k={p['k']}, stride={p['stride']}, padding={p['padding']}, "
-                        f"output_padding={p['output_padding']}, dilation={p['dilation']}"),
     valid=_valid_size,
-    params_min={"n": 1, "k": 1, "stride": 1, "padding": 0, "output_padding": 0, "dilation": 1},
     fixed_params=[
         {"n": 4, "k": 4, "stride": 2, "padding": 1, "output_padding": 0, "dilation": 1},   # DCGAN: doubles
         {"n": 3, "k": 3, "stride": 2, "padding": 1, "output_padding": 1, "dilation": 1},   # 3 -> 6
@@ -73,21 +66,21 @@ conv_transpose_output_size = Exercise(
     misconceptions=[
         _size_misconception("output_padding ignored", "output_padding adds that many rows at the end: "
                             "(n - 1)*s - 2p + d(k - 1) + output_padding + 1.",
-                            lambda n, k, s, p, op, d: _size(n, k, s, p, 0, d)),
+                            lambda n, k, s, p, op, d: transposed_out(n, k, s, p, 0, d)),
         _size_misconception("padding subtracted once", "padding p crops p rows at *each* end of the output: "
-                            "subtract 2p.", lambda n, k, s, p, op, d: _size(n, k, s, p, op, d) + p),
+                            "subtract 2p.", lambda n, k, s, p, op, d: transposed_out(n, k, s, p, op, d) + p),
         _size_misconception("dilation ignored", "a kernel of size k with dilation d spans d(k - 1) + 1 pixels.",
-                            lambda n, k, s, p, op, d: _size(n, k, s, p, op, 1)),
+                            lambda n, k, s, p, op, d: transposed_out(n, k, s, p, op, 1)),
         _size_misconception("forward convolution formula", "that is the output size of a convolution, "
                             "floor((n + 2p - d(k - 1) - 1) / s) + 1; a transposed convolution inverts it: "
                             "(n - 1)*s - 2p + d(k - 1) + output_padding + 1.",
                             lambda n, k, s, p, op, d: (n + 2 * p - d * (k - 1) - 1) // s + 1),
         _size_misconception("a float instead of an int", "sizes are whole numbers: return an int (use // for "
                             "divisions, or int(...)).",
-                            lambda n, k, s, p, op, d: float(_size(n, k, s, p, op, d))),
+                            lambda n, k, s, p, op, d: float(transposed_out(n, k, s, p, op, d))),
         _size_misconception("stride multiplies n instead of n - 1", "the n input pixels are n - 1 strides "
                             "apart: (n - 1)*s, not n*s.",
-                            lambda n, k, s, p, op, d: _size(n, k, s, p, op, d) + s),
+                            lambda n, k, s, p, op, d: transposed_out(n, k, s, p, op, d) + s),
     ],
 )
 
@@ -99,33 +92,27 @@ def _ct(x, w, b=None, stride=1, padding=0, output_padding=0):
     return F().conv_transpose2d(x, w, b, stride=stride, padding=padding, output_padding=output_padding)
 
 
-def _draw_ct(rng) -> dict:
-    return {"N": int(rng.integers(1, 3)), "C_in": int(rng.integers(1, 4)), "C_out": int(rng.integers(1, 4)),
-            "H": int(rng.integers(1, 7)), "W": int(rng.integers(1, 7)), "kH": int(rng.integers(1, 5)),
-            "kW": int(rng.integers(1, 5)), "stride": int(rng.integers(1, 4)), "padding": int(rng.integers(0, 3)),
-            "output_padding": int(rng.integers(0, 3)), "bias": int(rng.integers(0, 2))}
+_CT_PARAMS = [Param("N", 1, 2), Param("C_in", 1, 3), Param("C_out", 1, 3), Param("H", 1, 6), Param("W", 1, 6),
+              Param("kH", 1, 4), Param("kW", 1, 4), Param("stride", 1, 3), Param("padding", 0, 2),
+              Param("output_padding", 0, 2), flag("bias")]
 
 
 def _valid_ct(p) -> bool:
     return (p["output_padding"] < p["stride"]
-            and _size(p["H"], p["kH"], p["stride"], p["padding"], p["output_padding"]) >= 1
-            and _size(p["W"], p["kW"], p["stride"], p["padding"], p["output_padding"]) >= 1)
+            and transposed_out(p["H"], p["kH"], p["stride"], p["padding"], p["output_padding"]) >= 1
+            and transposed_out(p["W"], p["kW"], p["stride"], p["padding"], p["output_padding"]) >= 1)
 
 
 def _build_ct(p, draw) -> Call:
-    x = draw.array(p["N"], p["C_in"], p["H"], p["W"])
-    w = draw.array(p["C_in"], p["C_out"], p["kH"], p["kW"])
-    b = draw.array(p["C_out"]) if p["bias"] else None
-    return Call((x, w, b), {"stride": p["stride"], "padding": p["padding"], "output_padding": p["output_padding"]})
+    return Call(conv_case(p, transposed=True).arrays(draw),
+                {"stride": p["stride"], "padding": p["padding"], "output_padding": p["output_padding"]})
 
 
 def _describe_ct(p) -> str:
-    ho = _size(p["H"], p["kH"], p["stride"], p["padding"], p["output_padding"])
-    wo = _size(p["W"], p["kW"], p["stride"], p["padding"], p["output_padding"])
-    bias = f"b ({p['C_out']},)" if p["bias"] else "b None"
-    return (f"x ({p['N']}, {p['C_in']}, {p['H']}, {p['W']}), w ({p['C_in']}, {p['C_out']}, {p['kH']}, {p['kW']}), "
-            f"{bias}, stride {p['stride']}, padding {p['padding']}, output_padding {p['output_padding']} "
-            f"-> ({p['N']}, {p['C_out']}, {ho}, {wo})")
+    ho = transposed_out(p["H"], p["kH"], p["stride"], p["padding"], p["output_padding"])
+    wo = transposed_out(p["W"], p["kW"], p["stride"], p["padding"], p["output_padding"])
+    return (f"{conv_case(p, transposed=True).text()}, stride {p['stride']}, padding {p['padding']}, "
+            f"output_padding {p['output_padding']} -> ({p['N']}, {p['C_out']}, {ho}, {wo})")
 
 
 def _full(x, w, stride, output_padding):
@@ -162,12 +149,10 @@ conv_transpose2d = Exercise(
     points=3,
     signature="conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0)",
     oracle=_ct,
-    draw_params=_draw_ct,
+    params=_CT_PARAMS,
     build=_build_ct,
     describe=_describe_ct,
     valid=_valid_ct,
-    params_min={"N": 1, "C_in": 1, "C_out": 1, "H": 1, "W": 1, "kH": 1, "kW": 1, "stride": 1, "padding": 0,
-                "output_padding": 0, "bias": 0},
     fixed_params=[
         # C_in == C_out first: the only shape where a swapped weight layout runs at all (and is then named)
         {"N": 2, "C_in": 2, "C_out": 2, "H": 3, "W": 4, "kH": 3, "kW": 3, "stride": 2, "padding": 1,
@@ -244,12 +229,10 @@ overlap_counts = Exercise(
     points=2,
     signature="overlap_counts(n, k, stride)",
     oracle=_overlap,
-    draw_params=lambda rng: {"n": int(rng.integers(1, 7)), "k": int(rng.integers(1, 7)),
-                             "stride": int(rng.integers(1, 5))},
+    params=[Param("n", 1, 6), Param("k", 1, 6), Param("stride", 1, 4)],
     build=lambda p, draw: Call((p["n"], p["k"], p["stride"])),
     describe=lambda p: (f"n={p['n']}, k={p['k']}, stride={p['stride']} -> "
-                        f"{_size(p['n'], p['k'], p['stride'])} x {_size(p['n'], p['k'], p['stride'])}"),
-    params_min={"n": 1, "k": 1, "stride": 1},
+                        + " x ".join([str(transposed_out(p["n"], p["k"], p["stride"]))] * 2)),
     fixed_params=[
         {"n": 4, "k": 3, "stride": 2},   # the classic checkerboard
         {"n": 4, "k": 4, "stride": 2},   # even overlap inside
@@ -292,10 +275,8 @@ has_checkerboard = Exercise(
     points=1,
     signature="has_checkerboard(k, stride)",
     oracle=_checkerboard,
-    draw_params=lambda rng: {"k": int(rng.integers(1, 10)), "stride": int(rng.integers(1, 5))},
+    params=[Param("k", 1, 9), Param("stride", 1, 4)],
     build=lambda p, draw: Call((p["k"], p["stride"])),
-    describe=lambda p: f"k={p['k']}, stride={p['stride']}",
-    params_min={"k": 1, "stride": 1},
     fixed_params=[{"k": 3, "stride": 2}, {"k": 4, "stride": 2}, {"k": 2, "stride": 3}, {"k": 1, "stride": 1},
                   {"k": 5, "stride": 1}, {"k": 6, "stride": 3}, {"k": 5, "stride": 4}, {"k": 1, "stride": 2}],
     # a bool answer matches any wrong rule on half of the cases: naming a "recognised" mistake would mislead,
@@ -322,23 +303,21 @@ def _zero_insert(x, scale):
     return up
 
 
-def _draw_resize(rng) -> dict:
-    return {"N": int(rng.integers(1, 3)), "C_in": int(rng.integers(1, 4)), "C_out": int(rng.integers(1, 4)),
-            "H": int(rng.integers(1, 6)), "W": int(rng.integers(1, 6)), "rh": int(rng.integers(0, 3)),
-            "rw": int(rng.integers(0, 3)), "scale": int(rng.integers(1, 4)), "bias": int(rng.integers(0, 2))}
+#: odd kernels, 2 * rh + 1 by 2 * rw + 1
+_RESIZE_PARAMS = [Param("N", 1, 2), Param("C_in", 1, 3), Param("C_out", 1, 3), Param("H", 1, 5), Param("W", 1, 5),
+                  Param("rh", 0, 2), Param("rw", 0, 2), Param("scale", 1, 3), flag("bias")]
+
+
+def _resize_case(p):
+    return conv_case({**p, "kH": 2 * p["rh"] + 1, "kW": 2 * p["rw"] + 1})
 
 
 def _build_resize(p, draw) -> Call:
-    x = draw.array(p["N"], p["C_in"], p["H"], p["W"])
-    w = draw.array(p["C_out"], p["C_in"], 2 * p["rh"] + 1, 2 * p["rw"] + 1)
-    b = draw.array(p["C_out"]) if p["bias"] else None
-    return Call((x, w, b, p["scale"]))
+    return Call(_resize_case(p).arrays(draw) + (p["scale"],))
 
 
 def _describe_resize(p) -> str:
-    bias = f"b ({p['C_out']},)" if p["bias"] else "b None"
-    return (f"x ({p['N']}, {p['C_in']}, {p['H']}, {p['W']}), w ({p['C_out']}, {p['C_in']}, {2 * p['rh'] + 1}, "
-            f"{2 * p['rw'] + 1}), {bias}, scale {p['scale']} -> "
+    return (f"{_resize_case(p).text()}, scale {p['scale']} -> "
             f"({p['N']}, {p['C_out']}, {p['H'] * p['scale']}, {p['W'] * p['scale']})")
 
 
@@ -348,10 +327,9 @@ resize_conv2d = Exercise(
     points=2,
     signature="resize_conv2d(x, w, b, scale)",
     oracle=_resize_conv,
-    draw_params=_draw_resize,
+    params=_RESIZE_PARAMS,
     build=_build_resize,
     describe=_describe_resize,
-    params_min={"N": 1, "C_in": 1, "C_out": 1, "H": 1, "W": 1, "rh": 0, "rw": 0, "scale": 1, "bias": 0},
     fixed_params=[
         {"N": 2, "C_in": 2, "C_out": 3, "H": 3, "W": 4, "rh": 1, "rw": 1, "scale": 2, "bias": 1},
         {"N": 1, "C_in": 1, "C_out": 2, "H": 2, "W": 2, "rh": 2, "rw": 1, "scale": 3, "bias": 0},  # 5x3 kernel

@@ -6,14 +6,19 @@ The first two are NumPy, from scratch, compared with ``F.batch_norm(training=Fal
 plain data through :mod:`autograder.module_codec` (``encode`` = ``module_codec.encode_answer``), and the trusted
 ``view`` rebuilds the model from an allow-list of layers and reduces it to comparable values:
 
-- ``fuse_conv_bn_module``: ``(layer, hyper-parameters, weight, bias, device, inputs)``;
-- ``fuse_sequential``: ``(layers, outputs, device, inputs)``, where ``outputs`` are the eval-mode outputs on a fixed
-  input derived from the case (its shape is stored with the argument, ``module_codec.argument_meta``).
+- ``fuse_conv_bn_module``: ``(layer, in_channels, ..., padding_mode, weight, bias, on the inputs' device,
+  conv unchanged, bn unchanged)`` (:data:`CONV_VIEW`);
+- ``fuse_sequential``: ``(layers, outputs, on the inputs' device, model unchanged)``, where ``outputs`` are the
+  eval-mode outputs on a fixed input derived from the case (its shape is stored with the argument,
+  ``module_codec.argument_meta``).
 
-``device`` says whether the returned model lives where its inputs lived; ``inputs`` whether the inputs were left
+Every element is data, made by a named check of :mod:`autograder.checks` (type names, settings, arrays, bools), so
+a grade never depends on the wording of feedback. "on the inputs' device" says whether the returned model lives
+where its inputs lived; "conv unchanged" (one flag per module argument) whether that argument came back
 untouched, judged here from plain data (see ``module_codec``: the answer carries the arguments' state after the
-call, which ``decode_answer`` compares with the grader's own templates of the call).
-The oracle returns the same views, from ``torch.nn.utils.fusion.fuse_conv_bn_eval`` and from the original model.
+call, which is compared with the grader's own templates of the call). The oracle returns the same views, from
+``torch.nn.utils.fusion.fuse_conv_bn_eval`` and from the original model; misconceptions built with
+:func:`autograder.checks.property_mistake` explain a failed flag.
 """
 from __future__ import annotations
 
@@ -22,17 +27,18 @@ import secrets
 
 import numpy as np
 
-from .. import module_codec
+from .. import checks, module_codec
 from ..oracle import exact_numerics
+from ..params import Param, choice, flag
 from ..registry import register
+from ..shapes import shape_text
 from ..spec import Call, Exercise, Misconception, NotApplicable, not_applicable
 from ._torch import F, torch
 
 ASSIGNMENT = "06-conv-bn-fusion"
 
 EPS = (None, 1e-3, 0.1, 0.5)  # None: the default 1e-5, not passed
-OK_INPUTS = "a new module; the inputs are unchanged"
-SAME_DEVICE = "on the same device as the inputs"
+SAME_DEVICE = "on the inputs' device"
 EXAMPLE_SEED = 20261106
 
 #: ready-made fusion helpers, forbidden in every answer of this assignment
@@ -50,6 +56,10 @@ FUSION_HELPERS = (
     "torch.jit.freeze",
     "torch.jit.optimize_for_inference",
 )
+
+
+#: eps (an index into :data:`EPS`) and small running variances make the mistakes visible: never shrunk
+_BN_EXTRAS = [Param("tiny", 0, 1, shrink=False), Param("eps", 0, len(EPS) - 1, shrink=False)]
 
 
 def _eps_kwargs(p) -> dict:
@@ -81,9 +91,7 @@ def _chan(v):
     return v[None, :, None, None]
 
 
-def _draw_bn(rng) -> dict:
-    return {"N": int(rng.integers(1, 4)), "C": int(rng.integers(1, 6)), "H": int(rng.integers(1, 7)),
-            "W": int(rng.integers(1, 7)), "tiny": int(rng.integers(0, 2)), "eps": int(rng.integers(0, 4))}
+_BN_PARAMS = [Param("N", 1, 3), Param("C", 1, 5), Param("H", 1, 6), Param("W", 1, 6), *_BN_EXTRAS]
 
 
 def _build_bn(p, draw) -> Call:
@@ -115,10 +123,9 @@ batchnorm2d_eval = Exercise(
     points=2,
     signature="batchnorm2d_eval(x, mean, var, gamma, beta, eps=1e-5)",
     oracle=_bn_eval,
-    draw_params=_draw_bn,
+    params=_BN_PARAMS,
     build=_build_bn,
     describe=_describe_bn,
-    params_min={"N": 1, "C": 1, "H": 1, "W": 1},  # eps and tiny stay: they make the mistakes visible
     fixed_params=[
         {"N": 3, "C": 4, "H": 2, "W": 4, "tiny": 0, "eps": 2},   # W == C: statistics on the wrong axis broadcast
         {"N": 2, "C": 3, "H": 4, "W": 5, "tiny": 1, "eps": 0},   # small variances, default eps
@@ -159,10 +166,8 @@ def _fuse_weights(w, b, mean, var, gamma, beta, eps=1e-5):
     return fuse_conv_bn_weights(w, b, mean, var, eps, gamma, beta)
 
 
-def _draw_fuse(rng) -> dict:
-    return {"Cout": int(rng.integers(1, 6)), "Cin": int(rng.integers(1, 5)), "kH": int(rng.integers(1, 4)),
-            "kW": int(rng.integers(1, 4)), "bias": int(rng.integers(0, 2)), "tiny": int(rng.integers(0, 2)),
-            "eps": int(rng.integers(0, 4))}
+_FUSE_PARAMS = [Param("Cout", 1, 5), Param("Cin", 1, 4), Param("kH", 1, 3), Param("kW", 1, 3), flag("bias"),
+                *_BN_EXTRAS]
 
 
 def _build_fuse(p, draw) -> Call:
@@ -174,8 +179,8 @@ def _build_fuse(p, draw) -> Call:
 
 def _describe_fuse(p) -> str:
     small = ", small running variances" if p["tiny"] else ""
-    bias = f"b ({p['Cout']},)" if p["bias"] else "b=None"
-    return f"w ({p['Cout']}, {p['Cin']}, {p['kH']}, {p['kW']}), {bias}, {_eps_text(p)}{small}"
+    bias = f"b {shape_text(p['Cout'])}" if p["bias"] else "b=None"
+    return f"w {shape_text(p['Cout'], p['Cin'], p['kH'], p['kW'])}, {bias}, {_eps_text(p)}{small}"
 
 
 def _scale(var, gamma, eps):
@@ -231,10 +236,9 @@ fuse_conv_bn = Exercise(
     signature="fuse_conv_bn(w, b, mean, var, gamma, beta, eps=1e-5)",
     oracle=_fuse_weights,
     output_names=("w_fused", "b_fused"),
-    draw_params=_draw_fuse,
+    params=_FUSE_PARAMS,
     build=_build_fuse,
     describe=_describe_fuse,
-    params_min={"Cout": 1, "Cin": 1, "kH": 1, "kW": 1, "bias": 0},
     fixed_params=[
         {"Cout": 3, "Cin": 3, "kH": 3, "kW": 3, "bias": 1, "tiny": 1, "eps": 0},   # C_in == C_out, small var
         {"Cout": 4, "Cin": 2, "kH": 1, "kW": 3, "bias": 0, "tiny": 0, "eps": 1},   # b=None (bias=False conv)
@@ -302,65 +306,48 @@ def _make_bn(draw, c, eps_index, tiny=False):
     return bn.eval()
 
 
-def _hyper_text(m) -> str:
-    return (f"in_channels={m.in_channels}, out_channels={m.out_channels}, kernel_size={tuple(m.kernel_size)}, "
-            f"stride={tuple(m.stride)}, padding={m.padding if isinstance(m.padding, str) else tuple(m.padding)}, "
-            f"dilation={tuple(m.dilation)}, groups={m.groups}, padding_mode={m.padding_mode!r}")
-
-
 def _numpy(t):
     return None if t is None else t.detach().cpu().numpy().copy()
 
 
-def _device_text(model_device: str, arg_device: str) -> str:
-    if model_device == arg_device:
-        return SAME_DEVICE
-    return (f"on {model_device}, but the inputs were on {arg_device}: create new layers with "
-            f"device=conv.weight.device (or copy.deepcopy the input)")
+_DEVICE_ADVICE = ("the returned module does not live on the device of its inputs: create new layers with "
+                  "device=conv.weight.device (or copy.deepcopy the input).")
+_UNCHANGED_ADVICE = ("the function must build a new module (nn.Conv2d(...) or copy.deepcopy) and leave its "
+                     "arguments untouched, so that the original model still works.")
 
 
-def _inputs_text(problems: str) -> str:
-    if not problems:
-        return OK_INPUTS
-    return (f"{problems}: the function must build a new module (nn.Conv2d(...) or copy.deepcopy) and leave its "
-            "arguments untouched, so that the original model still works")
+def _decoded(plain, call, device) -> tuple:
+    """``(model, on the inputs' device, unchanged flag of each module argument)`` of an encoded answer."""
+    model, model_device, _, arg_device = module_codec.decode_answer(plain, device, call)
+    return model, model_device == (arg_device or _device_kind(device)), checks.arguments_unchanged(plain[2], call)
 
 
-def _decoded(plain, call, device):
-    model, model_device, problems, arg_device = module_codec.decode_answer(plain, device, call)
-    return model, model_device, problems, arg_device or _device_kind(device)
-
-
-def _module_device(module) -> str:
-    kinds = {t.device.type for t in list(module.parameters()) + list(module.buffers())}
-    return next(iter(kinds)) if len(kinds) == 1 else ("mixed" if kinds else "none")
+def _judged_mistakes(view, view_names: tuple, arguments: tuple) -> list:
+    """The misconceptions that explain a failed device or "unchanged" flag of ``view`` (the oracle's)."""
+    device = view_names.index(SAME_DEVICE)
+    return [checks.property_mistake("module on another device than its inputs", _DEVICE_ADVICE, view, device, False),
+            *checks.unchanged_mistakes(view, device + 1, arguments, _UNCHANGED_ADVICE)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # fuse_conv_bn_module (torch)
 # ---------------------------------------------------------------------------------------------------------------
 
-CONV_VIEW = ("layer", "hyper-parameters", "weight", "bias", "device", "inputs")
+CONV_VIEW = ("layer", *checks.CONV_SETTINGS, "weight", "bias", SAME_DEVICE, "conv unchanged", "bn unchanged")
 
 
-def _conv_view(m, model_device: str, arg_device: str, problems: str) -> tuple:
-    t = torch()
-    name = type(m).__name__
-    if type(m) is not t.nn.Conv2d:
-        return (name if name == "Conv2d" else f"{name} (expected a single nn.Conv2d)", "-", None, None, "-", "-")
-    return ("Conv2d", _hyper_text(m), _numpy(m.weight), _numpy(m.bias), _device_text(model_device, arg_device),
-            _inputs_text(problems))
+def _conv_view(m, same_device: bool = True, unchanged: tuple = (True, True)) -> tuple:
+    conv = checks.type_name(m) == "Conv2d"
+    weights = (_numpy(m.weight), _numpy(m.bias)) if conv else (None, None)
+    return (checks.type_name(m), *checks.conv_settings(m), *weights, same_device, *unchanged)
 
 
 def _conv_view_of_answer(plain, call, device):
-    model, model_device, problems, arg_device = _decoded(plain, call, device)
-    return _conv_view(model, model_device, arg_device, problems)
+    return _conv_view(*_decoded(plain, call, device))
 
 
-def _draw_conv_bn(rng) -> dict:
-    return {"g": int(rng.integers(1, 3)), "ci": int(rng.integers(1, 4)), "co": int(rng.integers(1, 4)),
-            "k": int(rng.integers(1, 4)), "stride": int(rng.integers(1, 3)), "pad": int(rng.integers(0, 2)),
-            "bias": int(rng.integers(0, 2)), "tiny": int(rng.integers(0, 2)), "eps": int(rng.integers(0, 4))}
+_CONV_BN_PARAMS = [Param("g", 1, 2), Param("ci", 1, 3), Param("co", 1, 3), Param("k", 1, 3), Param("stride", 1, 2),
+                   Param("pad", 0, 1), flag("bias"), *_BN_EXTRAS]
 
 
 def _build_conv_bn(p, draw) -> Call:
@@ -398,16 +385,14 @@ def _fused_conv(conv, bn, scale_fn=None, bias_fn=None, axis=0, eps=None, keep_no
 def _oracle_conv_bn(conv, bn):
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    fused = fuse_conv_bn_eval(conv, bn)
-    return _conv_view(fused, _module_device(fused), _module_device(conv), "")
+    return _conv_view(fuse_conv_bn_eval(conv, bn))
 
 
 def _conv_misconception(name, text, applies=lambda conv, bn: True, **how):
     def compute(conv, bn):
         if not applies(conv, bn):
             raise NotApplicable("not applicable")
-        fused = _fused_conv(conv, bn, **how)
-        return _conv_view(fused, _module_device(fused), _module_device(conv), "")
+        return _conv_view(_fused_conv(conv, bn, **how))
 
     return Misconception(name, text, compute)
 
@@ -419,10 +404,9 @@ fuse_conv_bn_module = Exercise(
     signature="fuse_conv_bn_module(conv, bn)",
     oracle=_oracle_conv_bn,
     output_names=CONV_VIEW,
-    draw_params=_draw_conv_bn,
+    params=_CONV_BN_PARAMS,
     build=_build_conv_bn,
     describe=_describe_conv_bn,
-    params_min={"g": 1, "ci": 1, "co": 1, "k": 1, "stride": 1, "pad": 0, "bias": 0},
     fixed_params=[
         {"g": 1, "ci": 3, "co": 3, "k": 3, "stride": 1, "pad": 1, "bias": 0, "tiny": 1, "eps": 1},  # bias=False
         {"g": 1, "ci": 2, "co": 4, "k": 3, "stride": 2, "pad": 0, "bias": 1, "tiny": 0, "eps": 2},  # stride 2
@@ -441,6 +425,11 @@ fuse_conv_bn_module = Exercise(
                             "beta - mean * scale. Create the new Conv2d with bias=True.",
                             applies=lambda conv, bn: conv.bias is None, keep_none_bias=True),
         _conv_misconception(_INPUT_AXIS, _INPUT_AXIS_TEXT, axis=1),
+        Misconception("fused conv wrapped in a container",
+                      "the grader expected a single nn.Conv2d: return the fused convolution itself, not an "
+                      "nn.Sequential holding it.",
+                      lambda conv, bn: _conv_view(torch().nn.Sequential(_fused_conv(conv, bn)))),
+        *_judged_mistakes(_oracle_conv_bn, CONV_VIEW, ("conv", "bn")),
     ],
     from_scratch=False,
     forbidden=FUSION_HELPERS,
@@ -453,14 +442,7 @@ fuse_conv_bn_module = Exercise(
 # fuse_sequential (torch)
 # ---------------------------------------------------------------------------------------------------------------
 
-SEQ_VIEW = ("layers", "outputs", "device", "inputs")
-
-
-def _layer_names(model) -> str:
-    t = torch()
-    if type(model) is not t.nn.Sequential:
-        return f"a {type(model).__name__} (expected an nn.Sequential)"
-    return ", ".join(type(m).__name__ for m in model.children())
+SEQ_VIEW = ("layers", "outputs", SAME_DEVICE, "model unchanged")
 
 
 def _example_input(call_model, model):
@@ -485,14 +467,13 @@ def _outputs(model, example):
         return f"running the model raised {type(exc).__name__}: {str(exc)[:200]}"
 
 
-def _seq_view(model, call_model, model_device, arg_device, problems) -> tuple:
-    return (_layer_names(model), _outputs(model, _example_input(call_model, model)),
-            _device_text(model_device, arg_device), _inputs_text(problems))
+def _seq_view(model, call_model, same_device: bool = True, unchanged: tuple = (True,)) -> tuple:
+    return (checks.layer_names(model), _outputs(model, _example_input(call_model, model)), same_device, *unchanged)
 
 
 def _seq_view_of_answer(plain, call, device):
-    model, model_device, problems, arg_device = _decoded(plain, call, device)
-    return _seq_view(model, call.args[0], model_device, arg_device, problems)
+    model, same_device, unchanged = _decoded(plain, call, device)
+    return _seq_view(model, call.args[0], same_device, unchanged)
 
 
 def _fusable(layers, i) -> bool:
@@ -503,9 +484,8 @@ def _fusable(layers, i) -> bool:
 def _oracle_sequential(model):
     layers = list(model.children())
     kept = [m for i, m in enumerate(layers) if not (i > 0 and _fusable(layers, i - 1))]
-    names = ", ".join(type(m).__name__ for m in kept)
-    out = _outputs(copy.deepcopy(model), _example_input(model, model))
-    return (names, out, SAME_DEVICE, OK_INPUTS)
+    names = ", ".join(checks.type_name(m) for m in kept)
+    return (names, _outputs(copy.deepcopy(model), _example_input(model, model)), True, True)
 
 
 def _wrong_model(model, first_only=False, keep_bn=False, across=False, drop_lone=False, drop_others=False, **how):
@@ -538,18 +518,16 @@ def _wrong_model(model, first_only=False, keep_bn=False, across=False, drop_lone
 
 def _seq_misconception(name, text, **kw):
     def compute(model):
-        wrong = _wrong_model(model, **kw)
-        return (_layer_names(wrong), _outputs(wrong, _example_input(model, wrong)), SAME_DEVICE, OK_INPUTS)
+        return _seq_view(_wrong_model(model, **kw), model)
 
     return Misconception(name, text, compute)
 
 
-def _draw_seq(rng) -> dict:
-    return {"blocks": int(rng.integers(1, 4)), "cin": int(rng.integers(1, 4)), "C": int(rng.integers(1, 5)),
-            "k": int(rng.integers(0, 2)), "bias": int(rng.integers(0, 2)), "relu": int(rng.integers(0, 4) > 0),
-            "lone": int(rng.integers(0, 4) == 0), "last_plain": int(rng.integers(0, 3) == 0),
-            "pool": int(rng.integers(0, 2)), "head": int(rng.integers(0, 2)), "H": int(rng.integers(1, 7)),
-            "W": int(rng.integers(1, 7)), "eps": int(rng.integers(0, 4))}
+#: k: the kernel is 2k + 1; relu: a ReLU after each block; lone: a BatchNorm after a ReLU (not foldable);
+#: last_plain: the last conv without BatchNorm; head: Flatten and Linear at the end
+_SEQ_PARAMS = [Param("blocks", 1, 3), Param("cin", 1, 3), Param("C", 1, 4), Param("k", 0, 1), flag("bias"),
+               flag("relu", 0.75), flag("lone", 0.25), flag("last_plain", 1 / 3), flag("pool"), flag("head"),
+               Param("H", 1, 6), Param("W", 1, 6), _BN_EXTRAS[1]]
 
 
 def _seq_layout(p) -> list:
@@ -613,12 +591,10 @@ fuse_sequential = Exercise(
     signature="fuse_sequential(model)",
     oracle=_oracle_sequential,
     output_names=SEQ_VIEW,
-    draw_params=_draw_seq,
+    params=_SEQ_PARAMS,
     build=_build_seq,
     describe=_describe_seq,
     valid=lambda p: not p["pool"] or (p["H"] >= 2 and p["W"] >= 2),
-    params_min={"blocks": 1, "cin": 1, "C": 1, "k": 0, "bias": 0, "relu": 0, "lone": 0, "last_plain": 0,
-                "pool": 0, "head": 0, "H": 1, "W": 1},
     fixed_params=[
         # the digits CNN in small: three Conv-BN-ReLU blocks, a pool, a linear head
         {"blocks": 3, "cin": 2, "C": 3, "k": 1, "bias": 0, "relu": 1, "lone": 0, "last_plain": 0, "pool": 1,
@@ -653,6 +629,7 @@ fuse_sequential = Exercise(
         _seq_misconception(_UNSCALED_BIAS, _UNSCALED_BIAS_TEXT, bias_fn=lambda b0, m, bt, s: b0 - m + bt),
         _seq_misconception("default eps instead of bn.eps",
                            "each BatchNorm2d has its own eps; read bn.eps instead of assuming 1e-5.", eps=1e-5),
+        *_judged_mistakes(_oracle_sequential, SEQ_VIEW, ("model",)),
     ],
     from_scratch=False,
     forbidden=FUSION_HELPERS,
@@ -667,8 +644,7 @@ register(batchnorm2d_eval, fuse_conv_bn, fuse_conv_bn_module, fuse_sequential)
 # feature_maps (torch): forward hooks on every Conv2d
 # ---------------------------------------------------------------------------------------------------------------
 
-MAPS_VIEW = ("conv layers", "outputs", "model")
-UNTOUCHED = "the model unchanged"
+MAPS_VIEW = ("conv layers", "outputs", "model unchanged")
 
 
 def _maps_layout(p) -> list:
@@ -763,7 +739,7 @@ def _maps_oracle(model, x, want=None, what="output", top_level=False):
 
     with t.no_grad():
         _run_layers(model, x, "", record, want)
-    return ", ".join(found), tuple(_numpy(v) for v in found.values()), UNTOUCHED
+    return ", ".join(found), tuple(_numpy(v) for v in found.values()), True
 
 
 def _maps_of_answer(plain, call, device):
@@ -773,8 +749,7 @@ def _maps_of_answer(plain, call, device):
           and isinstance(plain[2], tuple) and len(plain[2]) == len(plain[1]))
     if not ok:
         raise ValueError("not a {name: output tensor} dict")
-    problems, _device = module_codec.judge_arguments(plain[3], call)
-    return ", ".join(plain[1]), plain[2], problems or UNTOUCHED
+    return (", ".join(plain[1]), plain[2], *checks.arguments_unchanged(plain[3], call))
 
 
 def _stored_without_copy(model, x):
@@ -794,15 +769,13 @@ def _stored_without_copy(model, x):
             h.remove()
     if not any(type(m) is t.nn.ReLU and m.inplace for m in model.modules()):
         not_applicable()
-    return ", ".join(found), tuple(_numpy(v) for v in found.values()), UNTOUCHED
+    return ", ".join(found), tuple(_numpy(v) for v in found.values()), True
 
 
-def _draw_maps(rng) -> dict:
-    return {"blocks": int(rng.integers(1, 4)), "nest": int(rng.integers(0, 3)), "bn": int(rng.integers(0, 2)),
-            "inplace": int(rng.integers(0, 2)), "bias": int(rng.integers(0, 2)), "cin": int(rng.integers(1, 4)),
-            "C": int(rng.integers(1, 5)), "k": int(rng.integers(0, 2)), "pool": int(rng.integers(0, 2)),
-            "head": int(rng.integers(0, 2)), "N": int(rng.integers(1, 3)), "H": int(rng.integers(2, 8)),
-            "W": int(rng.integers(2, 8))}
+#: nest: blocks flat (0), as Sequentials (1), or Sequentials of Sequentials (2)
+_MAPS_PARAMS = [Param("blocks", 1, 3), choice("nest", 3), flag("bn"), flag("inplace"), flag("bias"), Param("cin", 1, 3),
+                Param("C", 1, 4), Param("k", 0, 1), flag("pool"), flag("head"), Param("N", 1, 2), Param("H", 2, 7),
+                Param("W", 2, 7)]
 
 
 feature_maps = Exercise(
@@ -812,11 +785,9 @@ feature_maps = Exercise(
     signature="feature_maps(model, x)",
     oracle=_maps_oracle,
     output_names=MAPS_VIEW,
-    draw_params=_draw_maps,
+    params=_MAPS_PARAMS,
     build=_build_maps,
     describe=_describe_maps,
-    params_min={"blocks": 1, "nest": 0, "bn": 0, "inplace": 0, "bias": 0, "cin": 1, "C": 1, "k": 0, "pool": 0,
-                "head": 0, "N": 1, "H": 2, "W": 2},
     fixed_params=[
         # nested two levels deep, in-place ReLUs, BatchNorm, a pool and a linear head: the digits CNN in small
         {"blocks": 2, "nest": 2, "bn": 1, "inplace": 1, "bias": 0, "cin": 1, "C": 3, "k": 1, "pool": 1, "head": 1,
@@ -843,6 +814,9 @@ feature_maps = Exercise(
         Misconception("outputs kept without a copy",
                       "the ReLU(inplace=True) after a convolution overwrites the tensor your hook stored: keep "
                       "output.detach().clone().", _stored_without_copy),
+        *checks.unchanged_mistakes(_maps_oracle, MAPS_VIEW.index("model unchanged"), ("model",),
+                                   "register the hooks, run the model, then remove every hook (handle.remove()) "
+                                   "and leave the model's weights and mode as they were."),
     ],
     from_scratch=False,
     encode=module_codec.encode_feature_maps,

@@ -28,7 +28,9 @@ import time
 import numpy as np
 
 from .. import speed
+from ..params import FORM, Param, choice
 from ..registry import register
+from ..shapes import call_form, channels, conv_case, conv_params, image_kernel, kernel_fits, transposed_out
 from ..spec import RAISES, Call, Exercise, Misconception, Part, not_applicable
 from ._torch import F, torch
 
@@ -46,10 +48,6 @@ SPEED_POINTS = 2
 RANK_MARGIN = 0.1
 
 
-def _shape(*dims) -> str:
-    return "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
-
-
 # --------------------------------------------------------------------------------------------------------------
 # conv2d_fft
 # --------------------------------------------------------------------------------------------------------------
@@ -57,25 +55,21 @@ def _conv(x, w, b=None, groups=1):
     return F().conv2d(x, w, b, groups=groups)
 
 
-def _draw_fft(rng) -> dict:
-    h, w = int(rng.integers(1, 13)), int(rng.integers(1, 13))
-    return {"N": int(rng.integers(1, 4)), "C_in": int(rng.integers(1, 4)), "C_out": int(rng.integers(1, 4)),
-            "H": h, "W": w, "kH": int(rng.integers(1, h + 1)), "kW": int(rng.integers(1, w + 1)),
-            "bias": int(rng.integers(0, 3))}
+#: bias 0: b left at its default (None), 1: given, 2: passed as None
+_FFT_PARAMS = [Param("N", 1, 3), Param("C_in", 1, 3), Param("C_out", 1, 3), *image_kernel(12), choice("bias", 3)]
+
+
+def _fft_case(p):
+    return conv_case({**p, "bias": int(p["bias"] == 1)})
 
 
 def _build_fft(p, draw) -> Call:
-    x = draw.array(p["N"], p["C_in"], p["H"], p["W"])
-    w = draw.array(p["C_out"], p["C_in"], p["kH"], p["kW"])
-    if p["bias"] == 0:
-        return Call((x, w))                              # b left at its default, None
-    return Call((x, w, draw.array(p["C_out"]) if p["bias"] == 1 else None))
+    x, w, b = _fft_case(p).arrays(draw)
+    return Call((x, w)) if p["bias"] == 0 else Call((x, w, b))
 
 
 def _describe_fft(p) -> str:
-    bias = {0: "no b (default None)", 1: f"b {_shape(p['C_out'])}", 2: "b None"}[p["bias"]]
-    return (f"x {_shape(p['N'], p['C_in'], p['H'], p['W'])}, w {_shape(p['C_out'], p['C_in'], p['kH'], p['kW'])}, "
-            f"{bias}")
+    return _fft_case(p).text(no_bias="no b (default None)" if p["bias"] == 0 else "b None")
 
 
 def _full(x, w):
@@ -224,11 +218,10 @@ conv2d_fft = Exercise(
     points=3,
     signature="conv2d_fft(x, w, b=None)",
     oracle=_conv,
-    draw_params=_draw_fft,
+    params=_FFT_PARAMS,
     build=_build_fft,
     describe=_describe_fft,
-    valid=lambda p: 1 <= p["kH"] <= p["H"] and 1 <= p["kW"] <= p["W"],
-    params_min={"N": 1, "C_in": 1, "C_out": 1, "H": 1, "W": 1, "kH": 1, "kW": 1, "bias": 0},
+    valid=kernel_fits,
     fixed_params=[
         {"N": 1, "C_in": 1, "C_out": 1, "H": 12, "W": 10, "kH": 5, "kW": 3, "bias": 0},    # a single channel
         {"N": 2, "C_in": 3, "C_out": 2, "H": 9, "W": 11, "kH": 4, "kW": 4, "bias": 1},     # channels summed, even k
@@ -265,10 +258,6 @@ conv2d_fft = Exercise(
 # --------------------------------------------------------------------------------------------------------------
 # conv_transpose2d_flops
 # --------------------------------------------------------------------------------------------------------------
-def _ct_size(n, k, s, p, op):
-    return (n - 1) * s - 2 * p + k + op
-
-
 def _ct_flops_oracle(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, output_padding=0, groups=1):
     """What FlopCounterMode counts for F.conv_transpose2d with bias, on meta tensors (nothing is computed)."""
     t = torch()
@@ -286,45 +275,39 @@ def _ct_flops_oracle(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, output_p
 def _ct_formula(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, output_padding=0, groups=1, factor=2,
                 groups_used=True, bias=False):
     per = c_in * (c_out // groups if groups_used else c_out) * kh * kw
-    out = n * c_out * _ct_size(h, kh, stride, padding, output_padding) * _ct_size(w, kw, stride, padding,
+    out = n * c_out * transposed_out(h, kh, stride, padding, output_padding) * transposed_out(w, kw, stride, padding,
                                                                                  output_padding)
     return factor * n * h * w * per + (out if bias else 0)
 
 
 def _conv_formula_on_output(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, output_padding=0, groups=1):
-    ho, wo = _ct_size(h, kh, stride, padding, output_padding), _ct_size(w, kw, stride, padding, output_padding)
+    ho, wo = (transposed_out(n_in, k, stride, padding, output_padding) for n_in, k in ((h, kh), (w, kw)))
     return 2 * n * c_out * ho * wo * (c_in // groups) * kh * kw
 
 
-def _draw_ct_flops(rng) -> dict:
-    g = int(rng.choice([1, 1, 1, 2, 4]))
-    s = int(rng.integers(1, 4))
-    return {"N": int(rng.integers(1, 9)), "G": g, "cg_in": int(rng.integers(1, 17)),
-            "cg_out": int(rng.integers(1, 17)), "H": int(rng.integers(1, 33)), "W": int(rng.integers(1, 33)),
-            "kH": int(rng.integers(1, 6)), "kW": int(rng.integers(1, 6)), "stride": s,
-            "padding": int(rng.integers(0, 3)), "output_padding": int(rng.integers(0, s)),
-            "form": int(rng.integers(0, 3))}
+_CT_FLOPS_PARAMS = [Param("N", 1, 8), Param("G", 1, 4, mostly=(1, 1, 1, 2, 4)), Param("cg_in", 1, 16),
+                    Param("cg_out", 1, 16), Param("H", 1, 32), Param("W", 1, 32), Param("kH", 1, 5),
+                    Param("kW", 1, 5), Param("stride", 1, 3), Param("padding", 0, 2),
+                    Param("output_padding", 0, lambda p: p["stride"] - 1), FORM]
 
 
 def _valid_ct_flops(p) -> bool:
     return (p["output_padding"] < p["stride"]
-            and _ct_size(p["H"], p["kH"], p["stride"], p["padding"], p["output_padding"]) >= 1
-            and _ct_size(p["W"], p["kW"], p["stride"], p["padding"], p["output_padding"]) >= 1)
+            and transposed_out(p["H"], p["kH"], p["stride"], p["padding"], p["output_padding"]) >= 1
+            and transposed_out(p["W"], p["kW"], p["stride"], p["padding"], p["output_padding"]) >= 1)
 
 
 def _build_ct_flops(p, draw) -> Call:
-    args = (p["N"], p["G"] * p["cg_in"], p["H"], p["W"], p["G"] * p["cg_out"], p["kH"], p["kW"])
+    c_in, c_out = channels(p)
     optional = [("stride", p["stride"], 1), ("padding", p["padding"], 0),
                 ("output_padding", p["output_padding"], 0), ("groups", p["G"], 1)]
-    if p["form"] == 2:
-        return Call(args + tuple(v for _, v, _ in optional))
-    return Call(args, {k: v for k, v, d in optional if p["form"] == 1 or v != d})
+    return call_form((p["N"], c_in, p["H"], p["W"], c_out, p["kH"], p["kW"]), optional, p["form"])
 
 
 def _describe_ct_flops(p) -> str:
-    c_in, c_out = p["G"] * p["cg_in"], p["G"] * p["cg_out"]
-    ho = _ct_size(p["H"], p["kH"], p["stride"], p["padding"], p["output_padding"])
-    wo = _ct_size(p["W"], p["kW"], p["stride"], p["padding"], p["output_padding"])
+    c_in, c_out = channels(p)
+    ho = transposed_out(p["H"], p["kH"], p["stride"], p["padding"], p["output_padding"])
+    wo = transposed_out(p["W"], p["kW"], p["stride"], p["padding"], p["output_padding"])
     return (f"x ({p['N']}, {c_in}, {p['H']}, {p['W']}), {c_out} output channels, kernel {p['kH']}x{p['kW']}, "
             f"stride {p['stride']}, padding {p['padding']}, output_padding {p['output_padding']}, groups {p['G']} "
             f"-> ({p['N']}, {c_out}, {ho}, {wo})")
@@ -337,12 +320,10 @@ conv_transpose2d_flops = Exercise(
     signature="conv_transpose2d_flops(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, output_padding=0, "
               "groups=1)",
     oracle=_ct_flops_oracle,
-    draw_params=_draw_ct_flops,
+    params=_CT_FLOPS_PARAMS,
     build=_build_ct_flops,
     describe=_describe_ct_flops,
     valid=_valid_ct_flops,
-    params_min={"N": 1, "G": 1, "cg_in": 1, "cg_out": 1, "H": 1, "W": 1, "kH": 1, "kW": 1, "stride": 1,
-                "padding": 0, "output_padding": 0, "form": 0},
     fixed_params=[
         {"N": 1, "G": 1, "cg_in": 64, "cg_out": 32, "H": 16, "W": 16, "kH": 4, "kW": 4, "stride": 2, "padding": 1,
          "output_padding": 0, "form": 1},                                    # DCGAN's upsampling layer
@@ -476,13 +457,11 @@ separable_factors = Exercise(
     signature="separable_factors(k)",
     oracle=_factors_oracle,
     output_names=("shapes", "outer(col, row)"),
-    draw_params=lambda rng: {"kH": int(rng.integers(1, 8)), "kW": int(rng.integers(1, 8)),
-                             "kind": int(rng.choice([0, 0, 1, 1, 2]))},
+    params=[Param("kH", 1, 7), Param("kW", 1, 7), Param("kind", 0, len(KINDS) - 1, mostly=(0, 0, 1, 1, 2))],
     build=_build_factors,
     describe=lambda p: f"k ({p['kH']}, {p['kW']}), {KINDS[p['kind']]}"
                        + (": not separable, should raise ValueError" if p["kind"] == 1 else ""),
     valid=lambda p: p["kind"] == 0 or min(p["kH"], p["kW"]) >= 2,
-    params_min={"kH": 1, "kW": 1, "kind": 0},
     fixed_params=[
         {"kH": 3, "kW": 3, "kind": 0},
         {"kH": 5, "kW": 2, "kind": 0},       # not square: col and row have different lengths
@@ -523,12 +502,6 @@ def _separable(x, col, row):
     return _conv(x, _depthwise_kernel(col, row, x.shape[1]), groups=x.shape[1])
 
 
-def _draw_separable(rng) -> dict:
-    h, w = int(rng.integers(1, 13)), int(rng.integers(1, 13))
-    return {"N": int(rng.integers(1, 4)), "C": int(rng.integers(1, 4)), "H": h, "W": w,
-            "kH": int(rng.integers(1, h + 1)), "kW": int(rng.integers(1, w + 1))}
-
-
 def _swapped_passes(x, col, row):
     if len(col) == len(row) and torch().allclose(col, row):
         not_applicable()
@@ -555,13 +528,12 @@ conv2d_separable = Exercise(
     points=2,
     signature="conv2d_separable(x, col, row)",
     oracle=_separable,
-    draw_params=_draw_separable,
+    params=[Param("N", 1, 3), Param("C", 1, 3), *image_kernel(12)],
     build=lambda p, draw: Call((draw.array(p["N"], p["C"], p["H"], p["W"]), draw.array(p["kH"]),
                                 draw.array(p["kW"]))),
     describe=lambda p: (f"x ({p['N']}, {p['C']}, {p['H']}, {p['W']}), col ({p['kH']},), row ({p['kW']},) "
                         f"-> ({p['N']}, {p['C']}, {p['H'] - p['kH'] + 1}, {p['W'] - p['kW'] + 1})"),
-    valid=lambda p: 1 <= p["kH"] <= p["H"] and 1 <= p["kW"] <= p["W"],
-    params_min={"N": 1, "C": 1, "H": 1, "W": 1, "kH": 1, "kW": 1},
+    valid=kernel_fits,
     fixed_params=[
         {"N": 1, "C": 3, "H": 9, "W": 7, "kH": 3, "kW": 3},      # channels kept apart
         {"N": 2, "C": 1, "H": 8, "W": 10, "kH": 5, "kW": 2},     # non-square kernel
@@ -592,11 +564,8 @@ def _dw_sep(x, w_dw, w_pw, b_dw=None, b_pw=None):
     return _conv(_conv(x, w_dw, b_dw, groups=x.shape[1]), w_pw, b_pw)
 
 
-def _draw_dw(rng) -> dict:
-    h, w = int(rng.integers(1, 10)), int(rng.integers(1, 10))
-    return {"N": int(rng.integers(1, 4)), "C_in": int(rng.integers(1, 5)), "C_out": int(rng.integers(1, 5)),
-            "H": h, "W": w, "kH": int(rng.integers(1, min(h, 4) + 1)), "kW": int(rng.integers(1, min(w, 4) + 1)),
-            "b_dw": int(rng.integers(0, 3)), "b_pw": int(rng.integers(0, 3))}
+#: b_dw, b_pw 0: left at the default None, 1: given, 2: passed as None
+_DW_PARAMS = [*conv_params(channels=4, image=9, kernel=4, batch=3, bias=None), choice("b_dw", 3), choice("b_pw", 3)]
 
 
 def _build_dw(p, draw) -> Call:
@@ -643,11 +612,10 @@ depthwise_separable_conv2d = Exercise(
     points=3,
     signature="depthwise_separable_conv2d(x, w_dw, w_pw, b_dw=None, b_pw=None)",
     oracle=_dw_sep,
-    draw_params=_draw_dw,
+    params=_DW_PARAMS,
     build=_build_dw,
     describe=_describe_dw,
-    valid=lambda p: 1 <= p["kH"] <= p["H"] and 1 <= p["kW"] <= p["W"],
-    params_min={"N": 1, "C_in": 1, "C_out": 1, "H": 1, "W": 1, "kH": 1, "kW": 1, "b_dw": 0, "b_pw": 0},
+    valid=kernel_fits,
     fixed_params=[
         {"N": 1, "C_in": 3, "C_out": 3, "H": 6, "W": 6, "kH": 3, "kW": 3, "b_dw": 0, "b_pw": 0},  # C_in == C_out
         {"N": 2, "C_in": 2, "C_out": 4, "H": 5, "W": 7, "kH": 3, "kW": 2, "b_dw": 1, "b_pw": 1},  # both biases
@@ -709,7 +677,8 @@ def _cost_formula(c_in, c_out, k, h, w, bias=True, factor=2, dw_full=False, out=
     return params + flops
 
 
-cost_params_min = {"c_in": 1, "c_out": 1, "kr": 0, "H": 1, "W": 1}
+#: odd kernels only, k = 2 * kr + 1
+_COST_PARAMS = [Param("c_in", 1, 128), Param("c_out", 1, 128), Param("kr", 0, 3), Param("H", 1, 64), Param("W", 1, 64)]
 
 separable_cost = Exercise(
     name="separable_cost",
@@ -718,12 +687,9 @@ separable_cost = Exercise(
     signature="separable_cost(c_in, c_out, k, h, w)",
     oracle=_cost_oracle,
     output_names=COST_NAMES,
-    draw_params=lambda rng: {"c_in": int(rng.integers(1, 129)), "c_out": int(rng.integers(1, 129)),
-                             "kr": int(rng.integers(0, 4)), "H": int(rng.integers(1, 65)),
-                             "W": int(rng.integers(1, 65))},
+    params=_COST_PARAMS,
     build=lambda p, draw: Call((p["c_in"], p["c_out"], 2 * p["kr"] + 1, p["H"], p["W"])),
     describe=lambda p: (f"c_in {p['c_in']}, c_out {p['c_out']}, k {2 * p['kr'] + 1}, input {p['H']} x {p['W']}"),
-    params_min=cost_params_min,
     fixed_params=[
         {"c_in": 32, "c_out": 64, "kr": 1, "H": 56, "W": 56},    # a MobileNet block
         {"c_in": 3, "c_out": 16, "kr": 2, "H": 9, "W": 13},      # 5x5, non-square input

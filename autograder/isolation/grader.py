@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -31,7 +33,8 @@ from ..engine import ExerciseResult, PartResult, grade_exercise, zero_result
 from ..forbidden import scan_source
 from ..outcome import EXCEPTION, GRADER_ERROR, NOT_IMPLEMENTED, NOTEBOOK_UNREADABLE, TIMEOUT
 from ..integrity import notebook_flags
-from ..oracle import one_thread
+from ..expected import expected_values, prefetch
+from ..oracle import torch as oracle_torch
 from ..spec import Exercise
 from . import cores, sandbox, scratch, selection, stubs, submission
 from .remote import SessionFailed, Settings, WorkerSession
@@ -108,6 +111,10 @@ class SubmissionResult:
 # ------------------------------------------------------------------------------------------ cases and oracle
 
 _CASES: dict[tuple, list[Case]] = {}
+_CASES_LOCK = threading.Lock()
+if hasattr(os, "register_at_fork"):  # a forked process (autograder.expected) draws cases too: never a held lock
+    os.register_at_fork(before=_CASES_LOCK.acquire, after_in_parent=_CASES_LOCK.release,
+                        after_in_child=_CASES_LOCK.release)
 _ORACLES: dict[tuple, Exercise] = {}
 
 
@@ -116,14 +123,35 @@ def notebook_case_count(ex: Exercise) -> int:
     return len(ex.fixed_params) + ex.n_visible + ex.n_hidden
 
 
+def grading_case_count(ex: Exercise, factor: int) -> int:
+    """``len(grading_cases(ex, seed, factor))``, without drawing them."""
+    return len(ex.fixed_params) + ex.n_visible + max(1, factor) * notebook_case_count(ex)
+
+
 def grading_cases(ex: Exercise, seed: int, factor: int) -> list[Case]:
-    """The visible cases plus ``factor`` times the notebook check's count of fresh hidden cases (cached per run)."""
+    """The visible cases plus ``factor`` times the notebook check's count of fresh hidden cases (cached per process,
+    drawn once even when the grading thread and the prefetching one ask at the same time)."""
     key = (ex.assignment, ex.name, seed, factor)
-    if key not in _CASES:
-        if len(_CASES) > 256:
-            _CASES.clear()
-        _CASES[key] = visible_cases(ex) + hidden_cases(ex, seed, count=max(1, factor) * notebook_case_count(ex))
-    return _CASES[key]
+    with _CASES_LOCK:
+        if key not in _CASES:
+            if len(_CASES) > 256:
+                _CASES.clear()
+            _CASES[key] = visible_cases(ex) + hidden_cases(ex, seed, count=max(1, factor) * notebook_case_count(ex))
+        return _CASES[key]
+
+
+def prefetch_expected(exercises: Sequence[Exercise], seed: int | None, options: Options) -> None:
+    """Start computing the exercises' cases and expected values in a background thread (:mod:`autograder.expected`)
+    while the sandbox starts and runs the notebook's cells."""
+    todo = [ex for ex in exercises if seed is not None and not _values_known(ex, seed, options)]
+    if todo:
+        prefetch(todo, lambda ex: grading_cases(ex, seed, options.case_factor), options.device, before=oracle_torch)
+
+
+def _values_known(ex: Exercise, seed: int, options: Options) -> bool:
+    """Whether this process already has every expected value of ``ex``'s grading cases (an earlier notebook)."""
+    cases = _CASES.get((ex.assignment, ex.name, seed, options.case_factor))
+    return cases is not None and expected_values(ex, cases, options.device).complete
 
 
 def _fingerprint(value: Any, torch) -> Any:
@@ -145,13 +173,11 @@ def memoised(ex: Exercise) -> Exercise:
     same cases, so each reference is computed once per grading process."""
     if ex.name in _ORACLES and _ORACLES[ex.name].oracle.__wrapped__ is ex.oracle:  # type: ignore[attr-defined]
         return _ORACLES[ex.name]
-    from ..oracle import torch as _torch
-
-    torch = _torch()
     memo: dict = {}
     oracle = ex.oracle
 
     def cached(*args, **kwargs):
+        torch = oracle_torch()  # imported by now (the oracle's arguments are tensors); not before the sandbox starts
         try:
             key = (_fingerprint(args, torch), _fingerprint(kwargs, torch))
         except TypeError:
@@ -359,10 +385,11 @@ def grade_notebook(path: Path, options: Options, seed: int | None, mode: str,
     if prepared.exercises:
         seed = result.seed = seeds.grading_seed(options.course, prepared.assignment, seed, options.public_cases)
     with sandbox.prestarted(stubs.layout(), _ahead(prepared), mode, options.settings.limits):
-        result.cases = {ex.name: len(grading_cases(ex, seed, options.case_factor)) for ex in prepared.exercises}
+        result.cases = {ex.name: grading_case_count(ex, options.case_factor) for ex in prepared.exercises}
         if prepared.program is None:
             not_graded(result, prepared, path)
         else:
+            prefetch_expected(prepared.exercises, seed, options)  # perf-trusted: expected values ahead
             run_program(prepared, options, seed, mode, start + options.notebook_budget, result)
     result.seconds = time.monotonic() - start
     return result
@@ -423,7 +450,8 @@ def _grade_one(ex: Exercise, session: WorkerSession, program: Program, options: 
                                _missing_failure(ex, state, session))
         answer = handle.answer(cases)
         context = {"isolated": True, "isolation": mode}
-        result = grade_exercise(graded, answer, cases, options.device, (), options.shrink_budget, "", context)
+        result = grade_exercise(graded, answer, cases, options.device, (), options.shrink_budget, "", context,
+                                expected_values(ex, cases, options.device))
     result = scoring.apply_policy(result, scoring.CreditPolicy.parse(options.partial_credit))
     error = session.cell_errors.get(ex.name)
     if error:
@@ -474,11 +502,11 @@ def grade(paths: Sequence[Path], options: Options, assignment: str | None = None
     seed = options.seed                 # None: each assignment's course seed (autograder.seeds)
     notebooks: list[NotebookResult] = []
     seen: dict[str, str] = {}
-    with scratch.run_scratch():
+    with scratch.run_scratch():  # one thread, no TF32: the engine holds them (oracle.oracle_numerics)
         ordered = [Path(p) for p in selection.order(paths, assignment)]
         first = prepare(ordered[0], options, assignment) if ordered else None
-        # the first notebook's sandboxes start while this process imports torch (one_thread) for the oracle
-        with sandbox.prestarted(stubs.layout(), _ahead(first), mode, options.settings.limits), one_thread():
+        # the first notebook's sandboxes start while this process gets ready (torch, the expected values)
+        with sandbox.prestarted(stubs.layout(), _ahead(first), mode, options.settings.limits):
             for i, path in enumerate(ordered):
                 nb = grade_notebook(path, options, seed, mode, assignment, first if i == 0 else None)
                 if nb.assignment in seen and nb.exercises:

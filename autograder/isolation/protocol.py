@@ -132,34 +132,42 @@ def _scalar_tree(value: Any) -> tuple[bool, Any]:
     return False, None
 
 
-def _dict_tree(value: dict, encode: Callable[[Any], Any]) -> Any:
-    if all(type(k) is str and not k.startswith("$") for k in value):
-        return {k: encode(v) for k, v in value.items()}
-    return {"$dict": [[encode(k), encode(v)] for k, v in value.items()]}
+def _dict_tree(value: dict, blobs: list, default: Callable[[Any], Any] | None, depth: int) -> Any:
+    out, mark = {}, len(blobs)
+    for k, v in value.items():
+        if type(k) is not str or k[:1] == "$":
+            del blobs[mark:]        # encoded again below, as a $dict
+            break
+        out[k] = to_tree(v, blobs, default, depth)
+    else:
+        return out
+    return {"$dict": [[to_tree(k, blobs, default, depth), to_tree(v, blobs, default, depth)]
+                      for k, v in value.items()]}
 
 
 def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None, depth: int = 0) -> Any:
     """Encode ``value`` as a message tree, appending array payloads to ``blobs``. ``default(value)`` may encode
     other objects (returning a tree) or raise TypeError."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:    # the common cases first: no other check needed
+        return value
     if depth > 64:
         raise TypeError("nested too deeply")
+    if t is tuple:
+        return [to_tree(v, blobs, default, depth + 1) for v in value]
+    if t is np.ndarray:
+        blobs.append(_npy_bytes(value))
+        return {"$npy": len(blobs) - 1}
     is_scalar, tree = _scalar_tree(value)
     if is_scalar:
         return tree
     if isinstance(value, np.ndarray):
         blobs.append(_npy_bytes(value))
         return {"$npy": len(blobs) - 1}
-
-    def encode(v: Any) -> Any:
-        return to_tree(v, blobs, default, depth + 1)
-
-    t = type(value)
-    if t is tuple:
-        return [encode(v) for v in value]
     if t is list:
-        return {"$list": [encode(v) for v in value]}
+        return {"$list": [to_tree(v, blobs, default, depth + 1) for v in value]}
     if t is dict:
-        return _dict_tree(value, encode)
+        return _dict_tree(value, blobs, default, depth + 1)
     if default is not None:
         return default(value)
     raise TypeError(f"a {t.__module__}.{t.__qualname__}")
@@ -209,27 +217,31 @@ def _decode_reference(key: str, payload: Any, resolve: Callable[[str, Any], Any]
 
 def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None = None, depth: int = 0) -> Any:
     """Decode a message tree. ``resolve(kind, payload)`` handles ``$fn`` / ``$module`` / ``$tensor`` references."""
+    t = type(tree)
+    if t is str or t is int or t is float or t is bool or tree is None:
+        return tree
     if depth > 64:
         raise ProtocolError("nested too deeply")
-    if tree is None or type(tree) in (bool, int, float, str):
-        return tree
+    if t is list:
+        return tuple([from_tree(v, blobs, resolve, depth + 1) for v in tree])
+    if t is not dict:
+        raise ProtocolError(f"unexpected JSON value {t.__name__}")
 
     def decode(v: Any) -> Any:
         return from_tree(v, blobs, resolve, depth + 1)
 
-    if type(tree) is list:
-        return tuple(decode(v) for v in tree)
-    if type(tree) is not dict:
-        raise ProtocolError(f"unexpected JSON value {type(tree).__name__}")
     if len(tree) == 1:
         (key, payload), = tree.items()
         if key in _TAGGED:
             return _TAGGED[key](payload, blobs, decode)
         if key in ("$fn", "$module", "$tensor"):
             return _decode_reference(key, payload, resolve, decode)
-    if any(k.startswith("$") for k in tree):
-        raise ProtocolError("unknown tagged value")
-    return {k: decode(v) for k, v in tree.items()}
+    out = {}
+    for k, v in tree.items():
+        if k[:1] == "$":
+            raise ProtocolError("unknown tagged value")
+        out[k] = from_tree(v, blobs, resolve, depth + 1)
+    return out
 
 
 def pack(message: dict, default: Callable[[Any], Any] | None = None) -> bytes:

@@ -250,8 +250,13 @@ class ExerciseHandle:
         self.close()
 
     @property
+    def current(self) -> bool:
+        """This exercise's sandbox is still the session's (no system call: checked before every queued reply)."""
+        return self.session.box is self.box and self.box is not None
+
+    @property
     def usable(self) -> bool:
-        return self.session.box is self.box and self.box is not None and self.box.alive
+        return self.current and self.box.alive
 
     def probe(self, name: str) -> str:
         """``callable``, ``missing`` or ``not callable`` (or ``unavailable`` when the sandbox is gone)."""
@@ -382,7 +387,7 @@ class RemoteAnswer:
         if "value" not in reply:
             return Outcome(error="the sandbox sent a reply without a value", warnings=notes, seconds=seconds)
         try:
-            value = to_plain(reply["value"])
+            value = to_plain(reply["value"], fresh=True)  # its arrays were just decoded (protocol._npy_array)
         except NotPlainData as exc:
             return Outcome(error=f"returned {exc}, which is not an array or number", warnings=notes,
                            seconds=seconds)
@@ -401,7 +406,8 @@ class RemoteAnswer:
             self.handle.fail(f"{self.fn} used more than {self.settings.exercise_budget:g} s in total; the "
                              "remaining cases of this exercise were not run", kill=False)
             return Outcome(error=self.handle.poison, timed_out=True)
-        if not self.handle.usable or not self.handle.child_alive:
+        queued = bool(self._queued) and self._queued[0] is call  # a death shows as Closed when it is read
+        if not (self.handle.current if queued else self.handle.usable) or not self.handle.child_alive:
             how = self.handle.session._death() if self.handle.box is not None else "stopped"
             self.handle.fail(f"the process running {self.fn} ended ({how}); the remaining cases of this "
                              "exercise were not run", kill=True)

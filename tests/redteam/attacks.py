@@ -209,7 +209,7 @@ def convolve2d(x, k):
             os.execv("/bin/sleep", ["sleep", "{MARKER}"])
         os._exit(0)
     return np.zeros((img.shape[0] - 2, img.shape[1] - 2))
-''', expect="entries differ", what="lingering setsid double-forked children"),
+''', expect=("entries differ", "Resource temporarily unavailable"), what="lingering setsid double-forked children"),
     Attack("output-flood", "corr2d", '''def corr2d(x, k):
     import os
     chunk = b"flood " * 10000
