@@ -5,6 +5,7 @@ import ast
 import importlib.util
 import json
 import os
+import select
 import struct
 import subprocess
 import sys
@@ -54,9 +55,13 @@ def test_a_prestarted_sandbox_is_taken_once_and_an_untaken_one_is_stopped():
 
 
 def test_a_sandbox_that_died_before_it_was_taken_is_replaced():
+    """It had answered hello (the answer waits in the pipe), then died while nobody had taken it yet."""
     layout, limits = stubs.layout(), sandbox.Limits()
     with sandbox.prestarted(layout, ["scratch"], MODE, limits):
         early = next(iter(sandbox._PRESTARTED.values()))
+        poller = select.poll()
+        poller.register(early.channel.read_fd, select.POLLIN)
+        assert poller.poll(30_000)
         early.process.kill()
         early.process.wait()
         box = sandbox.start(layout, "scratch", MODE, limits)

@@ -453,7 +453,9 @@ def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sand
     early = _PRESTARTED.pop(_prestart_key(layout, profile, mode, limits), None)
     if early is not None:
         try:
-            return ready(early, limits)
+            if ready(early, limits).alive:  # it may have answered, then died while it waited to be taken
+                return early
+            stop(early)
         except RuntimeError:
             pass  # launched too early to tell what went wrong: a new one says it, or works
     return ready(launch(layout, profile, mode, limits), limits)
