@@ -145,6 +145,9 @@ def _dict_tree(value: dict, blobs: list, default: Callable[[Any], Any] | None, d
                       for k, v in value.items()]}
 
 
+_PLAIN_ATOMS = frozenset((str, int, bool, type(None)))
+
+
 def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None, depth: int = 0) -> Any:
     """Encode ``value`` as a message tree, appending array payloads to ``blobs``. ``default(value)`` may encode
     other objects (returning a tree) or raise TypeError."""
@@ -153,8 +156,8 @@ def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None
         return value
     if depth > 64:
         raise TypeError("nested too deeply")
-    if t is tuple:
-        return [to_tree(v, blobs, default, depth + 1) for v in value]
+    if t is tuple:  # plain values first, without a call each (the bulk of an encoded module's tree)
+        return [v if type(v) in _PLAIN_ATOMS else to_tree(v, blobs, default, depth + 1) for v in value]
     if t is np.ndarray:
         blobs.append(_npy_bytes(value))
         return {"$npy": len(blobs) - 1}
@@ -215,6 +218,9 @@ def _decode_reference(key: str, payload: Any, resolve: Callable[[str, Any], Any]
     return resolve(key, payload if key == "$fn" else decode(payload))
 
 
+_JSON_ATOMS = frozenset((str, int, float, bool, type(None)))
+
+
 def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None = None, depth: int = 0) -> Any:
     """Decode a message tree. ``resolve(kind, payload)`` handles ``$fn`` / ``$module`` / ``$tensor`` references."""
     t = type(tree)
@@ -222,8 +228,8 @@ def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None 
         return tree
     if depth > 64:
         raise ProtocolError("nested too deeply")
-    if t is list:
-        return tuple([from_tree(v, blobs, resolve, depth + 1) for v in tree])
+    if t is list:  # plain values (most of an encoded module's tree) are taken as they are, without a call each
+        return tuple([v if type(v) in _JSON_ATOMS else from_tree(v, blobs, resolve, depth + 1) for v in tree])
     if t is not dict:
         raise ProtocolError(f"unexpected JSON value {t.__name__}")
 
