@@ -1,0 +1,78 @@
+"""module_codec builds decoded layers as copies of cached pristine prototypes: every decode must still be a fresh,
+independent model, equal to what was encoded, and the cache must never mix hyper-parameters torch tells apart."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from autograder import module_codec as mc  # noqa: E402
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=torch.float64), nn.BatchNorm2d(3, dtype=torch.float64),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, 2, dtype=torch.float64)).eval()
+
+
+def _same(a, b) -> bool:
+    return mc.same_state(a, b) and a[6] == b[6]
+
+
+def test_decoded_models_round_trip_and_run_like_the_original():
+    model = _model()
+    plain = mc.encode_module(model)
+    for _ in range(3):
+        decoded = mc.decode_module(plain)
+        assert _same(mc.encode_module(decoded)[1], plain[1])
+        x = torch.randn(1, 2, 4, 4, dtype=torch.float64)
+        assert torch.equal(decoded(x), model(x))
+
+
+def test_each_decode_is_an_independent_object():
+    plain = mc.encode_module(_model())
+    a, b = mc.decode_module(plain), mc.decode_module(plain)
+    assert all(x is not y for x, y in zip(a.modules(), b.modules()))
+    a[0].register_forward_hook(lambda *args: None)
+    a[0].weight.data.add_(1)
+    a[1].running_mean.add_(1)
+    a[0].stride = (2, 2)
+    a.append(nn.ReLU())
+    a[2].inplace = True
+    c = mc.decode_module(plain)
+    for fresh in (b, c):
+        assert not fresh[0]._forward_hooks and len(fresh) == 6 and fresh[0].stride == (1, 1)
+        assert fresh[2].inplace is False
+        assert _same(mc.encode_module(fresh)[1], plain[1])
+
+
+def _dropout(p) -> tuple:
+    tree = ("module", "Dropout", (("p", p), ("inplace", False)), (), (), None, False, ())
+    return (mc.FORMAT, tree, None)
+
+
+def test_values_equal_in_python_but_not_to_torch_never_share_a_prototype():
+    assert type(mc.decode_module(_dropout(True)).p) is bool
+    assert type(mc.decode_module(_dropout(1)).p) is int
+    assert type(mc.decode_module(_dropout(1.0)).p) is float
+
+
+def test_rejected_hyper_parameters_are_rejected_every_time_and_the_cache_stays_bounded():
+    for _ in range(2):
+        with pytest.raises(ValueError, match="cannot build Dropout"):
+            mc.decode_module(_dropout(2.0))
+    for i in range(mc.MAX_PROTOTYPES + 20):
+        tree = ("module", "Flatten", (("start_dim", 1), ("end_dim", -1 - i)), (), (), None, False, ())
+        mc.decode_module((mc.FORMAT, tree, None))
+    assert len(mc._PROTOTYPES) <= mc.MAX_PROTOTYPES
+
+
+def test_tensors_are_still_checked_against_the_prototype_shapes():
+    plain = mc.encode_module(nn.Conv2d(2, 3, 3, dtype=torch.float64))
+    module, name, hyper, params, buffers, device, training, children = plain[1]
+    bad = tuple((k, np.zeros((3, 2, 5, 5)) if k == "weight" else v) for k, v in params)
+    with pytest.raises(ValueError, match="has shape"):
+        mc.decode_module((mc.FORMAT, (module, name, hyper, bad, buffers, device, training, children), None))
+    missing = tuple((k, None if k == "bias" else v) for k, v in params)
+    with pytest.raises(ValueError, match="parameters"):
+        mc.decode_module((mc.FORMAT, (module, name, hyper, missing, buffers, device, training, children), None))
