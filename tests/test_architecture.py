@@ -1,7 +1,9 @@
 """Architecture rules that a review would otherwise have to re-check by hand: small functions everywhere in the
-grader (radon cyclomatic complexity at most C, the developers' standard)."""
+grader (radon cyclomatic complexity at most C, the developers' standard), no import cycle between its modules."""
 from __future__ import annotations
 
+import ast
+import graphlib
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,51 @@ def complex_functions(root: Path = PACKAGE) -> list[str]:
                 found.append(f"{path.relative_to(root.parent)}:{block.lineno} {block.fullname} "
                              f"{rank}({block.complexity})")
     return found
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported(node, module: str, is_package: bool, modules: set) -> set:
+    """The modules of ``modules`` a module-level import statement loads (``from . import x``: the module x)."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names} & modules
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    base = ".".join((package[:len(package) - node.level + 1] if node.level else []) + [node.module or ""]).strip(".")
+    submodules = {f"{base}.{a.name}" for a in node.names} & modules
+    return submodules if submodules else {base} & modules
+
+
+def import_cycles(root: Path = PACKAGE) -> list[tuple]:
+    """Cycles among the module-level imports of the package at ``root`` (imports inside functions are lazy on
+    purpose and do not count)."""
+    paths = {_module_name(p, root): p for p in root.rglob("*.py")}
+    graph = {}
+    for name, path in paths.items():
+        body = ast.parse(path.read_text(encoding="utf-8")).body
+        graph[name] = set().union(*(_imported(n, name, path.name == "__init__.py", set(paths)) for n in body
+                                    if isinstance(n, (ast.Import, ast.ImportFrom)))) - {name}
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        return [tuple(exc.args[1])]
+    return []
+
+
+def test_no_import_cycle_in_the_grader():
+    assert import_cycles() == []
+
+
+def test_the_cycle_check_sees_a_cycle(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from . import b\n")
+    (package / "b.py").write_text("from .a import thing\n")
+    (package / "c.py").write_text("def lazy():\n    from . import a\n")
+    assert sorted(set(import_cycles(package)[0])) == ["pkg.a", "pkg.b"]
 
 
 def test_no_function_in_the_grader_is_above_complexity_c():
