@@ -63,8 +63,9 @@ class Expected:
             return run_reference(self.ex.oracle, case.call, self.device)
         with self._ready:
             while self._values[i] is _MISSING and self._filling:
-                if not self._ready.wait(STALL_SECONDS):   # nothing arrived for that long: stop waiting
-                    self._filling = False
+                if not self._ready.wait(STALL_SECONDS):   # nothing arrived for that long: stop waiting, and
+                    self._filling = False                   # end a stuck prefetching process (none lingers)
+                    _signal_children(signal.SIGKILL)
             value = self._values[i]
         if value is _MISSING:
             value = self._store(i, self._compute(i))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import threading
 import time
 
@@ -198,7 +199,17 @@ def test_a_stalled_background_costs_time_not_a_hang(monkeypatch):
     store = Expected(ex, cases, "cpu")
     store.begin()                              # values announced, never delivered
     monkeypatch.setattr(expected, "STALL_SECONDS", 0.2)
-    assert _same(store(cases[1]), run_reference(ex.oracle, cases[1].call, "cpu"))
+    stuck = os.fork()
+    if stuck == 0:                             # a prefetching process that never sends anything
+        time.sleep(60)
+        os._exit(0)
+    expected._CHILDREN.add(stuck)
+    try:
+        assert _same(store(cases[1]), run_reference(ex.oracle, cases[1].call, "cpu"))
+        _, status = os.waitpid(stuck, 0)       # killed by the stall, not left behind
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    finally:
+        expected._CHILDREN.discard(stuck)
 
 
 def test_fork_only_where_it_saves_work():
