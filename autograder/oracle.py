@@ -23,6 +23,20 @@ def torch():
     return _torch
 
 
+def flop_counter() -> Any:
+    """A ``FlopCounterMode(display=False)``, PyTorch's own FLOP count. Its dispatch hook is wrapped by torch's
+    ``_disable_dynamo``, which imports ``torch._dynamo`` on first use (~1 CPU-second, half of ``import torch``); that
+    wrapper only matters under ``torch.compile``, which the oracle never uses, so the hook is marked as already
+    wrapped. The counts are the same (``tests/test_oracle.py``)."""
+    from torch.utils import flop_counter as counting
+
+    mode = getattr(counting, "_FlopCounterMode", None)
+    hook = getattr(getattr(mode, "__torch_dispatch__", None), "__wrapped__", None)
+    if hook is not None and not hasattr(hook, "__dynamo_disable"):
+        hook.__dynamo_disable = hook
+    return counting.FlopCounterMode(display=False)
+
+
 def resolve_device(device: str = "auto") -> str:
     """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) to a concrete device string."""
     if device not in ("cpu", "cuda", "auto"):

@@ -1,6 +1,10 @@
 """The oracle on CPU and CUDA: float64, TF32 off, same expected values. CUDA tests skip cleanly without a GPU."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
@@ -51,3 +55,29 @@ def test_cuda_oracle_agrees_with_cpu(ex):
         gpu = run_reference(ex.oracle, case.call, "cuda")
         if ex.view is None:
             assert compare(cpu, gpu, ex.tolerance.rel_floor, tuple(ex.output_names)), ex.describe(case.params)
+
+
+def test_flop_counter_counts_like_flopcountermode_without_importing_dynamo():
+    """The oracle's FLOP counter skips torch's lazy ``import torch._dynamo`` (~1 s) and counts exactly what a plain
+    ``FlopCounterMode`` counts, for convolutions and transposed convolutions, grouped and strided."""
+    script = textwrap.dedent("""
+        import sys, torch, torch.nn.functional as F
+        from torch.utils.flop_counter import FlopCounterMode
+        from autograder.oracle import flop_counter
+        cases = [((2, 4, 9, 7), (6, 2, 3, 2), dict(stride=2, padding=1, groups=2), F.conv2d),
+                 ((1, 3, 5, 5), (3, 4, 3, 3), dict(stride=2, output_padding=1), F.conv_transpose2d)]
+        counts = []
+        for x, w, kw, op in cases:
+            with flop_counter() as ours:
+                op(torch.empty(x, device="meta"), torch.empty(w, device="meta"), **kw)
+            counts.append(ours.get_total_flops())
+        print("dynamo" if "torch._dynamo" in sys.modules else "no dynamo")
+        for (x, w, kw, op), count in zip(cases, counts):
+            with FlopCounterMode(display=False) as plain:
+                op(torch.empty(x, device="meta"), torch.empty(w, device="meta"), **kw)
+            assert plain.get_total_flops() == count > 0, (plain.get_total_flops(), count)
+        print("same counts")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["no", "dynamo", "same", "counts"]

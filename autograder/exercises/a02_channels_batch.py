@@ -519,12 +519,12 @@ conv2d_param_count = Exercise(
 def _flops_oracle(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, groups=1):
     """What FlopCounterMode counts for F.conv2d with bias, on meta tensors (nothing is computed)."""
     t = torch()
-    from torch.utils.flop_counter import FlopCounterMode
+    from ..oracle import flop_counter
 
     x = t.empty(n, c_in, h, w, device="meta")
     weight = t.empty(c_out, c_in // groups, kh, kw, device="meta")
     bias = t.empty(c_out, device="meta")
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         F().conv2d(x, weight, bias, stride=stride, padding=padding, groups=groups)
     return int(counter.get_total_flops())
 

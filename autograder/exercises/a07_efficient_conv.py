@@ -261,12 +261,12 @@ conv2d_fft = Exercise(
 def _ct_flops_oracle(n, c_in, h, w, c_out, kh, kw, stride=1, padding=0, output_padding=0, groups=1):
     """What FlopCounterMode counts for F.conv_transpose2d with bias, on meta tensors (nothing is computed)."""
     t = torch()
-    from torch.utils.flop_counter import FlopCounterMode
+    from ..oracle import flop_counter
 
     x = t.empty(n, c_in, h, w, device="meta")
     weight = t.empty(c_in, c_out // groups, kh, kw, device="meta")
     bias = t.empty(c_out, device="meta")
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         F().conv_transpose2d(x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
                              groups=groups)
     return int(counter.get_total_flops())
@@ -649,10 +649,10 @@ COST_NAMES = ("params_standard", "params_separable", "flops_standard", "flops_se
 
 def _flops(layers, c_in, h, w) -> int:
     t = torch()
-    from torch.utils.flop_counter import FlopCounterMode
+    from ..oracle import flop_counter
 
     y = t.empty(1, c_in, h, w, device="meta")
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         for layer in layers:
             y = layer(y)
     return int(counter.get_total_flops())
