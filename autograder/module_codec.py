@@ -308,6 +308,24 @@ def _fresh_layer(cls, kwargs: dict, factory: bool, name: str, where: str):
     return _fresh_copy(prototype)
 
 
+def layer_with(name: str, hyper: dict, tensors: dict) -> nn.Module:
+    """A new ``nn.<name>(**hyper)`` in eval mode whose parameters and buffers are exactly ``tensors`` (name ->
+    tensor; a parameter or buffer the layer has as ``None`` stays ``None``). The grader builds thousands of case
+    layers: this copies a cached prototype (:func:`_fresh_layer`) instead of running the constructor and its
+    random initialisation each time. ``KeyError`` when a tensor the layer needs is not given."""
+    nn = _torch().nn
+    _, factory = LAYERS[name]
+    module = _fresh_layer(getattr(nn, name), hyper, factory, name, "")
+    for k, v in module._parameters.items():
+        if v is not None:
+            module._parameters[k] = nn.Parameter(tensors[k], requires_grad=tensors[k].is_floating_point())
+    for k, v in module._buffers.items():
+        if v is not None:
+            module._buffers[k] = tensors[k]
+    module.training = False
+    return module
+
+
 def _load_tensors(kind: str, table: dict, given: Any, name: str, where: str, device: str, budget: list) -> None:
     """Fill a freshly built layer's parameters or buffers (``table``) from the plain data ``given``."""
     nn = _torch().nn

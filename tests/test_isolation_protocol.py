@@ -160,3 +160,29 @@ def test_channel_send_never_blocks_past_deadline():
     ch.close()
     os.close(peer_w)
     os.close(peer_r)
+
+
+def test_channel_send_reads_replies_meanwhile_so_neither_side_blocks():
+    """The grader sends a batch's next chunk while the sandbox still answers the previous one: a peer that writes
+    more replies than a pipe holds before it reads the next request must not deadlock the two (without reading
+    while sending, both writes block and the send times out)."""
+    ch, peer_w, peer_r = _channel()
+    replies = [pack({"re": "a", "i": i, "value": np.full(4096, float(i))}) for i in range(8)]  # ~260 KB
+    request = pack({"op": "calls", "calls": np.zeros(200_000)})                                 # ~1.6 MB
+
+    def peer() -> None:  # answers first, reads afterwards (as the worker does between requests)
+        for frame in replies:
+            protocol.write_all(peer_w, frame)
+        protocol.read_frame(peer_r, max_bytes=8 << 20)
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    ch.send(request, time.monotonic() + 5)
+    got = [ch.receive_reply(("a",), time.monotonic() + 5) for _ in replies]
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert [m["i"] for m in got] == list(range(8))
+    assert all(np.array_equal(m["value"], np.full(4096, float(i))) for i, m in enumerate(got))
+    ch.close()
+    os.close(peer_w)
+    os.close(peer_r)

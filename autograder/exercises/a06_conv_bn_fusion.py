@@ -282,28 +282,22 @@ def _tensor(a, dtype=None):
 
 
 def _make_conv(draw, cin, cout, k, bias, stride=1, padding=None, groups=1):
-    t = torch()
-    conv = t.nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2 if padding is None else padding, groups=groups,
-                       bias=bool(bias), dtype=t.float64)
-    with t.no_grad():
-        conv.weight.copy_(_tensor(draw.array(*conv.weight.shape)))
-        if conv.bias is not None:
-            conv.bias.copy_(_tensor(draw.array(cout)))
-    return conv.eval()
+    """An eval-mode float64 ``nn.Conv2d`` with drawn weights (and bias)."""
+    hyper = dict(in_channels=cin, out_channels=cout, kernel_size=k, stride=stride,
+                 padding=k // 2 if padding is None else padding, groups=groups, bias=bool(bias))
+    tensors = {"weight": _tensor(draw.array(cout, cin // groups, k, k))}
+    if bias:
+        tensors["bias"] = _tensor(draw.array(cout))
+    return module_codec.layer_with("Conv2d", hyper, tensors)
 
 
 def _make_bn(draw, c, eps_index, tiny=False):
-    t = torch()
+    """An eval-mode float64 ``nn.BatchNorm2d`` with drawn running statistics, scale and shift."""
     eps = EPS[eps_index]
-    bn = t.nn.BatchNorm2d(c, eps=1e-5 if eps is None else eps, dtype=t.float64)
     mean, var, gamma, beta = _bn_stats(draw, c, tiny)
-    with t.no_grad():
-        bn.running_mean.copy_(_tensor(mean))
-        bn.running_var.copy_(_tensor(var))
-        bn.weight.copy_(_tensor(gamma))
-        bn.bias.copy_(_tensor(beta))
-        bn.num_batches_tracked.fill_(int(draw.integers(1, 1000)))
-    return bn.eval()
+    tensors = {"running_mean": _tensor(mean), "running_var": _tensor(var), "weight": _tensor(gamma),
+               "bias": _tensor(beta), "num_batches_tracked": torch().tensor(int(draw.integers(1, 1000)))}
+    return module_codec.layer_with("BatchNorm2d", dict(num_features=c, eps=1e-5 if eps is None else eps), tensors)
 
 
 def _numpy(t):

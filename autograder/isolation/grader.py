@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from .. import registry, scoring, seeds
 from ..attribution import attribute_report
 from ..cases import Case, hidden_cases, visible_cases
@@ -136,8 +138,24 @@ def grading_cases(ex: Exercise, seed: int, factor: int) -> list[Case]:
         if key not in _CASES:
             if len(_CASES) > 256:
                 _CASES.clear()
-            _CASES[key] = visible_cases(ex) + hidden_cases(ex, seed, count=max(1, factor) * notebook_case_count(ex))
+            cases = visible_cases(ex) + hidden_cases(ex, seed, count=max(1, factor) * notebook_case_count(ex))
+            for case in cases:
+                _read_only((case.call.args, case.call.kwargs))
+            _CASES[key] = cases
         return _CASES[key]
+
+
+def _read_only(value: Any) -> None:
+    """Make the arrays in a case's arguments read-only: the cases are shared by every notebook a process grades
+    (and their encoding is cached: ``remote.encoded_calls``), so nothing may change them in place."""
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _read_only(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _read_only(v)
 
 
 def prefetch_expected(exercises: Sequence[Exercise], seed: int | None, options: Options) -> None:

@@ -326,6 +326,7 @@ class Channel:
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
         self._buf = bytearray()
+        self._read_closed = False
 
     def _wait(self, fd: int, events: int, deadline: float) -> None:
         left = deadline - time.monotonic()
@@ -337,16 +338,44 @@ class Channel:
             raise Timeout("deadline passed")
 
     def send(self, data: bytes, deadline: float) -> None:
+        """Write one frame. While the pipe is full, what the peer writes meanwhile is read into the receive buffer
+        (up to ``max_bytes``): a peer that answers earlier requests while this one is still being sent never
+        blocks on a full reply pipe (the grader sends a batch's calls in chunks while replies come back)."""
         view = memoryview(data)
         while view:
             try:
                 n = os.write(self.write_fd, view[: 1 << 20])
             except BlockingIOError:
-                self._wait(self.write_fd, select.POLLOUT, deadline)
+                self._wait_to_write(deadline)
                 continue
             except (BrokenPipeError, OSError) as exc:
                 raise Closed(f"channel closed ({exc.__class__.__name__})") from None
             view = view[n:]
+
+    def _wait_to_write(self, deadline: float) -> None:
+        """Wait until the write end takes more, reading whatever arrives meanwhile (bounded by ``max_bytes``)."""
+        if len(self._buf) >= self.max_bytes or self._read_closed:
+            self._wait(self.write_fd, select.POLLOUT, deadline)
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Timeout("deadline passed")
+        poller = select.poll()
+        poller.register(self.write_fd, select.POLLOUT)
+        poller.register(self.read_fd, select.POLLIN)
+        events = dict(poller.poll(max(1, int(left * 1000))))
+        if not events:
+            raise Timeout("deadline passed")
+        if events.get(self.read_fd, 0) & (select.POLLIN | select.POLLHUP):
+            self._read_available()
+
+    def _read_available(self) -> None:
+        try:
+            chunk = os.read(self.read_fd, min(1 << 16, self.max_bytes - len(self._buf)))
+        except (BlockingIOError, OSError):
+            return
+        self._read_closed = not chunk   # the peer closed its end: receive() reports it; stop polling it here
+        self._buf += chunk
 
     def _fill(self, need: int, deadline: float) -> None:
         while len(self._buf) < need:

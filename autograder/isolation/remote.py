@@ -8,8 +8,9 @@ nothing an answer does (global state, threads, ``sys.exit``, ``os._exit``, a cra
 :class:`RemoteAnswer` is the engine's ``Answer``: ``Call -> Outcome``. Arguments leave as plain data (arrays as
 ``.npy``), results come back as plain data and go through :func:`autograder.compare.to_plain` here; a call that
 hangs past its limit or kills its process costs the rest of that exercise only (later calls fail at once with the
-reason; the next exercise gets a fresh process). The cases of the correctness check are sent in one batch and
-their replies read one by one, each under the per-call limit.
+reason; the next exercise gets a fresh process). The cases of the correctness check are sent in chunks, ahead of
+need (the sandbox works on one while the grader encodes the next and compares), and their replies read one by one,
+each under the per-call limit.
 
 Every request carries a fresh random id and every reply must echo it (``"re"``, and ``"i"`` for each reply of a
 batch): a frame written before its request existed (a forged "joined", replies queued for a later exercise) is
@@ -19,7 +20,7 @@ Any malformed frame is a :class:`~.protocol.ProtocolError` that costs the exerci
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -32,6 +33,8 @@ from .submission import Cell
 
 from .manifest import REFERENCE_MODULES
 MAX_ERROR_TEXT = 1500
+#: calls per request of a correctness check's batch: the first chunk, and the most (chunks double)
+FIRST_CHUNK, MAX_CHUNK = 8, 256
 #: whether the engine distinguishes an answer that raised an exception (for arguments PyTorch rejects)
 _HAS_RAISED = "raised" in getattr(Outcome, "__dataclass_fields__", {})
 
@@ -79,15 +82,9 @@ def encode_reference(exercise: Exercise) -> str | None:
     return reference(exercise.encode)
 
 
-def pack_call(message: dict) -> bytes:
-    """Like :func:`protocol.pack`, with grader-side objects in a case's arguments encoded: test functions by
-    name (``$fn``), ``nn.Module`` as plain data (``$module``, rebuilt in the sandbox by ``module_codec``)."""
-    import json
-
-    from .protocol import _HEAD, MAGIC
-
-    blobs: list[bytes] = []
-
+def _argument_encoder(blobs: list) -> Any:
+    """``to_tree``'s ``default`` for grader-side objects in a case's arguments: test functions by name (``$fn``),
+    ``nn.Module`` as plain data (``$module``, rebuilt in the sandbox by ``module_codec``), tensors as arrays."""
     def default(value: Any) -> Any:
         cls = type(value)
         if (cls.__module__ or "").startswith("torch"):
@@ -105,10 +102,59 @@ def pack_call(message: dict) -> bytes:
             return {"$fn": reference(value)}
         raise TypeError(f"a {cls.__module__}.{cls.__qualname__} in a case's arguments")
 
-    tree = to_tree(message, blobs, default)
+    return default
+
+
+def _frame(tree: Any, blobs: list[bytes]) -> bytes:
+    import json
+
+    from .protocol import _HEAD, MAGIC
+
     header = json.dumps({"m": tree, "b": [len(b) for b in blobs]}, allow_nan=False,
                         separators=(",", ":")).encode()
     return b"".join([_HEAD.pack(MAGIC, len(header)), header, *blobs])
+
+
+def pack_call(message: dict) -> bytes:
+    """Like :func:`protocol.pack`, with grader-side objects in a case's arguments encoded (:func:`_argument_encoder`)."""
+    blobs: list[bytes] = []
+    return _frame(to_tree(message, blobs, _argument_encoder(blobs)), blobs)
+
+
+#: encoded chunks of calls, by the identity of their ``Call`` objects: ``batch`` sends every student of an
+#: assignment the same grading cases (one list per process), so each chunk is encoded once per process
+_CHUNKS: OrderedDict = OrderedDict()
+MAX_CHUNKS = 1024
+
+
+def _module_versions(calls: Sequence[Call]) -> tuple:
+    """Identity and in-place version of every tensor of the calls' module arguments (a changed template is
+    encoded again). Case arrays cannot change: the grader's cases are read-only (``grader.grading_cases``)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return ()
+    return tuple((id(t), t._version) for c in calls for a in (*c.args, *c.kwargs.values())
+                 if isinstance(a, torch.nn.Module) for t in (*a.parameters(), *a.buffers()))
+
+
+def encoded_calls(calls: Sequence[Call]) -> tuple[Any, list[bytes]]:
+    """``(tree, blobs)`` of a chunk's calls (``[{"args", "kwargs"}, ...]``), from the cache when these very calls
+    were encoded before and their module arguments have not changed since."""
+    key = tuple(map(id, calls))
+    hit = _CHUNKS.get(key)
+    versions = _module_versions(calls)
+    if hit is not None and all(a is b for a, b in zip(hit[0], calls)) and hit[1] == versions:
+        _CHUNKS.move_to_end(key)
+        return hit[2], hit[3]
+    blobs: list[bytes] = []
+    tree = to_tree(tuple({"args": tuple(c.args), "kwargs": dict(c.kwargs)} for c in calls), blobs,
+                   _argument_encoder(blobs))
+    _CHUNKS[key] = (tuple(calls), versions, tree, blobs)
+    while len(_CHUNKS) > MAX_CHUNKS:
+        _CHUNKS.popitem(last=False)
+    return tree, blobs
 
 
 def _text(value: Any, limit: int = MAX_ERROR_TEXT) -> str:
@@ -308,26 +354,26 @@ class RemoteAnswer:
         self.fn = handle.exercise.name
         self.encode = encode_reference(handle.exercise)
         self.settings = handle.session.settings
-        self._batch = deque(c.call for c in cases)
+        self._batch = deque(c.call for c in cases)   # the correctness check's calls not sent yet
         self._queued: deque = deque()   # calls sent in a batch whose replies are not read yet
         self._expect: deque = deque()   # (request id, index) of each reply still to read, in order
+        self._chunk = FIRST_CHUNK
 
     # -- sending
-    def _message(self, calls: Sequence[Call], rid: str) -> dict:
+    def _frame(self, calls: Sequence[Call], rid: str) -> bytes:
         if len(calls) == 1:
             c = calls[0]
-            return {"op": "call", "id": rid, "fn": self.fn, "args": tuple(c.args), "kwargs": dict(c.kwargs),
-                    "encode": self.encode}
-        return {"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode,
-                "calls": tuple({"args": tuple(c.args), "kwargs": dict(c.kwargs)} for c in calls)}
+            return pack_call({"op": "call", "id": rid, "fn": self.fn, "args": tuple(c.args),
+                              "kwargs": dict(c.kwargs), "encode": self.encode})
+        tree, blobs = encoded_calls(calls)
+        return _frame({"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode, "calls": tree}, blobs)
 
     def _send(self, calls: Sequence[Call]) -> bool:
         box = self.handle.box
         rid = new_id()
-        self._expect.clear()
         self._expect.extend((rid, i if len(calls) > 1 else None) for i in range(len(calls)))
         try:
-            data = pack_call(self._message(calls, rid))
+            data = self._frame(calls, rid)
         except TypeError as exc:
             raise RuntimeError(f"grader error: a case of {self.fn} cannot be sent to the sandbox ({exc})") from None
         try:
@@ -398,6 +444,20 @@ class RemoteAnswer:
             self._queued.popleft()
             self._receive(time.monotonic())
         self._queued.clear()
+        self._expect.clear()
+
+    def _send_more(self) -> bool:
+        """Send the next chunk of the batch while the sandbox still has at least half a chunk to work on: the
+        sandbox starts on the first calls at once and never waits for the grader, which encodes the next calls
+        while it reads replies. Chunks double up to :data:`MAX_CHUNK`."""
+        if not self._batch or len(self._queued) > self._chunk // 2:
+            return True
+        self._chunk = min(2 * self._chunk, MAX_CHUNK) if self._queued or self._expect else self._chunk
+        chunk = [self._batch.popleft() for _ in range(min(self._chunk, len(self._batch)))]
+        if not self._send(chunk):
+            return False
+        self._queued.extend(chunk)
+        return True
 
     def __call__(self, call: Call) -> Outcome:
         if self.handle.poison:
@@ -412,12 +472,9 @@ class RemoteAnswer:
             self.handle.fail(f"the process running {self.fn} ended ({how}); the remaining cases of this "
                              "exercise were not run", kill=True)
             return Outcome(error=self.handle.poison)
-        if self._batch and self._batch[0] is call and not self._queued:
-            batch = list(self._batch)
-            self._batch.clear()
-            if not self._send(batch):
-                return Outcome(error=self.handle.poison)
-            self._queued.extend(batch)
+        in_order = (self._queued[0] if self._queued else self._batch[0] if self._batch else None) is call
+        if in_order and not self._send_more():
+            return Outcome(error=self.handle.poison)
         if self._queued and self._queued[0] is call:
             self._queued.popleft()
             return self._receive(time.monotonic())
