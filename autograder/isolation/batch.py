@@ -236,17 +236,26 @@ class Recorder:
         self.summary.graded += 1
 
 
+def grading_order(todo: list) -> list:
+    """The submissions assignment by assignment (students in order within each): a grading process then works on
+    one assignment's cases at a time, and the batch's oracle process computes them in that order."""
+    return sorted(todo, key=lambda item: item[0].assignment)
+
+
 def grade_all(engine, record: Recorder, options: Options, executor: str, progress: bool | None) -> None:
     """Grade every submission of ``record.todo`` with ``engine``, recording each as it finishes."""
     from tqdm import tqdm
 
-    todo, summary = record.todo, record.summary
+    todo, summary = grading_order(record.todo), record.summary
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(todo), unit="nb", desc="grading", disable=not show, file=sys.stderr)
     plain = options_to_plain(options, remote=executor == "dask")
+    plan = list(dict.fromkeys((job.assignment, record.seed[job.assignment]) for job, _ in todo
+                              if job.assignment in record.seed))
     try:
         tasks = (_task(job) for job, _ in todo)
-        for task, outcome in engine.map(tasks, plain, record.seed, getattr(engine, "expect", None), len(todo)):
+        for task, outcome in engine.map(tasks, plain, record.seed, getattr(engine, "expect", None), len(todo),
+                                        plan):
             record(task, outcome)
             bar.update()
     except KeyboardInterrupt:

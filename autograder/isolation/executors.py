@@ -30,7 +30,7 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 EXECUTORS = ("local", "dask")
 
@@ -144,7 +144,9 @@ class SerialExecutor:
         return "1 process"
 
     def map(self, tasks: Iterable[dict], options_plain: dict, seed: int, expect: dict | None,
-            count: int) -> Iterator[tuple[dict, Any]]:
+            count: int, plan: Sequence[tuple[str, int]] = ()) -> Iterator[tuple[dict, Any]]:
+        """``(task, outcome)`` for each task, as they finish. ``plan``: ``(assignment, seed)`` in the order the
+        tasks come (a local pool shares one oracle process for them: :mod:`autograder.expected_feed`)."""
         for task in tasks:
             try:
                 outcome = grade_task(task, options_plain, seed)
@@ -159,7 +161,7 @@ class SerialExecutor:
 _PARENT: dict[str, int] = {}
 
 
-def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1) -> None:
+def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1, feed=None) -> None:
     """In each pool process: die with the batch, leave Ctrl-C to it, drop inherited descriptors (the output
     folder's lock must end with the batch, not with its last grader), and know how many graders share the
     machine (:mod:`.cores`)."""
@@ -181,6 +183,9 @@ def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1) -> Non
             os.close(fd)
         except OSError:
             pass
+    from .. import expected_feed
+
+    expected_feed.attach(feed)
 
 
 class PoolExecutor(SerialExecutor):
@@ -191,9 +196,23 @@ class PoolExecutor(SerialExecutor):
         self.workers = max(1, workers)
         self.close_fds = close_fds
         self.pool: ProcessPoolExecutor | None = None
+        self.feed = None
 
     def describe(self) -> str:
         return f"{self.workers} local processes"
+
+    def _new_feed(self, plan, options_plain: dict, device: str, count: int):
+        """One oracle process for the pool's processes (forked ones, on the CPU, when there are several)."""
+        import multiprocessing
+
+        from ..expected_feed import Feed, pays
+        from .grader import grading_cases
+
+        graders = min(self.workers, count)
+        plan = [(a, s) for a, s in plan if pays(a, device)]
+        if not plan or graders < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            return None
+        return Feed(plan, int(options_plain.get("case_factor", 10)), device, graders, grading_cases).start()
 
     def _new_pool(self, count: int, device: str) -> ProcessPoolExecutor:
         """``fork`` where available (cheap, shares what this process has loaded); ``spawn`` when grading on a GPU,
@@ -203,14 +222,17 @@ class PoolExecutor(SerialExecutor):
         methods = multiprocessing.get_all_start_methods()
         method = "fork" if "fork" in methods and device == "cpu" else "spawn"
         close = self.close_fds if method == "fork" else ()   # spawned processes inherit no descriptor
+        feed = self.feed if method == "fork" else None
         return ProcessPoolExecutor(max(1, min(self.workers, count)), mp_context=multiprocessing.get_context(method),
-                                   initializer=_pool_init, initargs=(os.getpid(), close, min(self.workers, count)))
+                                   initializer=_pool_init,
+                                   initargs=(os.getpid(), close, min(self.workers, count), feed))
 
-    def map(self, tasks, options_plain, seed, expect, count):
+    def map(self, tasks, options_plain, seed, expect, count, plan=()):
         tasks = iter(tasks)
         window = 2 * self.workers
         pending: dict = {}
         device = str(options_plain.get("device", "cpu"))
+        self.feed = self._new_feed(plan, options_plain, device, count)
         self.pool = self._new_pool(count, device)
         interrupted = True
         try:
@@ -228,6 +250,8 @@ class PoolExecutor(SerialExecutor):
                     pending[future] = task
 
             fill()
+            if self.feed is not None:
+                self.feed.release()           # every pool process has its pipe now
             while pending:
                 done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                 for future in done:
@@ -243,6 +267,9 @@ class PoolExecutor(SerialExecutor):
             self._stop(kill=interrupted)
 
     def _stop(self, kill: bool) -> None:
+        feed, self.feed = self.feed, None
+        if feed is not None:
+            feed.close()
         pool, self.pool = self.pool, None
         if pool is None:
             return
@@ -324,7 +351,7 @@ class DaskExecutor(SerialExecutor):
         return f"Dask at {self.client.scheduler.address if self.client else self.scheduler}: " \
                f"{len(self.environments)} workers, {threads} threads"
 
-    def map(self, tasks, options_plain, seed, expect, count):
+    def map(self, tasks, options_plain, seed, expect, count, plan=()):
         from distributed import as_completed
 
         client = self.client

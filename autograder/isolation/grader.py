@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import registry, scoring, seeds
+from .. import expected_feed, registry, scoring, seeds
 from ..attribution import attribute_report
 from ..cases import Case, hidden_cases, visible_cases
 from ..course import course_root
@@ -35,7 +35,7 @@ from ..engine import ExerciseResult, PartResult, grade_exercise, zero_result
 from ..forbidden import scan_source
 from ..outcome import EXCEPTION, GRADER_ERROR, NOT_IMPLEMENTED, NOTEBOOK_UNREADABLE, TIMEOUT
 from ..integrity import notebook_flags
-from ..expected import expected_values, prefetch
+from ..expected import expected_values, fork_pays, prefetch
 from ..oracle import torch as oracle_torch
 from ..spec import Exercise
 from . import cores, sandbox, scratch, selection, stubs, submission
@@ -134,11 +134,13 @@ def grading_cases(ex: Exercise, seed: int, factor: int) -> list[Case]:
     """The visible cases plus ``factor`` times the notebook check's count of fresh hidden cases (cached per process,
     drawn once even when the grading thread and the prefetching one ask at the same time)."""
     key = (ex.assignment, ex.name, seed, factor)
+    fed = None if key in _CASES else expected_feed.cases(ex, seed, factor)   # a batch's oracle process drew them
     with _CASES_LOCK:
         if key not in _CASES:
             if len(_CASES) > 256:
                 _CASES.clear()
-            cases = visible_cases(ex) + hidden_cases(ex, seed, count=max(1, factor) * notebook_case_count(ex))
+            cases = fed if fed is not None else \
+                visible_cases(ex) + hidden_cases(ex, seed, count=max(1, factor) * notebook_case_count(ex))
             for case in cases:
                 _read_only((case.call.args, case.call.kwargs))
             _CASES[key] = cases
@@ -162,8 +164,20 @@ def prefetch_expected(exercises: Sequence[Exercise], seed: int | None, options: 
     """Start computing the exercises' cases and expected values in a background thread (:mod:`autograder.expected`)
     while the sandbox starts and runs the notebook's cells."""
     todo = [ex for ex in exercises if seed is not None and not _values_known(ex, seed, options)]
+    fed = [ex for ex in todo if expected_feed.covers(ex, seed, options.case_factor)]
+    if fed and not fork_pays(fed, options.device):   # this process needs torch itself (modules, parts): now
+        threading.Thread(target=oracle_torch, name="convlab-import-torch", daemon=True).start()
+    todo = [ex for ex in todo if ex not in fed]
     if todo:
         prefetch(todo, lambda ex: grading_cases(ex, seed, options.case_factor), options.device, before=oracle_torch)
+
+
+def _expected(ex: Exercise, cases: list[Case], seed: int, options: Options):
+    """The expected values of ``ex``'s grading cases: this process's store, fed by the batch's oracle process when
+    it brings them (:mod:`autograder.expected_feed`)."""
+    store = expected_values(ex, cases, options.device)
+    expected_feed.bind(ex, seed, options.case_factor, cases, store)
+    return store
 
 
 def _values_known(ex: Exercise, seed: int, options: Options) -> bool:
@@ -469,7 +483,7 @@ def _grade_one(ex: Exercise, session: WorkerSession, program: Program, options: 
         answer = handle.answer(cases)
         context = {"isolated": True, "isolation": mode}
         result = grade_exercise(graded, answer, cases, options.device, (), options.shrink_budget, "", context,
-                                expected_values(ex, cases, options.device))
+                                _expected(ex, cases, seed, options))
     result = scoring.apply_policy(result, scoring.CreditPolicy.parse(options.partial_credit))
     error = session.cell_errors.get(ex.name)
     if error:

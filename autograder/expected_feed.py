@@ -1,0 +1,276 @@
+"""One oracle process for a whole local ``batch``: it draws every assignment's grading cases and computes their
+expected values once, and each grading process of the pool receives them, instead of drawing and computing them
+itself after its own ``import torch`` (on 2 cores that duplicated work was a quarter of a class's CPU time).
+
+The batch (parent): :class:`Feed` forks the oracle process before the pool starts; each pool process takes one
+pipe in the pool's initialiser (:func:`attach`) and the parent drops its copies once the pool has started
+(:meth:`Feed.release`). The messages are pickled (the processes are all the grader's own, forked before any
+student code runs; the sandboxes never hold these pipes):
+
+- ``("cases", key, cases)``: the grading cases of ``key = (assignment, exercise, seed, factor)``, in order;
+- ``("values", key, start, values, unknown)``: expected values from case ``start`` on (:mod:`autograder.expected`
+  chunks; ``unknown``: cases whose oracle raised, which the engine computes itself and sees raise);
+- ``("end", key)``.
+
+A grading process asks for the cases of a key (:func:`cases`, waiting for them) and connects a key's
+:class:`~autograder.expected.Expected` store (:func:`bind`). Nothing changes what is graded: the cases are those
+:func:`autograder.isolation.grader.grading_cases` draws from the same seed and the values are
+:func:`~autograder.oracle.run_reference` of them. What the feed does not cover, or does not deliver within
+``expected.STALL_SECONDS``, is drawn and computed as without it. The oracle process is not paused while a speed
+part is timed in another process (neither is that process's grading).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+from multiprocessing.connection import Connection
+from typing import Any, Callable, Sequence
+
+from . import expected
+
+Key = tuple  # (assignment, exercise name, seed, cases factor)
+
+
+def key_of(ex, seed: int, factor: int) -> Key:
+    return (ex.assignment, ex.name, int(seed), int(factor))
+
+
+# ------------------------------------------------------------------------------------------ the batch's side
+
+def pays(assignment: str, device: str) -> bool:
+    """Whether one oracle process for the pool saves work on ``assignment``: on the CPU, where the grading processes
+    need no torch themselves (no views, no extra parts: :func:`autograder.expected.fork_pays`). Where they import
+    it anyway (02, 06, 07), each computing its own values costs less than receiving them (measured on 2 cores)."""
+    from . import registry
+
+    exercises = registry.assignments().get(assignment, [])
+    return device == "cpu" and bool(exercises) and \
+        not any(ex.view is not None or ex.parts for ex in exercises)
+
+class Feed:
+    """The oracle process of a local batch and its pipes, one per pool process.
+
+    ``plan``: ``(assignment, seed)`` in the order the batch grades them; ``draw(ex, seed, factor)`` the grading
+    cases (``grader.grading_cases``); ``workers``: the pool's size."""
+
+    def __init__(self, plan: Sequence[tuple[str, int]], factor: int, device: str, workers: int,
+                 draw: Callable[[Any, int, int], list]):
+        import multiprocessing
+
+        self.plan, self.factor, self.device, self.draw = list(plan), int(factor), device, draw
+        self.covered = {(a, int(s)) for a, s in self.plan}
+        self.workers = workers
+        self.read_fds: list[int] = []
+        self.pid = 0
+        self.taken = multiprocessing.get_context("fork").Value("i", 0)
+
+    def start(self) -> "Feed":
+        pipes = [os.pipe() for _ in range(self.workers)]
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                keep = [w for _, w in pipes]
+                _close_all_but(keep)
+                _die_with_parent()
+                _serve(self, [Connection(fd, readable=False) for fd in keep])
+                code = 0
+            finally:
+                os._exit(code)
+        for _, w in pipes:
+            os.close(w)
+        self.pid, self.read_fds = pid, [r for r, _ in pipes]
+        return self
+
+    def release(self) -> None:
+        """The pool has started (each process holds its pipe): the parent's copies go, so that a pipe whose process
+        died is closed and the oracle process stops writing to it."""
+        for fd in self.read_fds:
+            _close(fd)
+        self.read_fds = []
+
+    def close(self) -> None:
+        self.release()
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (OSError, ChildProcessError):
+                pass
+            self.pid = 0
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _close_all_but(keep: list[int]) -> None:
+    """Nothing of the parent's stays open in the oracle process (the output folder's lock, the pool's pipes)."""
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the parent's close() kills it
+        pass
+
+
+def _serve(feed: Feed, conns: list[Connection]) -> None:
+    """The oracle process: for each planned assignment, every exercise's cases, then their values by chunks."""
+    from . import registry
+    from .oracle import oracle_numerics
+
+    out = list(conns)
+
+    def send(message: tuple) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        for conn in list(out):
+            try:
+                conn.send_bytes(data)
+            except OSError:          # that grading process is gone
+                out.remove(conn)
+        if not out:
+            raise SystemExit(0)
+
+    for assignment, seed in feed.plan:
+        exercises = registry.assignments().get(assignment, [])
+        drawn = []
+        for ex in exercises:          # every exercise's cases first: they need no torch (except for modules)
+            drawn.append((ex, key_of(ex, seed, feed.factor), feed.draw(ex, seed, feed.factor)))
+            send(("cases", drawn[-1][1], drawn[-1][2]))
+        with oracle_numerics():
+            for ex, key, cases in drawn:
+                _send_values(send, ex, key, cases, feed.device)
+
+
+def _send_values(send: Callable[[tuple], None], ex, key: Key, cases: list, device: str) -> None:
+    for start in range(0, len(cases), expected.CHUNK):
+        values, unknown = expected._compute_chunk(ex, cases, start, device)
+        try:
+            send(("values", key, start, values, unknown))
+        except (TypeError, ValueError, AttributeError, pickle.PicklingError):
+            send(("values", key, start, [], list(range(start, start + len(values)))))
+    send(("end", key))
+
+
+# ------------------------------------------------------------------------------------------ a grading process
+
+class _Entry:
+    def __init__(self):
+        self.cases: list | None = None
+        self.chunks: list[tuple] = []
+        self.done = False
+        self.store: expected.Expected | None = None
+
+
+_COND = threading.Condition()
+_FED: dict = {"covered": set(), "open": False, "factor": None}
+_ENTRIES: dict[Key, _Entry] = {}
+
+
+def attach(feed: Feed | None) -> None:
+    """In a pool process: take the next free pipe of ``feed`` (none left: grade without it) and read it."""
+    if feed is None or not feed.read_fds:
+        return
+    with feed.taken.get_lock():
+        index = feed.taken.value
+        feed.taken.value += 1
+    for i, fd in enumerate(feed.read_fds):
+        if i != index:
+            _close(fd)
+    if index >= len(feed.read_fds):
+        return
+    with _COND:
+        _FED.update(covered=set(feed.covered), open=True, factor=feed.factor)
+    conn = Connection(feed.read_fds[index], writable=False)
+    threading.Thread(target=_read, args=(conn,), name="convlab-feed", daemon=True).start()
+
+
+def _read(conn: Connection) -> None:
+    try:
+        while True:
+            _take(pickle.loads(conn.recv_bytes()))
+    except (EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError):
+        pass
+    finally:
+        try:
+            conn.close()
+        except OSError:
+            pass
+        with _COND:
+            _FED["open"] = False
+            for entry in _ENTRIES.values():
+                if entry.store is not None and not entry.done:
+                    entry.store.end()
+            _COND.notify_all()
+
+
+def _take(message: tuple) -> None:
+    kind, key = message[0], message[1]
+    with _COND:
+        entry = _ENTRIES.setdefault(key, _Entry())
+        if kind == "cases":
+            entry.cases = message[2]
+        elif kind == "values":
+            entry.chunks.append(message[2:])
+            if entry.store is not None:
+                entry.store.put(*message[2:])
+        elif kind == "end":
+            entry.done = True
+            if entry.store is not None:
+                entry.store.end()
+        _COND.notify_all()
+
+
+def _planned(ex, seed: int | None, factor: int) -> bool:
+    with _COND:
+        return seed is not None and factor == _FED["factor"] and (ex.assignment, int(seed)) in _FED["covered"]
+
+
+def covers(ex, seed: int | None, factor: int) -> bool:
+    """Whether this process's feed brings (or brought) ``ex``'s cases and values."""
+    return _planned(ex, seed, factor)
+
+
+def cases(ex, seed: int, factor: int) -> list | None:
+    """The feed's grading cases of ``ex``, once they arrive (``None``: not covered, or the feed closed or went
+    silent for ``expected.STALL_SECONDS`` before they came)."""
+    if not _planned(ex, seed, factor):
+        return None
+    key = key_of(ex, seed, factor)
+    with _COND:
+        while (key not in _ENTRIES or _ENTRIES[key].cases is None) and _FED["open"]:
+            if not _COND.wait(expected.STALL_SECONDS):
+                return None
+        entry = _ENTRIES.get(key)
+        return entry.cases if entry is not None else None
+
+
+def bind(ex, seed: int, factor: int, cases_list: list, store: expected.Expected) -> bool:
+    """Make ``store`` (the values of ``cases_list``, this feed's cases of ``ex``) receive the feed's values: those
+    already here at once, the rest as they come. ``False`` when the feed does not bring them."""
+    key = key_of(ex, seed, factor)
+    with _COND:
+        entry = _ENTRIES.get(key)
+        if entry is None or entry.cases is not cases_list:
+            return False
+        if entry.store is store:
+            return True
+        entry.store = store
+        if not (entry.done or not _FED["open"]):
+            store.begin()
+        for chunk in entry.chunks:
+            store.put(*chunk)
+        return True
