@@ -1,9 +1,10 @@
-"""One oracle process for a whole local ``batch``: it draws every assignment's grading cases and computes their
+"""Oracle processes shared by a whole local ``batch``: they draw every assignment's grading cases and compute their
 expected values once, and each grading process of the pool receives them, instead of drawing and computing them
 itself after its own ``import torch`` (on 2 cores that duplicated work was a quarter of a class's CPU time).
 
-The batch (parent): :class:`Feed` forks the oracle process before the pool starts; each pool process takes one
-pipe in the pool's initialiser (:func:`attach`) and the parent drops its copies once the pool has started
+The batch (parent): :class:`Feed` forks the oracle processes (one per four graders) before the pool
+starts; each pool process takes its pipes in the pool's initialiser (:func:`attach`) and the parent drops its
+copies once the pool has started
 (:meth:`Feed.release`). The messages are pickled (the processes are all the grader's own, forked before any
 student code runs; the sandboxes never hold these pipes):
 
@@ -50,56 +51,66 @@ def pays(assignment: str, device: str) -> bool:
         not any(ex.view is not None or ex.parts for ex in exercises)
 
 class Feed:
-    """The oracle process of a local batch and its pipes, one per pool process.
+    """The oracle processes of a local batch and their pipes (one per oracle process and pool process).
 
     ``plan``: ``(assignment, seed)`` in the order the batch grades them; ``draw(ex, seed, factor)`` the grading
-    cases (``grader.grading_cases``); ``workers``: the pool's size."""
+    cases (``grader.grading_cases``); ``workers``: the pool's size. The exercises are dealt to ``oracles``
+    processes in turn (the first exercise to one, the second to the next...): the first values a grading process
+    needs come after one ``import torch`` and one exercise's work, not after every exercise's cases."""
 
     def __init__(self, plan: Sequence[tuple[str, int]], factor: int, device: str, workers: int,
-                 draw: Callable[[Any, int, int], list]):
+                 draw: Callable[[Any, int, int], list], oracles: int = 1):
         import multiprocessing
 
-        self.plan, self.factor, self.device, self.draw = list(plan), int(factor), device, draw
-        self.covered = {(a, int(s)) for a, s in self.plan}
-        self.workers = workers
-        self.read_fds: list[int] = []
-        self.pid = 0
+        from . import registry
+
+        self.factor, self.device, self.draw, self.workers = int(factor), device, draw, workers
+        self.items = [(ex, int(seed)) for assignment, seed in plan for ex in registry.assignments().get(assignment, [])]
+        self.oracles = max(1, min(oracles, len(self.items)))
+        self.owner = {key_of(ex, seed, self.factor): i % self.oracles for i, (ex, seed) in enumerate(self.items)}
+        self.read_fds: list[list[int]] = []       # [pool process][oracle process]
+        self.pids: list[int] = []
         self.taken = multiprocessing.get_context("fork").Value("i", 0)
 
     def start(self) -> "Feed":
-        pipes = [os.pipe() for _ in range(self.workers)]
+        pipes = [[os.pipe() for _ in range(self.oracles)] for _ in range(self.workers)]
+        for k in range(self.oracles):
+            self.pids.append(self._fork(k, [row[k][1] for row in pipes]))
+        for row in pipes:
+            for _, w in row:
+                os.close(w)
+        self.read_fds = [[r for r, _ in row] for row in pipes]
+        return self
+
+    def _fork(self, k: int, write_fds: list[int]) -> int:
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                keep = [w for _, w in pipes]
-                _close_all_but(keep)
+                _close_all_but(write_fds)
                 _die_with_parent()
-                _serve(self, [Connection(fd, readable=False) for fd in keep])
+                _serve(self.items[k::self.oracles], self, [Connection(fd, readable=False) for fd in write_fds])
                 code = 0
             finally:
                 os._exit(code)
-        for _, w in pipes:
-            os.close(w)
-        self.pid, self.read_fds = pid, [r for r, _ in pipes]
-        return self
+        return pid
 
     def release(self) -> None:
-        """The pool has started (each process holds its pipe): the parent's copies go, so that a pipe whose process
-        died is closed and the oracle process stops writing to it."""
-        for fd in self.read_fds:
+        """The pool has started (each process holds its pipes): the parent's copies go, so that a pipe whose process
+        died is closed and the oracle processes stop writing to it."""
+        for fd in (fd for row in self.read_fds for fd in row):
             _close(fd)
         self.read_fds = []
 
     def close(self) -> None:
         self.release()
-        if self.pid:
+        for pid in self.pids:
             try:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
             except (OSError, ChildProcessError):
                 pass
-            self.pid = 0
+        self.pids = []
 
 
 def _close(fd: int) -> None:
@@ -127,9 +138,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def _serve(feed: Feed, conns: list[Connection]) -> None:
-    """The oracle process: for each planned assignment, every exercise's cases, then their values by chunks."""
-    from . import registry
+def _serve(items: list, feed: Feed, conns: list[Connection]) -> None:
+    """An oracle process: its exercises' cases first (they need no torch, except for modules), then their values
+    by chunks."""
     from .oracle import oracle_numerics
 
     out = list(conns)
@@ -144,15 +155,13 @@ def _serve(feed: Feed, conns: list[Connection]) -> None:
         if not out:
             raise SystemExit(0)
 
-    for assignment, seed in feed.plan:
-        exercises = registry.assignments().get(assignment, [])
-        drawn = []
-        for ex in exercises:          # every exercise's cases first: they need no torch (except for modules)
-            drawn.append((ex, key_of(ex, seed, feed.factor), feed.draw(ex, seed, feed.factor)))
-            send(("cases", drawn[-1][1], drawn[-1][2]))
-        with oracle_numerics():
-            for ex, key, cases in drawn:
-                _send_values(send, ex, key, cases, feed.device)
+    drawn = []
+    for ex, seed in items:
+        drawn.append((ex, key_of(ex, seed, feed.factor), feed.draw(ex, seed, feed.factor)))
+        send(("cases", drawn[-1][1], drawn[-1][2]))
+    with oracle_numerics():
+        for ex, key, cases in drawn:
+            _send_values(send, ex, key, cases, feed.device)
 
 
 def _send_values(send: Callable[[tuple], None], ex, key: Key, cases: list, device: str) -> None:
@@ -176,29 +185,31 @@ class _Entry:
 
 
 _COND = threading.Condition()
-_FED: dict = {"covered": set(), "open": False, "factor": None}
+_FED: dict = {"owner": {}, "open": set()}   # key -> oracle process; the oracle processes still sending
 _ENTRIES: dict[Key, _Entry] = {}
 
 
 def attach(feed: Feed | None) -> None:
-    """In a pool process: take the next free pipe of ``feed`` (none left: grade without it) and read it."""
+    """In a pool process: take the next free set of pipes of ``feed`` (none left: grade without it), read them."""
     if feed is None or not feed.read_fds:
         return
     with feed.taken.get_lock():
         index = feed.taken.value
         feed.taken.value += 1
-    for i, fd in enumerate(feed.read_fds):
+    for i, row in enumerate(feed.read_fds):
         if i != index:
-            _close(fd)
+            for fd in row:
+                _close(fd)
     if index >= len(feed.read_fds):
         return
     with _COND:
-        _FED.update(covered=set(feed.covered), open=True, factor=feed.factor)
-    conn = Connection(feed.read_fds[index], writable=False)
-    threading.Thread(target=_read, args=(conn,), name="convlab-feed", daemon=True).start()
+        _FED.update(owner=dict(feed.owner), open=set(range(len(feed.read_fds[index]))))
+    for k, fd in enumerate(feed.read_fds[index]):
+        conn = Connection(fd, writable=False)
+        threading.Thread(target=_read, args=(k, conn), name=f"convlab-feed-{k}", daemon=True).start()
 
 
-def _read(conn: Connection) -> None:
+def _read(k: int, conn: Connection) -> None:
     try:
         while True:
             _take(pickle.loads(conn.recv_bytes()))
@@ -210,9 +221,9 @@ def _read(conn: Connection) -> None:
         except OSError:
             pass
         with _COND:
-            _FED["open"] = False
-            for entry in _ENTRIES.values():
-                if entry.store is not None and not entry.done:
+            _FED["open"].discard(k)
+            for key, entry in _ENTRIES.items():
+                if entry.store is not None and not entry.done and _FED["owner"].get(key) == k:
                     entry.store.end()
             _COND.notify_all()
 
@@ -234,24 +245,25 @@ def _take(message: tuple) -> None:
         _COND.notify_all()
 
 
-def _planned(ex, seed: int | None, factor: int) -> bool:
-    with _COND:
-        return seed is not None and factor == _FED["factor"] and (ex.assignment, int(seed)) in _FED["covered"]
-
-
 def covers(ex, seed: int | None, factor: int) -> bool:
     """Whether this process's feed brings (or brought) ``ex``'s cases and values."""
-    return _planned(ex, seed, factor)
+    with _COND:
+        return seed is not None and key_of(ex, seed, factor) in _FED["owner"]
+
+
+def _coming(key: Key) -> bool:
+    """Whether the oracle process that owns ``key`` still sends (call with ``_COND`` held)."""
+    return _FED["owner"].get(key) in _FED["open"]
 
 
 def cases(ex, seed: int, factor: int) -> list | None:
-    """The feed's grading cases of ``ex``, once they arrive (``None``: not covered, or the feed closed or went
-    silent for ``expected.STALL_SECONDS`` before they came)."""
-    if not _planned(ex, seed, factor):
+    """The feed's grading cases of ``ex``, once they arrive (``None``: not covered, or its oracle process ended or
+    went silent for ``expected.STALL_SECONDS`` before they came)."""
+    if not covers(ex, seed, factor):
         return None
     key = key_of(ex, seed, factor)
     with _COND:
-        while (key not in _ENTRIES or _ENTRIES[key].cases is None) and _FED["open"]:
+        while (key not in _ENTRIES or _ENTRIES[key].cases is None) and _coming(key):
             if not _COND.wait(expected.STALL_SECONDS):
                 return None
         entry = _ENTRIES.get(key)
@@ -269,7 +281,7 @@ def bind(ex, seed: int, factor: int, cases_list: list, store: expected.Expected)
         if entry.store is store:
             return True
         entry.store = store
-        if not (entry.done or not _FED["open"]):
+        if not entry.done and _coming(key):
             store.begin()
         for chunk in entry.chunks:
             store.put(*chunk)

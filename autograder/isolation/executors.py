@@ -212,7 +212,8 @@ class PoolExecutor(SerialExecutor):
         plan = [(a, s) for a, s in plan if pays(a, device)]
         if not plan or graders < 2 or "fork" not in multiprocessing.get_all_start_methods():
             return None
-        return Feed(plan, int(options_plain.get("case_factor", 10)), device, graders, grading_cases).start()
+        return Feed(plan, int(options_plain.get("case_factor", 10)), device, graders, grading_cases,
+                    oracles=max(1, graders // 4)).start()
 
     def _new_pool(self, count: int, device: str) -> ProcessPoolExecutor:
         """``fork`` where available (cheap, shares what this process has loaded); ``spawn`` when grading on a GPU,

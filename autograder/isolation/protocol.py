@@ -138,7 +138,7 @@ def _dict_tree(value: dict, blobs: list, default: Callable[[Any], Any] | None, d
         if type(k) is not str or k[:1] == "$":
             del blobs[mark:]        # encoded again below, as a $dict
             break
-        out[k] = to_tree(v, blobs, default, depth)
+        out[k] = v if type(v) in _PLAIN_ATOMS else to_tree(v, blobs, default, depth)
     else:
         return out
     return {"$dict": [[to_tree(k, blobs, default, depth), to_tree(v, blobs, default, depth)]
@@ -246,22 +246,30 @@ def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None 
     for k, v in tree.items():
         if k[:1] == "$":
             raise ProtocolError("unknown tagged value")
-        out[k] = from_tree(v, blobs, resolve, depth + 1)
+        out[k] = v if type(v) in _JSON_ATOMS else from_tree(v, blobs, resolve, depth + 1)
     return out
+
+
+#: one encoder and one decoder for every frame (``json.dumps`` with options builds a new encoder per call)
+_ENCODE = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+_DECODE = json.JSONDecoder().decode
+
+
+def frame(tree: Any, blobs: list[bytes]) -> bytes:
+    """The frame of a message tree and its blobs."""
+    header = _ENCODE({"m": tree, "b": [len(b) for b in blobs]}).encode()
+    return b"".join([_HEAD.pack(MAGIC, len(header)), header, *blobs])
 
 
 def pack(message: dict, default: Callable[[Any], Any] | None = None) -> bytes:
     """One frame for ``message`` (a dict of str keys)."""
     blobs: list[bytes] = []
-    tree = to_tree(message, blobs, default)
-    header = json.dumps({"m": tree, "b": [len(b) for b in blobs]}, allow_nan=False,
-                        separators=(",", ":")).encode()
-    return b"".join([_HEAD.pack(MAGIC, len(header)), header, *blobs])
+    return frame(to_tree(message, blobs, default), blobs)
 
 
 def _parse_header(header: bytes, max_bytes: int) -> tuple[Any, list[int]]:
     try:
-        doc = json.loads(header)
+        doc = _DECODE(header.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError(f"malformed header: {str(exc)[:200]}") from None
     if type(doc) is not dict or "m" not in doc or type(doc.get("b")) is not list:
@@ -326,6 +334,7 @@ class Channel:
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
         self._buf = bytearray()
+        self._start = 0                 # bytes of _buf already taken (removed in bulk, not per frame)
         self._read_closed = False
 
     def _wait(self, fd: int, events: int, deadline: float) -> None:
@@ -354,7 +363,7 @@ class Channel:
 
     def _wait_to_write(self, deadline: float) -> None:
         """Wait until the write end takes more, reading whatever arrives meanwhile (bounded by ``max_bytes``)."""
-        if len(self._buf) >= self.max_bytes or self._read_closed:
+        if self._held() >= self.max_bytes or self._read_closed:
             self._wait(self.write_fd, select.POLLOUT, deadline)
             return
         left = deadline - time.monotonic()
@@ -371,16 +380,16 @@ class Channel:
 
     def _read_available(self) -> None:
         try:
-            chunk = os.read(self.read_fd, min(1 << 16, self.max_bytes - len(self._buf)))
+            chunk = os.read(self.read_fd, min(1 << 16, self.max_bytes - self._held()))
         except (BlockingIOError, OSError):
             return
         self._read_closed = not chunk   # the peer closed its end: receive() reports it; stop polling it here
         self._buf += chunk
 
     def _fill(self, need: int, deadline: float) -> None:
-        while len(self._buf) < need:
+        while self._held() < need:
             try:
-                chunk = os.read(self.read_fd, max(need - len(self._buf), 1 << 16))
+                chunk = os.read(self.read_fd, max(need - self._held(), 1 << 16))
             except BlockingIOError:
                 self._wait(self.read_fd, select.POLLIN, deadline)
                 continue
@@ -388,10 +397,16 @@ class Channel:
                 raise Closed("channel closed")
             self._buf += chunk
 
+    def _held(self) -> int:
+        return len(self._buf) - self._start
+
     def _take(self, n: int, deadline: float) -> bytes:
         self._fill(n, deadline)
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
+        out = bytes(self._buf[self._start:self._start + n])
+        self._start += n
+        if self._start >= 1 << 16 or self._start == len(self._buf):
+            del self._buf[:self._start]
+            self._start = 0
         return out
 
     def receive(self, deadline: float) -> tuple[Any, list]:
@@ -406,8 +421,9 @@ class Channel:
     def drain(self) -> int:
         """Discard every byte already received or waiting in the pipe (between exercises nothing legitimate is
         in flight); returns how many were discarded."""
-        dropped = len(self._buf)
+        dropped = self._held()
         self._buf.clear()
+        self._start = 0
         while True:
             try:
                 chunk = os.read(self.read_fd, 1 << 16)

@@ -28,7 +28,7 @@ from ..answers import Outcome
 from ..compare import NotPlainData, to_plain
 from ..spec import Call, Exercise
 from . import sandbox, stubs
-from .protocol import Closed, ProtocolError, Timeout, new_id, pack, to_tree
+from .protocol import Closed, ProtocolError, Timeout, frame, new_id, pack, to_tree
 from .submission import Cell
 
 from .manifest import REFERENCE_MODULES
@@ -105,20 +105,10 @@ def _argument_encoder(blobs: list) -> Any:
     return default
 
 
-def _frame(tree: Any, blobs: list[bytes]) -> bytes:
-    import json
-
-    from .protocol import _HEAD, MAGIC
-
-    header = json.dumps({"m": tree, "b": [len(b) for b in blobs]}, allow_nan=False,
-                        separators=(",", ":")).encode()
-    return b"".join([_HEAD.pack(MAGIC, len(header)), header, *blobs])
-
-
 def pack_call(message: dict) -> bytes:
     """Like :func:`protocol.pack`, with grader-side objects in a case's arguments encoded (:func:`_argument_encoder`)."""
     blobs: list[bytes] = []
-    return _frame(to_tree(message, blobs, _argument_encoder(blobs)), blobs)
+    return frame(to_tree(message, blobs, _argument_encoder(blobs)), blobs)
 
 
 #: encoded chunks of calls, by the identity of their ``Call`` objects: ``batch`` sends every student of an
@@ -366,7 +356,7 @@ class RemoteAnswer:
             return pack_call({"op": "call", "id": rid, "fn": self.fn, "args": tuple(c.args),
                               "kwargs": dict(c.kwargs), "encode": self.encode})
         tree, blobs = encoded_calls(calls)
-        return _frame({"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode, "calls": tree}, blobs)
+        return frame({"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode, "calls": tree}, blobs)
 
     def _send(self, calls: Sequence[Call]) -> bool:
         box = self.handle.box
