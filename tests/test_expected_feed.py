@@ -37,7 +37,7 @@ def test_the_feed_brings_the_same_cases_and_values_as_drawing_and_computing_them
         from autograder.oracle import run_reference
 
         seed, factor = 1234, 1
-        feed = expected_feed.Feed([("01-single-channel", seed)], factor, "cpu", 1, grading_cases).start()
+        feed = expected_feed.Feed([("01-single-channel", seed)], factor, "cpu", 1, grading_cases, oracles=2).start()
         expected_feed.attach(feed)        # (in a batch, the pool's processes attach, then the parent releases)
         for ex in registry.assignments()["01-single-channel"]:
             fed = expected_feed.cases(ex, seed, factor)
