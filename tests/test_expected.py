@@ -248,3 +248,46 @@ def test_example_notebooks_get_the_same_grades_and_feedback_either_way(student, 
     ahead = _graded_texts(path, monkeypatch, ahead=True)
     assert len(ahead) >= 3 and any(part[1] < 1 for part in ahead)      # graded, with mistakes to explain
     assert ahead == _graded_texts(path, monkeypatch, ahead=False)
+
+
+def test_cases_are_drawn_once_without_holding_the_lock_that_a_fork_takes(monkeypatch):
+    """While one thread draws an exercise's cases, the cases lock is free (a sandbox launch, which forks, must not
+    wait for the draw), a second thread asking for the same cases waits and gets the same list, and a process
+    forked meanwhile draws them itself instead of waiting for a thread it does not have."""
+    from autograder.isolation import grader
+
+    ex = _exercise("conv_output_size")
+    started, release, drawn = threading.Event(), threading.Event(), []
+    real = grader.hidden_cases
+
+    def slow_hidden_cases(*args, **kwargs):
+        started.set()
+        release.wait(10)
+        drawn.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grader, "hidden_cases", slow_hidden_cases)
+    seed = SEED + 7919
+    results: list = []
+    first = threading.Thread(target=lambda: results.append(grading_cases(ex, seed, 1)))
+    first.start()
+    assert started.wait(10)
+    assert grader._CASES_LOCK.acquire(blocking=False)   # free while the draw runs
+    grader._CASES_LOCK.release()
+    second = threading.Thread(target=lambda: results.append(grading_cases(ex, seed, 1)))
+    second.start()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no thread of the parent will finish the draw here
+        release.set()
+        os.write(write_fd, str(len(grading_cases(ex, seed, 1))).encode())
+        os._exit(0)
+    os.close(write_fd)
+    child_count = int(os.read(read_fd, 64) or b"-1")
+    os.waitpid(pid, 0)
+    os.close(read_fd)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert len(results) == 2 and results[0] is results[1] and len(drawn) == 1
+    assert child_count == len(results[0]) == grading_case_count(ex, 1)

@@ -113,10 +113,11 @@ class SubmissionResult:
 # ------------------------------------------------------------------------------------------ cases and oracle
 
 _CASES: dict[tuple, list[Case]] = {}
-_CASES_LOCK = threading.Lock()
-if hasattr(os, "register_at_fork"):  # a forked process (autograder.expected) draws cases too: never a held lock
-    os.register_at_fork(before=_CASES_LOCK.acquire, after_in_parent=_CASES_LOCK.release,
-                        after_in_child=_CASES_LOCK.release)
+_DRAWING: dict[tuple, threading.Event] = {}   # cases a thread of this process is drawing now
+_CASES_LOCK = threading.Lock()                # held for dictionary updates only, never while drawing
+if hasattr(os, "register_at_fork"):  # a forked process (autograder.expected) draws cases too: never a held lock,
+    os.register_at_fork(before=_CASES_LOCK.acquire, after_in_parent=_CASES_LOCK.release,   # nor a draw that
+                        after_in_child=lambda: (_DRAWING.clear(), _CASES_LOCK.release()))   # no thread finishes
 _ORACLES: dict[tuple, Exercise] = {}
 
 
@@ -132,19 +133,38 @@ def grading_case_count(ex: Exercise, factor: int) -> int:
 
 def grading_cases(ex: Exercise, seed: int, factor: int) -> list[Case]:
     """The visible cases plus ``factor`` times the notebook check's count of fresh hidden cases (cached per process,
-    drawn once even when the grading thread and the prefetching one ask at the same time)."""
+    drawn once even when the grading thread and the prefetching one ask at the same time; read-only)."""
     key = (ex.assignment, ex.name, seed, factor)
-    fed = None if key in _CASES else expected_feed.cases(ex, seed, factor)   # a batch's oracle process drew them
-    with _CASES_LOCK:
-        if key not in _CASES:
+    while True:
+        with _CASES_LOCK:
+            if key in _CASES:
+                return _CASES[key]
+            drawing = _DRAWING.get(key)
+            if drawing is None:
+                mine = _DRAWING[key] = threading.Event()
+                break
+        drawing.wait()
+    try:
+        cases = _draw(ex, seed, factor)
+        with _CASES_LOCK:
             if len(_CASES) > 256:
                 _CASES.clear()
-            cases = fed if fed is not None else \
-                visible_cases(ex) + hidden_cases(ex, seed, count=max(1, factor) * notebook_case_count(ex))
-            for case in cases:
-                _read_only((case.call.args, case.call.kwargs))
             _CASES[key] = cases
-        return _CASES[key]
+        return cases
+    finally:
+        with _CASES_LOCK:
+            _DRAWING.pop(key, None)
+        mine.set()
+
+
+def _draw(ex: Exercise, seed: int, factor: int) -> list[Case]:
+    """The cases of :func:`grading_cases`: from a batch's oracle process when it drew them, else drawn here."""
+    cases = expected_feed.cases(ex, seed, factor)
+    if cases is None:
+        cases = visible_cases(ex) + hidden_cases(ex, seed, count=max(1, factor) * notebook_case_count(ex))
+    for case in cases:
+        _read_only((case.call.args, case.call.kwargs))
+    return cases
 
 
 def _read_only(value: Any) -> None:
