@@ -154,6 +154,8 @@ def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None
     t = type(value)
     if t is str or t is int or t is bool or value is None:    # the common cases first: no other check needed
         return value
+    if t is float:
+        return value if value - value == 0.0 else {"$float": repr(value)}   # finite, else tagged
     if depth > 64:
         raise TypeError("nested too deeply")
     if t is tuple:  # plain values first, without a call each (the bulk of an encoded module's tree)
