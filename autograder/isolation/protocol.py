@@ -77,12 +77,25 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
         arr = arr.copy(order="C")
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
-    descr = np.lib.format.dtype_to_descr(arr.dtype)
-    shape = f"({arr.shape[0]},)" if arr.ndim == 1 else "(" + ", ".join(str(d) for d in arr.shape) + ")"
-    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
-    total = len(_NPY_MAGIC) + 2 + len(header) + 1
-    header += " " * ((64 - total % 64) % 64) + "\n"
-    return _NPY_MAGIC + struct.pack("<H", len(header)) + header.encode("latin1") + arr.tobytes()
+    return _npy_header(arr.dtype.str, arr.shape) + arr.tobytes()
+
+
+_NPY_HEADERS: dict = {}
+
+
+def _npy_header(descr: str, shape: tuple) -> bytes:
+    """The ``.npy`` prefix (magic, length, header) of a C-ordered array of this dtype and shape (cached)."""
+    key = (descr, shape)
+    prefix = _NPY_HEADERS.get(key)
+    if prefix is None:
+        dims = f"({shape[0]},)" if len(shape) == 1 else "(" + ", ".join(str(d) for d in shape) + ")"
+        header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}"
+        total = len(_NPY_MAGIC) + 2 + len(header) + 1
+        header += " " * ((64 - total % 64) % 64) + "\n"
+        prefix = _NPY_MAGIC + struct.pack("<H", len(header)) + header.encode("latin1")
+        if len(_NPY_HEADERS) < 4096:
+            _NPY_HEADERS[key] = prefix
+    return prefix
 
 
 def _checked_shape(text: bytes) -> tuple:
@@ -159,7 +172,10 @@ def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None
     if depth > 64:
         raise TypeError("nested too deeply")
     if t is tuple:  # plain values first, without a call each (the bulk of an encoded module's tree)
-        return [v if type(v) in _PLAIN_ATOMS else to_tree(v, blobs, default, depth + 1) for v in value]
+        for v in value:
+            if type(v) not in _PLAIN_ATOMS:
+                return [v if type(v) in _PLAIN_ATOMS else to_tree(v, blobs, default, depth + 1) for v in value]
+        return value    # a tuple of plain values is its own tree (JSON writes it as an array)
     if t is np.ndarray:
         blobs.append(_npy_bytes(value))
         return {"$npy": len(blobs) - 1}
@@ -230,7 +246,7 @@ def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None 
         return tree
     if depth > 64:
         raise ProtocolError("nested too deeply")
-    if t is list:  # plain values (most of an encoded module's tree) are taken as they are, without a call each
+    if t is list or t is tuple:  # plain values (most of a module's tree) taken as they are, without a call each
         return tuple([v if type(v) in _JSON_ATOMS else from_tree(v, blobs, resolve, depth + 1) for v in tree])
     if t is not dict:
         raise ProtocolError(f"unexpected JSON value {t.__name__}")
