@@ -49,6 +49,9 @@ def plain_scalar(value: Any) -> Any:
     return value
 
 
+_ATOMS = frozenset((type(None), bool, int, float, str))
+
+
 def to_plain(value: Any, fresh: bool = False) -> Any:
     """Reduce an answer to plain data: ndarray (base class, own memory), int, float, bool, None, or tuples of those.
 
@@ -59,7 +62,10 @@ def to_plain(value: Any, fresh: bool = False) -> Any:
     """
     t = type(value)
     if t is tuple:
-        return tuple([to_plain(v, fresh) for v in value])
+        for v in value:
+            if type(v) not in _ATOMS:
+                return tuple([to_plain(v, fresh) for v in value])
+        return value        # plain already (immutable: kept as it is)
     if value is None or t is bool or t is int or t is float or t is str:
         return value
     if t is np.ndarray and fresh and value.flags.c_contiguous and value.flags.owndata:

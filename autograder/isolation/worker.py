@@ -157,7 +157,10 @@ def to_plain(value, depth: int = 0):
     if cls is list:  # stays a list: the grader scores it like a tuple but calls it a list in feedback
         return [to_plain(v, depth + 1) for v in value]
     if cls is tuple:
-        return tuple([to_plain(v, depth + 1) for v in value])
+        for v in value:
+            if type(v) not in _PLAIN_SCALARS:
+                return tuple([to_plain(v, depth + 1) for v in value])
+        return value        # plain already (immutable: kept as it is)
     import numpy as np
 
     if isinstance(value, np.bool_):
