@@ -654,7 +654,7 @@ def _flops(layers, c_in, h, w) -> int:
     y = t.empty(1, c_in, h, w, device="meta")
     with flop_counter() as counter:
         for layer in layers:
-            y = layer(y)
+            y = layer.forward(y)   # the layer's own computation, without the module-call machinery (no hooks)
     return int(counter.get_total_flops())
 
 
