@@ -50,3 +50,16 @@ def test_a_module_argument_changed_in_place_is_encoded_again():
     assert new_tree is not tree
     weights = [a for a in new_blobs if protocol._npy_array(a).shape == (1, 1, 1, 1)]
     assert weights and all(protocol._npy_array(a).item() == 2.5 for a in weights)
+
+
+def test_calls_without_torch_objects_never_touch_a_half_imported_torch(monkeypatch):
+    """While another thread imports torch (the expected values' thread), ``sys.modules`` holds a half-initialised
+    module: encoding NumPy-only calls must not look into it (it once raised AttributeError: torch.nn, a grader
+    error for the whole exercise)."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))    # no attributes yet
+    calls = [Call((np.ones((1, 2, 3, 3)), np.ones((2, 2, 1, 1))), {"stride": 1}) for _ in range(3)]
+    tree, blobs = remote.encoded_calls(calls)
+    assert len(_decoded(tree, blobs)) == 3

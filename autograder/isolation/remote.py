@@ -117,16 +117,23 @@ _CHUNKS: OrderedDict = OrderedDict()
 MAX_CHUNKS = 1024
 
 
+def _torch_made(value: Any) -> bool:
+    """Whether ``value`` is an instance of a torch class or of a subclass of one (without importing torch)."""
+    return any((k.__module__ or "").startswith("torch") for k in type(value).__mro__)
+
+
 def _module_versions(calls: Sequence[Call]) -> tuple:
     """Identity and in-place version of every tensor of the calls' module arguments (a changed template is
-    encoded again). Case arrays cannot change: the grader's cases are read-only (``grader.grading_cases``)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is None:
+    encoded again). Case arrays cannot change: the grader's cases are read-only (``grader.grading_cases``).
+    torch is imported only when an argument is a torch object (``import`` waits for another thread that is
+    importing it; ``sys.modules`` may hold it half-initialised meanwhile)."""
+    args = [a for c in calls for a in (*c.args, *c.kwargs.values()) if _torch_made(a)]
+    if not args:
         return ()
-    return tuple((id(t), t._version) for c in calls for a in (*c.args, *c.kwargs.values())
-                 if isinstance(a, torch.nn.Module) for t in (*a.parameters(), *a.buffers()))
+    import torch
+
+    return tuple((id(t), t._version) for a in args if isinstance(a, torch.nn.Module)
+                 for t in (*a.parameters(), *a.buffers()))
 
 
 def encoded_calls(calls: Sequence[Call]) -> tuple[Any, list[bytes]]:
