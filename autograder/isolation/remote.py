@@ -269,6 +269,7 @@ class WorkerSession:
 
     def close(self) -> None:
         if self.box is not None and self.box.alive:
+            self.box.note_cpu()   # before "bye": an idle worker exits at once, and its CPU could not be read after
             try:
                 self.box.channel.send(pack({"op": "bye", "id": new_id()}), time.monotonic() + 1)
             except ProtocolError:

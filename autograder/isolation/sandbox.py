@@ -189,10 +189,14 @@ class Sandbox:
         text = self.output.decode(errors="replace")
         return text + (f"\n... ({self.output_dropped} more bytes)" if self.output_dropped else "")
 
-    def kill(self) -> None:
-        """Kill the worker and every process it started (idempotent)."""
+    def note_cpu(self) -> None:
+        """Record the CPU seconds the sandbox has used so far (read from /proc while it still runs)."""
         if self.alive:
             self.cpu_seconds = max(self.cpu_seconds, tree_cpu_seconds(self.process.pid))
+
+    def kill(self) -> None:
+        """Kill the worker and every process it started (idempotent)."""
+        self.note_cpu()
         self.channel.close()
         self._let_exit()
         if self.mode == "bwrap":
