@@ -163,8 +163,8 @@ _PARENT: dict[str, int] = {}
 
 def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1, feed=None) -> None:
     """In each pool process: die with the batch, leave Ctrl-C to it, drop inherited descriptors (the output
-    folder's lock must end with the batch, not with its last grader), and know how many graders share the
-    machine (:mod:`.cores`)."""
+    folder's lock must end with the batch, not with its last grader), know how many graders share the machine
+    (:mod:`.cores`), and take its pipes of the batch's oracle process (``feed``: :mod:`autograder.expected_feed`)."""
     from .cores import graders_here
 
     graders_here(graders)
