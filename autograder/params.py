@@ -55,12 +55,18 @@ class Param:
         if isinstance(self.mostly, tuple):
             rest = [v for v in range(self.low, high + 1) if v not in self.mostly]
             if not rest or rng.random() < self.chance:
-                return int(rng.choice(self.mostly))
-            return int(rng.choice(rest))
+                return int(_pick(rng, self.mostly))
+            return int(_pick(rng, rest))
         top = min(high, _value(self.mostly, drawn))
         if top >= high or rng.random() < self.chance:
             return int(rng.integers(self.low, top + 1))
         return int(rng.integers(top + 1, high + 1))
+
+
+def _pick(rng, values: Sequence[int]) -> int:
+    """``rng.choice(values)``: the same value from the same stream (NumPy draws the index with ``integers``), without
+    turning ``values`` into an array each time (a case draws thousands of them; tests/test_params.py)."""
+    return values[int(rng.integers(0, len(values)))]
 
 
 def flag(name: str, chance: float = 0.5, label: str | None = "") -> Param:
