@@ -179,16 +179,16 @@ def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None
     if t is np.ndarray:
         blobs.append(_npy_bytes(value))
         return {"$npy": len(blobs) - 1}
+    if t is list:
+        return {"$list": [to_tree(v, blobs, default, depth + 1) for v in value]}
+    if t is dict:
+        return _dict_tree(value, blobs, default, depth + 1)
     is_scalar, tree = _scalar_tree(value)
     if is_scalar:
         return tree
     if isinstance(value, np.ndarray):
         blobs.append(_npy_bytes(value))
         return {"$npy": len(blobs) - 1}
-    if t is list:
-        return {"$list": [to_tree(v, blobs, default, depth + 1) for v in value]}
-    if t is dict:
-        return _dict_tree(value, blobs, default, depth + 1)
     if default is not None:
         return default(value)
     raise TypeError(f"a {t.__module__}.{t.__qualname__}")
