@@ -50,13 +50,14 @@ def pays(assignment: str, device: str) -> bool:
     return device == "cpu" and bool(exercises) and \
         not any(ex.view is not None or ex.parts for ex in exercises)
 
+
 class Feed:
     """The oracle processes of a local batch and their pipes (one per oracle process and pool process).
 
     ``plan``: ``(assignment, seed)`` in the order the batch grades them; ``draw(ex, seed, factor)`` the grading
-    cases (``grader.grading_cases``); ``workers``: the pool's size. The exercises are dealt to ``oracles``
-    processes in turn (the first exercise to one, the second to the next...): the first values a grading process
-    needs come after one ``import torch`` and one exercise's work, not after every exercise's cases."""
+    cases (``grader.grading_cases``); ``workers``: the pool's size; ``oracles``: how many oracle processes share
+    the exercises, dealt in turn (the first exercise to one, the second to the next...; the executor asks for one
+    per four graders: on 2 cores a second one only adds an ``import torch``)."""
 
     def __init__(self, plan: Sequence[tuple[str, int]], factor: int, device: str, workers: int,
                  draw: Callable[[Any, int, int], list], oracles: int = 1):
@@ -65,7 +66,8 @@ class Feed:
         from . import registry
 
         self.factor, self.device, self.draw, self.workers = int(factor), device, draw, workers
-        self.items = [(ex, int(seed)) for assignment, seed in plan for ex in registry.assignments().get(assignment, [])]
+        exercises = registry.assignments()
+        self.items = [(ex, int(seed)) for assignment, seed in plan for ex in exercises.get(assignment, [])]
         self.oracles = max(1, min(oracles, len(self.items)))
         self.owner = {key_of(ex, seed, self.factor): i % self.oracles for i, (ex, seed) in enumerate(self.items)}
         self.read_fds: list[list[int]] = []       # [pool process][oracle process]

@@ -188,7 +188,8 @@ def test_channel_send_reads_replies_meanwhile_so_neither_side_blocks():
     os.close(peer_r)
 
 
-@pytest.mark.parametrize("arr", ARRAYS + [np.zeros((1, 1, 3, 3)), np.array(7, np.int64)], ids=lambda a: f"{a.dtype}{a.shape}")
+@pytest.mark.parametrize("arr", ARRAYS + [np.zeros((1, 1, 3, 3)), np.array(7, np.int64)],
+                         ids=lambda a: f"{a.dtype}{a.shape}")
 def test_npy_payloads_are_what_numpy_saves(arr):
     """The sender's own ``.npy`` writer (headers cached by dtype and shape) writes exactly NumPy's bytes."""
     expected = io.BytesIO()

@@ -106,7 +106,8 @@ def _argument_encoder(blobs: list) -> Any:
 
 
 def pack_call(message: dict) -> bytes:
-    """Like :func:`protocol.pack`, with grader-side objects in a case's arguments encoded (:func:`_argument_encoder`)."""
+    """Like :func:`protocol.pack`, with grader-side objects in a case's arguments encoded
+    (:func:`_argument_encoder`)."""
     blobs: list[bytes] = []
     return frame(to_tree(message, blobs, _argument_encoder(blobs)), blobs)
 
