@@ -259,19 +259,26 @@ def _compute_chunk(ex: Exercise, cases: Sequence[Case], start: int, device: str)
     return values, unknown
 
 
+def send_values(send: Callable[[tuple], Any], head: tuple, ex: Exercise, cases: Sequence[Case],
+                device: str) -> None:
+    """Compute the expected values of ``cases`` chunk by chunk and ``send(head + (start, values, unknown))`` each
+    (``unknown``: indices whose oracle raised); a chunk that cannot be pickled goes as all unknown (the engine then
+    computes those cases itself)."""
+    for start in range(0, len(cases), CHUNK):
+        values, unknown = _compute_chunk(ex, cases, start, device)
+        try:
+            send((*head, start, values, unknown))
+        except (TypeError, ValueError, AttributeError, pickle.PicklingError):
+            send((*head, start, [], list(range(start, start + len(values)))))
+
+
 def _child(exercises, cases_of, device, conn) -> None:
     """The forked process: ``(exercise index, start, values, unknown indices)`` messages, chunk by chunk, then
     ``(exercise index, None, None, None)`` when an exercise is done. Its cases are drawn again here, from the same
     seed: the same cases, in the same order."""
     with oracle_numerics():
         for k, ex in enumerate(exercises):
-            cases = cases_of(ex)
-            for start in range(0, len(cases), CHUNK):
-                values, unknown = _compute_chunk(ex, cases, start, device)
-                try:
-                    conn.send((k, start, values, unknown))
-                except (TypeError, ValueError, AttributeError, pickle.PicklingError):
-                    conn.send((k, start, [], list(range(start, start + len(values)))))
+            send_values(conn.send, (k,), ex, cases_of(ex), device)
             conn.send((k, None, None, None))
 
 

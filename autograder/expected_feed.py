@@ -163,17 +163,8 @@ def _serve(items: list, feed: Feed, conns: list[Connection]) -> None:
         send(("cases", drawn[-1][1], drawn[-1][2]))
     with oracle_numerics():
         for ex, key, cases in drawn:
-            _send_values(send, ex, key, cases, feed.device)
-
-
-def _send_values(send: Callable[[tuple], None], ex, key: Key, cases: list, device: str) -> None:
-    for start in range(0, len(cases), expected.CHUNK):
-        values, unknown = expected._compute_chunk(ex, cases, start, device)
-        try:
-            send(("values", key, start, values, unknown))
-        except (TypeError, ValueError, AttributeError, pickle.PicklingError):
-            send(("values", key, start, [], list(range(start, start + len(values)))))
-    send(("end", key))
+            expected.send_values(send, ("values", key), ex, cases, feed.device)
+            send(("end", key))
 
 
 # ------------------------------------------------------------------------------------------ a grading process

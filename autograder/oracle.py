@@ -27,7 +27,7 @@ def flop_counter() -> Any:
     """A ``FlopCounterMode(display=False)``, PyTorch's own FLOP count. Its dispatch hook is wrapped by torch's
     ``_disable_dynamo``, which imports ``torch._dynamo`` on first use (~1 CPU-second, half of ``import torch``); that
     wrapper only matters under ``torch.compile``, which the oracle never uses, so the hook is marked as already
-    wrapped. The counts are the same (``tests/test_oracle.py``)."""
+    wrapped. The counts are the same (``tests/test_oracle_devices.py``)."""
     from torch.utils import flop_counter as counting
 
     mode = getattr(counting, "_FlopCounterMode", None)

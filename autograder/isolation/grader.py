@@ -35,7 +35,7 @@ from ..engine import ExerciseResult, PartResult, grade_exercise, zero_result
 from ..forbidden import scan_source
 from ..outcome import EXCEPTION, GRADER_ERROR, NOT_IMPLEMENTED, NOTEBOOK_UNREADABLE, TIMEOUT
 from ..integrity import notebook_flags
-from ..expected import expected_values, fork_pays, prefetch
+from ..expected import expected_values, prefetch
 from ..oracle import torch as oracle_torch
 from ..spec import Exercise
 from . import cores, sandbox, scratch, selection, stubs, submission
@@ -184,10 +184,7 @@ def prefetch_expected(exercises: Sequence[Exercise], seed: int | None, options: 
     """Start computing the exercises' cases and expected values in a background thread (:mod:`autograder.expected`)
     while the sandbox starts and runs the notebook's cells."""
     todo = [ex for ex in exercises if seed is not None and not _values_known(ex, seed, options)]
-    fed = [ex for ex in todo if expected_feed.covers(ex, seed, options.case_factor)]
-    if fed and not fork_pays(fed, options.device):   # this process needs torch itself (modules, parts): now
-        threading.Thread(target=oracle_torch, name="convlab-import-torch", daemon=True).start()
-    todo = [ex for ex in todo if ex not in fed]
+    todo = [ex for ex in todo if not expected_feed.covers(ex, seed, options.case_factor)]   # a batch's feed brings
     if todo:
         prefetch(todo, lambda ex: grading_cases(ex, seed, options.case_factor), options.device, before=oracle_torch)
 

@@ -451,8 +451,8 @@ class RemoteAnswer:
         while it reads replies. Chunks double up to :data:`MAX_CHUNK`."""
         if not self._batch or len(self._queued) > self._chunk // 2:
             return True
-        self._chunk = min(2 * self._chunk, MAX_CHUNK) if self._queued or self._expect else self._chunk
         chunk = [self._batch.popleft() for _ in range(min(self._chunk, len(self._batch)))]
+        self._chunk = min(2 * self._chunk, MAX_CHUNK)
         if not self._send(chunk):
             return False
         self._queued.extend(chunk)
