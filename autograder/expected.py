@@ -73,6 +73,13 @@ class Expected:
             raise value.exc
         return value
 
+    def pending(self, case: Case) -> bool:
+        """Whether asking for ``case``'s value now would wait for values still on their way (the engine reads
+        answers ahead meanwhile: :func:`autograder.engine._answer_while_waiting`)."""
+        i = self._index.get(id(case))
+        coming = self._filling or (self.ex.assignment, self.ex.name) in _COMING
+        return i is not None and coming and self._values[i] is _MISSING
+
     @property
     def complete(self) -> bool:
         return all(v is not _MISSING for v in self._values)
@@ -229,15 +236,25 @@ def fork_pays(exercises: Sequence[Exercise], device: str) -> bool:
         not any(ex.view is not None or ex.parts for ex in exercises)
 
 
+#: (assignment, name) of the exercises a prefetching thread is still to compute (``import torch`` first)
+_COMING: set = set()
+
+
 def _prefetch_in_thread(exercises, cases_of, device, before) -> threading.Thread:
+    keys = [(ex.assignment, ex.name) for ex in exercises]
+    _COMING.update(keys)
+
     def work() -> None:
         try:
             if before is not None:
                 before()
-            for ex in exercises:
+            for ex, key in zip(exercises, keys):
                 expected_values(ex, cases_of(ex), device).fill(background=True)
+                _COMING.discard(key)
         except Exception:  # noqa: BLE001 - the grading thread computes (and reports) whatever is missing
             pass
+        finally:
+            _COMING.difference_update(keys)
 
     thread = threading.Thread(target=work, name="convlab-expected", daemon=True)
     thread.start()

@@ -23,18 +23,48 @@ def torch():
     return _torch
 
 
-def flop_counter() -> Any:
-    """A ``FlopCounterMode(display=False)``, PyTorch's own FLOP count. Its dispatch hook is wrapped by torch's
-    ``_disable_dynamo``, which imports ``torch._dynamo`` on first use (~1 CPU-second, half of ``import torch``); that
-    wrapper only matters under ``torch.compile``, which the oracle never uses, so the hook is marked as already
-    wrapped. The counts are the same (``tests/test_oracle_devices.py``)."""
-    from torch.utils import flop_counter as counting
+def torch_imported() -> bool:
+    """Whether torch is imported completely (``sys.modules`` holds it from the start of its ``import``)."""
+    module = sys.modules.get("torch")
+    return module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False)
 
-    mode = getattr(counting, "_FlopCounterMode", None)
-    hook = getattr(getattr(mode, "__torch_dispatch__", None), "__wrapped__", None)
-    if hook is not None and not hasattr(hook, "__dynamo_disable"):
-        hook.__dynamo_disable = hook
-    return counting.FlopCounterMode(display=False)
+
+def conv_flops(x_shape: tuple, w_shape: tuple, stride=1, padding=0, dilation=1, groups=1, transposed: bool = False,
+               output_padding=0) -> tuple[int, tuple]:
+    """``(flops, output shape)`` of one 2-D convolution of an ``x_shape`` input ``(N, C_in, H, W)`` with a weight of
+    ``w_shape`` (``F.conv2d``'s layout, or ``F.conv_transpose2d``'s when ``transposed``): what ``FlopCounterMode``
+    counts for it (``torch.utils.flop_counter.conv_flop_count``, the formula it applies to ``aten.convolution``),
+    on the output shape torch computes. Counting under ``FlopCounterMode`` with ``meta`` tensors gives the same
+    numbers (tests/test_oracle_devices.py) but costs ~0.5 ms a convolution, and the first one imports sympy (~0.4
+    CPU-s: torch's shape checks on ``meta``). The output's height depends only on the height, the kernel's height
+    and the vertical stride, padding and dilation (the width likewise), so torch computes each on a line of zeros
+    (microseconds); it raises where it would for the full shapes (a kernel larger than the padded input,
+    ``output_padding >= stride``)."""
+    t = torch()
+    from torch.utils.flop_counter import conv_flop_count
+
+    size = tuple(_line_output(x_shape[2 + axis], w_shape[2 + axis], *(_pair(v)[axis] for v in (
+        stride, padding, dilation, output_padding)), transposed) for axis in (0, 1))
+    c_out = w_shape[1] * groups if transposed else w_shape[0]
+    out_shape = (x_shape[0], c_out, *size)
+    return int(conv_flop_count(list(x_shape), list(w_shape), list(out_shape), transposed=transposed)), out_shape
+
+
+def _pair(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _line_output(n: int, k: int, stride: int, padding: int, dilation: int, output_padding: int,
+                 transposed: bool) -> int:
+    """The output length torch gives a convolution of a length-``n`` line with a length-``k`` kernel."""
+    t = torch()
+    x, weight = t.zeros(1, 1, n, 1), t.zeros(1, 1, k, 1)
+    if transposed:
+        y = t.nn.functional.conv_transpose2d(x, weight, stride=(stride, 1), padding=(padding, 0),
+                                             output_padding=(output_padding, 0), dilation=(dilation, 1))
+    else:
+        y = t.nn.functional.conv2d(x, weight, stride=(stride, 1), padding=(padding, 0), dilation=(dilation, 1))
+    return int(y.shape[2])
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -231,10 +261,11 @@ def one_thread():
 
 def oracle_numerics(if_imported: bool = False) -> contextlib.ExitStack:
     """The oracle's numerics (one thread, no TF32), entered once around many cases (see :func:`run_reference`).
-    ``if_imported``: only if torch is imported already (a grader that gets every expected value from
-    :mod:`autograder.expected` never imports it; whatever imports it later enters the numerics itself)."""
+    ``if_imported``: only if torch is imported already, not while another thread is still importing it (a grader
+    that gets every expected value from :mod:`autograder.expected` never imports it, and one that waits for it
+    reads answers meanwhile; whatever uses torch later enters the numerics itself)."""
     stack = contextlib.ExitStack()
-    if if_imported and "torch" not in sys.modules:
+    if if_imported and not torch_imported():
         return stack
     stack.enter_context(exact_numerics())
     stack.enter_context(one_thread())

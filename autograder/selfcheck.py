@@ -71,13 +71,14 @@ def run_notebook(path: Path, timeout: int = CELL_TIMEOUT) -> list[TestCell]:
     """Execute ``path`` in a fresh ``python3`` kernel (its folder as working directory); the test cells' verdicts.
     A notebook that cannot be read or run gives one zero-point entry that says why."""
     import nbformat
-    from nbclient import NotebookClient
+
+    from .kernel_run import NotebookRunner
 
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not raised
         return [TestCell(path.name, 0.0, 0.0, f"could not read the notebook: {exc}")]
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+    client = NotebookRunner(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                             resources={"metadata": {"path": str(path.parent)}})
     try:
         client.execute()

@@ -7,9 +7,9 @@ import time
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from autograder import registry
+from autograder.kernel_run import NotebookRunner
 from autograder.release import assignment_ids
 from tests.coursecopy import ROOT
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def test_solution_notebook_executes_cleanly(aid, tmp_path, record_property):
     nb = nbformat.read(ROOT / "solutions" / aid / f"{aid}.ipynb", as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
+    NotebookRunner(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
                    allow_errors=True).execute()
     record_property("seconds", round(time.perf_counter() - start, 1))
     points = {ex.test_id: ex.total_points for ex in registry.assignments()[aid]}
@@ -52,7 +52,7 @@ def test_a_hanging_answer_stops_in_a_real_kernel_with_one_short_message(tmp_path
                                           "def corr2d(x, k):\n    while True:\n        pass\n"),
                 nbformat.v4.new_code_cell("result = check('corr2d', corr2d, call_seconds=1)\nfloat(result)")]
     start = time.perf_counter()
-    NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookRunner(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     assert time.perf_counter() - start < 45
     outputs = nb.cells[1].outputs
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")

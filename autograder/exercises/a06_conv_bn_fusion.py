@@ -377,9 +377,15 @@ def _fused_conv(conv, bn, scale_fn=None, bias_fn=None, axis=0, eps=None, keep_no
 
 
 def _oracle_conv_bn(conv, bn):
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    """``fuse_conv_bn_eval``'s result: its weights (``fuse_conv_bn_weights``) in ``conv`` itself, which is already
+    the oracle's own copy (``oracle.run_reference``), instead of in another deep copy."""
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-    return _conv_view(fuse_conv_bn_eval(conv, bn))
+    if conv.training or bn.training:
+        raise AssertionError("Fusion only for eval!")
+    conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
+                                                  bn.weight, bn.bias)
+    return _conv_view(conv)
 
 
 def _conv_misconception(name, text, applies=lambda conv, bn: True, **how):
@@ -479,7 +485,7 @@ def _oracle_sequential(model):
     layers = list(model.children())
     kept = [m for i, m in enumerate(layers) if not (i > 0 and _fusable(layers, i - 1))]
     names = ", ".join(checks.type_name(m) for m in kept)
-    return (names, _outputs(copy.deepcopy(model), _example_input(model, model)), True, True)
+    return (names, _outputs(model, _example_input(model, model)), True, True)   # model: the oracle's own copy
 
 
 def _wrong_model(model, first_only=False, keep_bn=False, across=False, drop_lone=False, drop_others=False, **how):

@@ -24,6 +24,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
+
 from ..answers import Outcome
 from ..compare import NotPlainData, to_plain
 from ..spec import Call, Exercise
@@ -35,6 +37,8 @@ from .manifest import REFERENCE_MODULES
 MAX_ERROR_TEXT = 1500
 #: calls per request of a correctness check's batch: the first chunk, and the most (chunks double)
 FIRST_CHUNK, MAX_CHUNK = 8, 256
+#: outcomes, and bytes of their arrays, read ahead of the engine at most (:meth:`RemoteAnswer.read_ahead`)
+MAX_AHEAD, MAX_AHEAD_BYTES = 8192, 64 << 20
 #: whether the engine distinguishes an answer that raised an exception (for arguments PyTorch rejects)
 _HAS_RAISED = "raised" in getattr(Outcome, "__dataclass_fields__", {})
 
@@ -345,6 +349,17 @@ class ExerciseHandle:
         return RemoteAnswer(self, cases)
 
 
+def _array_bytes(value: Any) -> int:
+    """The bytes of the arrays in a plain value (:func:`protocol.to_plain`'s output: bounded in depth)."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return sum(map(_array_bytes, value))
+    if isinstance(value, dict):
+        return sum(map(_array_bytes, value.values()))
+    return 0
+
+
 class RemoteAnswer:
     """The engine's Answer: ``Call -> Outcome`` through the sandbox (see the module docstring)."""
 
@@ -357,6 +372,8 @@ class RemoteAnswer:
         self._queued: deque = deque()   # calls sent in a batch whose replies are not read yet
         self._expect: deque = deque()   # (request id, index) of each reply still to read, in order
         self._chunk = FIRST_CHUNK
+        self._ahead: deque = deque()    # (call, outcome) read before the engine asked, in order
+        self._ahead_bytes = 0
 
     # -- sending
     def _frame(self, calls: Sequence[Call], rid: str) -> bytes:
@@ -458,7 +475,30 @@ class RemoteAnswer:
         self._queued.extend(chunk)
         return True
 
+    def read_ahead(self) -> bool:
+        """Read the next call's outcome before the engine asks for it (it waits for an expected value meanwhile);
+        ``False`` when there is nothing more to read, :data:`MAX_AHEAD` outcomes wait already, or the exercise
+        has failed (what failed is the last outcome read)."""
+        following = self._queued[0] if self._queued else self._batch[0] if self._batch else None
+        if following is None or self.handle.poison or len(self._ahead) >= MAX_AHEAD or \
+                self._ahead_bytes > MAX_AHEAD_BYTES:
+            return False
+        outcome = self._answer(following)
+        self._ahead.append((following, outcome))
+        self._ahead_bytes += _array_bytes(outcome.value)
+        return True
+
     def __call__(self, call: Call) -> Outcome:
+        if self._ahead:
+            if self._ahead[0][0] is call:
+                outcome = self._ahead.popleft()[1]
+                self._ahead_bytes = self._ahead_bytes - _array_bytes(outcome.value) if self._ahead else 0
+                return outcome
+            self._ahead.clear()     # asked out of order: the outcomes read ahead are not needed
+            self._ahead_bytes = 0
+        return self._answer(call)
+
+    def _answer(self, call: Call) -> Outcome:
         if self.handle.poison:
             return Outcome(error=self.handle.poison)
         if self.handle.spent > self.settings.exercise_budget:
