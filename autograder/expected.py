@@ -289,37 +289,73 @@ def send_values(send: Callable[[tuple], Any], head: tuple, ex: Exercise, cases: 
             send((*head, start, [], list(range(start, start + len(values)))))
 
 
-def _child(exercises, cases_of, device, conn) -> None:
+def _child(exercises, cases_of, device, conn, given: Connection) -> None:
     """The forked process: ``(exercise index, start, values, unknown indices)`` messages, chunk by chunk, then
-    ``(exercise index, None, None, None)`` when an exercise is done. Its cases are drawn again here, from the same
-    seed: the same cases, in the same order."""
+    ``(exercise index, None, None, None)`` when an exercise is done. Each exercise's cases come from the grader
+    (``given``: it draws them anyway, meanwhile this process imports torch); when they do not, they are drawn
+    here, from the same seed: the same cases, in the same order."""
     with oracle_numerics():
         for k, ex in enumerate(exercises):
-            send_values(conn.send, (k,), ex, cases_of(ex), device)
+            send_values(conn.send, (k,), ex, _given_cases(given, ex, cases_of), device)
             conn.send((k, None, None, None))
 
 
-def _fork_child(exercises, cases_of, device) -> tuple[int, Connection]:
+def _given_cases(given: Connection, ex: Exercise, cases_of) -> Sequence[Case]:
+    try:
+        cases = given.recv()
+    except (EOFError, OSError, pickle.UnpicklingError, AttributeError, ValueError, TypeError):
+        cases = None
+    return cases if cases is not None else cases_of(ex)
+
+
+def _send_cases(exercises, cases_of, conn: Connection) -> None:
+    """The grader's side of ``given``: each exercise's cases in order (``None``: draw them yourself)."""
+    try:
+        for ex in exercises:
+            try:
+                conn.send(list(cases_of(ex)))
+            except (TypeError, ValueError, AttributeError, pickle.PicklingError):
+                conn.send(None)
+    except OSError:         # the process has ended: nothing more to give
+        pass
+    finally:
+        conn.close()
+
+
+def _fork_child(exercises, cases_of, device) -> tuple[int, Connection, Connection]:
+    """``(pid, its values, its cases)``: the forked process and the two pipes to it."""
     read_fd, write_fd = os.pipe()
+    cases_read, cases_write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: compute, send, and leave without running the parent's exit handlers
         code = 1
         try:
-            os.closerange(3, write_fd)          # nothing of the parent's (a sandbox's pipes) stays open here
-            os.closerange(write_fd + 1, 1 << 16)
-            _child(exercises, cases_of, device, Connection(write_fd, readable=False))
+            _close_all_but(write_fd, cases_read)     # nothing of the parent's (a sandbox's pipes) stays open here
+            _child(exercises, cases_of, device, Connection(write_fd, readable=False),
+                   Connection(cases_read, writable=False))
             code = 0
         finally:
             os._exit(code)
     os.close(write_fd)
-    return pid, Connection(read_fd, writable=False)
+    os.close(cases_read)
+    return pid, Connection(read_fd, writable=False), Connection(cases_write, readable=False)
+
+
+def _close_all_but(*keep: int) -> None:
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
 
 
 def _prefetch_in_process(exercises, cases_of, device) -> threading.Thread:
-    pid, conn = _fork_child(exercises, cases_of, device)
+    pid, conn, cases_conn = _fork_child(exercises, cases_of, device)
     _CHILDREN.add(pid)
     if _STATE["quiet"]:
         _signal_children(signal.SIGSTOP)
+    threading.Thread(target=_send_cases, args=(exercises, cases_of, cases_conn), name="convlab-cases",
+                     daemon=True).start()
 
     def read() -> None:
         stores: dict[int, Expected] = {}

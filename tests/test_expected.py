@@ -291,3 +291,39 @@ def test_cases_are_drawn_once_without_holding_the_lock_that_a_fork_takes(monkeyp
     second.join(10)
     assert len(results) == 2 and results[0] is results[1] and len(drawn) == 1
     assert child_count == len(results[0]) == grading_case_count(ex, 1)
+
+
+def _prefetched_in_a_process(ex, cases, tmp_path) -> tuple[bool, Expected]:
+    """Prefetch ``cases`` in a forked process; whether that process had to draw cases itself, and the store."""
+    parent, marker = os.getpid(), tmp_path / "drawn"
+
+    def cases_of(_ex):
+        if os.getpid() != parent:
+            marker.write_text("drawn in the forked process")
+        return cases
+
+    expected.prefetch([ex], cases_of, "cpu", process=True).join(60)
+    return marker.exists(), expected_values(ex, cases, "cpu")
+
+
+def test_the_forked_process_gets_its_cases_from_the_grader(tmp_path):
+    """The grader draws the cases anyway (while the forked process imports torch): the process receives them
+    instead of drawing them again, and computes the same values."""
+    ex = _exercise("corr2d")
+    cases = list(grading_cases(ex, SEED, 1)[:20])
+    drawn_there, store = _prefetched_in_a_process(ex, cases, tmp_path)
+    assert not drawn_there
+    assert store.complete
+    assert all(_same(store(c), run_reference(ex.oracle, c.call, "cpu")) for c in cases)
+
+
+def test_cases_that_cannot_be_sent_are_drawn_by_the_forked_process(tmp_path):
+    import dataclasses
+
+    ex = _exercise("corr2d")
+    cases = list(grading_cases(ex, SEED, 1)[:20])
+    cases[3] = dataclasses.replace(cases[3], params={**cases[3].params, "note": lambda: 0})   # not picklable
+    drawn_there, store = _prefetched_in_a_process(ex, cases, tmp_path)
+    assert drawn_there
+    assert store.complete
+    assert all(_same(store(c), run_reference(ex.oracle, c.call, "cpu")) for c in cases)
