@@ -661,37 +661,56 @@ def _templates(call: Any) -> list:
     return out
 
 
-def judge_arguments(states: Any, call: Any) -> tuple[str, str | None]:
-    """Trusted side: ``(problems, argument device)`` from the argument states sent back with an answer, compared
-    with the call's templates. ``problems`` is ``""`` when every argument came back unchanged."""
+def argument_verdicts(states: Any, call: Any) -> list[tuple[str, str, str | None]]:
+    """Trusted side: for each module argument of ``call`` that the grader marked as a template, in call order,
+    ``(name, problem, device)`` from the argument states sent back with an answer: ``problem`` is ``""`` when the
+    argument came back unchanged, ``device`` where it was when handed over (``None`` when not reported)."""
     reported = {}
     for entry in states if isinstance(states, tuple) else ():
         if isinstance(entry, tuple) and len(entry) == 4 and isinstance(entry[0], str) and isinstance(entry[1], str):
             reported[(entry[0], entry[1])] = entry
-    problems, devices = [], set()
+    verdicts = []
     for name, token, template in _templates(call):
         entry = reported.get((name, token))
         if entry is None:
-            problems.append(f"the input `{name}` was not sent back for checking")
+            verdicts.append((name, f"the input `{name}` was not sent back for checking", None))
             continue
-        if entry[2] in DEVICE_KINDS:
-            devices.add(entry[2])
-        if entry[3] is None or not same_state(template_tree(template), entry[3]):
-            problems.append(f"modified the input `{name}` in place")
-    return "; ".join(problems), (next(iter(devices)) if len(devices) == 1 else None)
+        unchanged = entry[3] is not None and same_state(template_tree(template), entry[3])
+        verdicts.append((name, "" if unchanged else f"modified the input `{name}` in place",
+                         entry[2] if entry[2] in DEVICE_KINDS else None))
+    return verdicts
 
 
-def decode_answer(plain: Any, device: str = "cpu", call: Any = None) -> tuple[nn.Module, str, str, str | None]:
-    """Trusted side: ``(model, model_device, problems, argument_device)`` from :func:`encode_answer`'s data;
-    ``model`` is rebuilt on ``device``, ``model_device`` is where the student's model lived, ``problems`` what
-    :func:`judge_arguments` finds against ``call``'s module arguments."""
+def judged(verdicts: list[tuple[str, str, str | None]]) -> tuple[str, str | None]:
+    """``(problems, argument device)`` of :func:`argument_verdicts`: ``problems`` is ``""`` when every argument
+    came back unchanged; the device when all the reported ones agree."""
+    devices = {device for _, _, device in verdicts if device is not None}
+    return "; ".join(p for _, p, _ in verdicts if p), (next(iter(devices)) if len(devices) == 1 else None)
+
+
+def judge_arguments(states: Any, call: Any) -> tuple[str, str | None]:
+    """Trusted side: ``(problems, argument device)`` from the argument states sent back with an answer, compared
+    with the call's templates (:func:`argument_verdicts`, :func:`judged`)."""
+    return judged(argument_verdicts(states, call))
+
+
+def decode_judged(plain: Any, device: str = "cpu", call: Any = None) -> tuple[nn.Module, str, list]:
+    """Trusted side: ``(model, model_device, argument verdicts)`` from :func:`encode_answer`'s data: ``model``
+    rebuilt on ``device``, ``model_device`` where the student's model lived, and :func:`argument_verdicts`
+    against ``call``'s module arguments."""
     _expect(isinstance(plain, tuple) and len(plain) == 3 and plain[0] == ANSWER,
             "not an encoded answer (expected the output of module_codec.encode_answer)")
     _, encoded, states = plain
     _expect(isinstance(states, tuple) and len(states) <= MAX_REPORTED_ARGUMENTS, "malformed argument states")
     model = decode_module(encoded, device, arguments=False)
-    problems, arg_device = judge_arguments(states, call)
-    return model, plain_device(encoded), problems, arg_device
+    return model, plain_device(encoded), argument_verdicts(states, call)
+
+
+def decode_answer(plain: Any, device: str = "cpu", call: Any = None) -> tuple[nn.Module, str, str, str | None]:
+    """Trusted side: ``(model, model_device, problems, argument device)``: :func:`decode_judged`, its verdicts
+    :func:`judged`."""
+    model, model_device, verdicts = decode_judged(plain, device, call)
+    return (model, model_device, *judged(verdicts))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -312,8 +312,9 @@ _UNCHANGED_ADVICE = ("the function must build a new module (nn.Conv2d(...) or co
 
 def _decoded(plain, call, device) -> tuple:
     """``(model, on the inputs' device, unchanged flag of each module argument)`` of an encoded answer."""
-    model, model_device, _, arg_device = module_codec.decode_answer(plain, device, call)
-    return model, model_device == (arg_device or _device_kind(device)), checks.arguments_unchanged(plain[2], call)
+    model, model_device, verdicts = module_codec.decode_judged(plain, device, call)
+    arg_device = module_codec.judged(verdicts)[1]
+    return model, model_device == (arg_device or _device_kind(device)), tuple(not p for _, p, _ in verdicts)
 
 
 def _judged_mistakes(view, view_names: tuple, arguments: tuple) -> list:
