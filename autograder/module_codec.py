@@ -36,13 +36,15 @@ student's code runs (a property judged inside the sandbox is feedback, never poi
    sandbox ``decode_module`` registers what it rebuilds; in a notebook ``answers.local_answer`` deep-copies the call's
    arguments and the tag's ``__deepcopy__`` registers the copy.
 3. :func:`encode_answer` (the exercise's ``encode``) sends back the returned model *and the state of every live
-   argument after the call*, as plain data.
-4. The trusted side (:func:`decode_answer` with the call) encodes its own templates and compares: an argument whose
-   layers, hyper-parameters, parameters or buffers differ from what was sent was modified in place. Returning the
-   input object itself shows up the same way (its weights are the unfused ones, or it was modified).
+   argument after the call*, as plain data: its :func:`fingerprint` (a digest of the layers, hyper-parameters,
+   parameters and buffers; the model itself is not needed to judge it, and sending it cost as much as the answer).
+4. The trusted side (:func:`decode_answer` with the call) fingerprints its own templates and compares: an argument
+   whose layers, hyper-parameters, parameters or buffers differ from what was sent was modified in place.
+   Returning the input object itself shows up the same way (its weights are the unfused ones, or it was modified).
 
-Student code can of course send back forged argument states; what it cannot do is make the trusted side accept a
-state that differs from the template, and the forgery earns nothing a correct answer would not.
+Student code can of course send back forged argument states (a full model or a digest alike: both come from the
+sandbox); what it cannot do is make the trusted side accept a state that differs from the template, and the
+forgery earns nothing a correct answer would not.
 """
 from __future__ import annotations
 
@@ -503,11 +505,12 @@ class ArgumentTag:
     ``"copy"`` (any further copy). ``meta``: plain ``(key, value)`` pairs for the exercise (e.g. an input shape).
     """
 
-    __slots__ = ("name", "token", "state", "meta", "owner", "encoded", "__weakref__")
+    __slots__ = ("name", "token", "state", "meta", "owner", "encoded", "digest", "__weakref__")
 
     def __init__(self, name: str, token: str, state: str, meta: tuple = (), owner: nn.Module | None = None):
         self.name, self.token, self.state, self.meta, self.owner = name, token, state, tuple(meta), owner
         self.encoded: tuple | None = None   # a template's (tensor versions, encoded tree): see template_tree
+        self.digest: tuple | None = None    # a template's (tensor versions, fingerprint): template_fingerprint
 
     def __deepcopy__(self, memo):
         if self.state == "template":
@@ -541,6 +544,20 @@ def template_tree(module: nn.Module) -> tuple:
     if isinstance(tag, ArgumentTag) and tag.state == "template":
         tag.encoded = (versions, tree)
     return tree
+
+
+def template_fingerprint(module: nn.Module) -> str:
+    """:func:`fingerprint` of a grader's template (compared with the states sent back): computed once, again only
+    when one of its tensors was replaced or changed in place (its hyper-parameters are the grader's: never
+    changed)."""
+    tag = module.__dict__.get(TAG_ATTR)
+    versions = _tensor_versions(module)
+    if isinstance(tag, ArgumentTag) and tag.digest is not None and tag.digest[0] == versions:
+        return tag.digest[1]
+    digest = fingerprint(module)
+    if isinstance(tag, ArgumentTag) and tag.state == "template":
+        tag.digest = (versions, digest)
+    return digest
 
 
 def mark_argument(module: nn.Module, name: str, token: str, meta: tuple = ()) -> nn.Module:
@@ -600,18 +617,17 @@ def fingerprint(module: nn.Module) -> str:
 
 
 def argument_states() -> tuple:
-    """``((name, token, device when handed over, encoded tree now or None), ...)`` for the live call arguments,
-    the most recent :data:`MAX_REPORTED_ARGUMENTS` (``None``: the argument is no longer a model that can be
-    encoded)."""
+    """``((name, token, device when handed over, fingerprint now or None), ...)`` for the live call arguments, the
+    most recent :data:`MAX_REPORTED_ARGUMENTS` (``None``: the argument can no longer be fingerprinted)."""
     _ARGUMENTS[:] = [entry for entry in _ARGUMENTS if entry[2]() is not None]
     states = []
     for name, token, ref, device in _ARGUMENTS[-MAX_REPORTED_ARGUMENTS:]:
         module = ref()
         try:
-            tree = _encode_tree(module, "", 0, [0]) if module is not None else None
-        except (ValueError, TypeError):
-            tree = None
-        states.append((name, token, device, tree))
+            digest = fingerprint(module) if module is not None else None
+        except Exception:  # noqa: BLE001 - a model broken beyond reading: reported as not comparable
+            digest = None
+        states.append((name, token, device, digest))
     return tuple(states)
 
 
@@ -675,7 +691,7 @@ def argument_verdicts(states: Any, call: Any) -> list[tuple[str, str, str | None
         if entry is None:
             verdicts.append((name, f"the input `{name}` was not sent back for checking", None))
             continue
-        unchanged = entry[3] is not None and same_state(template_tree(template), entry[3])
+        unchanged = isinstance(entry[3], str) and entry[3] == template_fingerprint(template)
         verdicts.append((name, "" if unchanged else f"modified the input `{name}` in place",
                          entry[2] if entry[2] in DEVICE_KINDS else None))
     return verdicts

@@ -549,7 +549,7 @@ def test_deep_copies_of_a_template_are_the_arguments_and_their_copies_are_not(no
 def test_a_forged_state_cannot_hide_a_mutation_it_does_not_match(no_arguments):
     conv = module_codec.mark_argument(nn.Conv2d(1, 1, 1).double(), "conv", "t2k")
     forged = (module_codec.ANSWER, module_codec.encode_module(nn.Conv2d(1, 1, 1).double()),
-              (("conv", "t2k", "cpu", module_codec.encode_module(nn.Conv2d(1, 1, 1).double())[1]),))
+              (("conv", "t2k", "cpu", module_codec.fingerprint(nn.Conv2d(1, 1, 1).double())),))
     assert module_codec.decode_answer(to_plain(forged), "cpu", Call((conv,)))[2] == \
         "modified the input `conv` in place"
 

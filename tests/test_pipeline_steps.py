@@ -211,18 +211,20 @@ def test_inputs_unchanged_is_judged_from_the_states_sent_back():
 
     conv = module_codec.mark_argument(torch.nn.Conv2d(1, 2, 3).double(), "conv", "tok")
     call = Call((conv,))
-    sent = module_codec.encode_module(conv)[1]
+    sent = module_codec.fingerprint(conv)
     assert module_codec.judge_arguments((("conv", "tok", "cpu", sent),), call) == ("", "cpu")
     changed = copy.deepcopy(torch.nn.Conv2d(1, 2, 3).double())
     with torch.no_grad():
         changed.weight.copy_(conv.weight * 2)
         changed.bias.copy_(conv.bias)
-    after = module_codec.encode_module(changed)[1]
+    after = module_codec.fingerprint(changed)
     assert "modified the input `conv` in place" in module_codec.judge_arguments((("conv", "tok", "cpu", after),),
                                                                                 call)[0]
     assert "not sent back" in module_codec.judge_arguments((), call)[0]
     assert "not sent back" in module_codec.judge_arguments((("conv", "other", "cpu", sent),), call)[0]
     assert "in place" in module_codec.judge_arguments((("conv", "tok", "cpu", ("garbage",)),), call)[0]
+    assert "in place" in module_codec.judge_arguments((("conv", "tok", "cpu", module_codec.encode_module(conv)[1]),),
+                                                      call)[0]   # a whole model is not a fingerprint
 
 
 # ------------------------------------------------------------------------------------------ speed part
