@@ -146,8 +146,9 @@ def encoded_calls(calls: Sequence[Call]) -> tuple[Any, list[bytes]]:
     were encoded before and their module arguments have not changed since."""
     key = tuple(map(id, calls))
     hit = _CHUNKS.get(key)
-    versions = _module_versions(calls)
-    if hit is not None and all(a is b for a, b in zip(hit[0], calls)) and hit[1] == versions:
+    same_calls = hit is not None and all(a is b for a, b in zip(hit[0], calls))
+    versions = _module_versions(calls) if not same_calls or hit[1] else ()   # no module tensors then: none now
+    if same_calls and hit[1] == versions:
         _CHUNKS.move_to_end(key)
         return hit[2], hit[3]
     blobs: list[bytes] = []
