@@ -395,6 +395,42 @@ def decode_module(plain: Any, device: str = "cpu", arguments: bool = True) -> nn
     return module
 
 
+def rebuild_argument(plain: Any, device: str = "cpu") -> nn.Module:
+    """The sandbox's :func:`decode_module` of a call argument: the grader's own :func:`encode_module` of a template,
+    rebuilt without the checks an answer gets (they were a third of the sandbox's time per call of 06) and
+    registered as an argument. Whatever the grader did not make, and anything the shortcut cannot rebuild, goes
+    through :func:`decode_module`, checks and all: the result is the same model either way (tested)."""
+    try:
+        module = _rebuilt(plain[1], str(device))
+        tag = plain[2]
+        meta = tuple(tag[2]) if tag is not None else ()
+    except Exception:  # noqa: BLE001 - not the grader's encoding: the checked path says what is wrong
+        return decode_module(plain, device)
+    if tag is not None:
+        module.__dict__[TAG_ATTR] = ArgumentTag(tag[0], tag[1], "argument", meta)
+        _register(tag[1], tag[0], module)
+    return module
+
+
+def _rebuilt(tree: tuple, device: str) -> nn.Module:
+    """:func:`_decode_tree` of a tree the grader encoded (every tensor the layer needs, of the right shape)."""
+    torch = _torch()
+    _, name, hyper, params, buffers, _device, training, children = tree
+    _, factory = LAYERS[name]
+    module = _fresh_layer(getattr(torch.nn, name), dict(hyper), factory, name, "")
+    for table, given, parameter in ((module._parameters, params, True), (module._buffers, buffers, False)):
+        for k, arr in given:
+            if table[k] is None:
+                continue
+            arr = arr if arr.dtype.kind == "f" else arr.astype(np.int64)
+            tensor = torch.from_numpy(np.array(arr, copy=True, order="C")).to(device)
+            table[k] = torch.nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if parameter else tensor
+    for k, child in children:
+        module.add_module(k, _rebuilt(child, device))
+    module.training = training
+    return module
+
+
 def _pair(value: Any) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)  # type: ignore[return-value]
 

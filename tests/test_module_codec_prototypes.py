@@ -76,3 +76,47 @@ def test_tensors_are_still_checked_against_the_prototype_shapes():
     missing = tuple((k, None if k == "bias" else v) for k, v in params)
     with pytest.raises(ValueError, match="parameters"):
         mc.decode_module((mc.FORMAT, (module, name, hyper, missing, buffers, device, training, children), None))
+
+
+def _layers(model: nn.Module) -> list:
+    return [(name, type(m), m.training, [(k, None if t is None else (t.dtype, t.requires_grad))
+                                         for k, t in (*m._parameters.items(), *m._buffers.items())])
+            for name, m in model.named_modules()]
+
+
+def test_the_sandbox_rebuilds_the_graders_arguments_like_the_checked_decode():
+    """``rebuild_argument`` (the sandbox's shortcut for the grader's own encodings) gives the very model, tag and
+    registration that ``decode_module`` gives, on every module argument of 06's grading cases."""
+    from autograder import registry
+    from autograder.compare import to_plain
+    from autograder.isolation.grader import grading_cases
+
+    checked = 0
+    for ex in registry.assignments()["06-conv-bn-fusion"]:
+        for case in grading_cases(ex, 4242, 1):
+            for value in (*case.call.args, *case.call.kwargs.values()):
+                if not isinstance(value, nn.Module):
+                    continue
+                plain = to_plain(mc.encode_module(value))
+                fast, slow = mc.rebuild_argument(plain), mc.decode_module(plain)
+                assert mc.fingerprint(fast) == mc.fingerprint(slow) == mc.fingerprint(value)
+                assert _layers(fast) == _layers(slow)
+                tags = [m.__dict__[mc.TAG_ATTR] for m in (fast, slow)]
+                assert [(t.name, t.token, t.state, t.meta) for t in tags] == \
+                    [(t.name, t.token, t.state, t.meta) for t in tags[::-1]] and tags[0].state == "argument"
+                registered = [(name, token, ref()) for name, token, ref, _ in mc._ARGUMENTS[-2:]]
+                assert registered == [(tags[0].name, tags[0].token, fast), (tags[0].name, tags[0].token, slow)]
+                checked += 1
+    assert checked > 150
+
+
+def test_what_the_grader_did_not_encode_gets_the_checked_decode_and_its_message():
+    plain = mc.encode_module(_model())
+    tree = list(plain[1])
+    tree[1] = "Bilinear"
+    with pytest.raises(ValueError, match="not allowed"):
+        mc.rebuild_argument((mc.FORMAT, tuple(tree), None))
+    bad = ("module", "Conv2d", plain[1][7][0][1][2], (("weight", np.zeros((1, 1))), ("bias", None)), (), "cpu",
+           False, ())
+    with pytest.raises(ValueError):
+        mc.rebuild_argument((mc.FORMAT, bad, None))

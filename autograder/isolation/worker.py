@@ -193,7 +193,7 @@ def _resolve(kind: str, payload):
     if kind == "$fn":
         return _resolve_ref(str(payload))
     if kind == "$module":
-        return _resolve_ref("autograder.module_codec:decode_module")(payload)
+        return _resolve_ref("autograder.module_codec:rebuild_argument")(payload)
     if kind == "$tensor":
         return _resolve_ref("autograder.module_codec:decode_tensor")(payload)
     raise protocol.ProtocolError(kind)
