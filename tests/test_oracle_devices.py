@@ -121,3 +121,22 @@ def test_conv_flops_raises_where_torch_does(x, w, kwargs):
         (F.conv_transpose2d if transposed else F.conv2d)(torch.zeros(x), torch.zeros(w), **kwargs)
     with pytest.raises(RuntimeError):
         conv_flops(x, w, transposed=transposed, **kwargs)
+
+
+def test_expected_values_import_neither_sympy_nor_dynamo():
+    """Every exercise's expected values, in a fresh process: torch's lazy imports of sympy (shape checks on meta
+    tensors, ``backward(gradient)``'s size check; ~0.4 CPU-s) and of ``torch._dynamo`` (~1 CPU-s) never happen, in
+    the oracle process that every ``grade`` and ``batch`` starts."""
+    script = textwrap.dedent("""
+        import sys, torch
+        from autograder import registry
+        from autograder.expected import expected_values
+        from autograder.isolation.grader import grading_cases
+        for exercises in registry.assignments().values():
+            for ex in exercises:
+                expected_values(ex, grading_cases(ex, 99, 1), "cpu").fill()
+        print(sorted(m for m in ("sympy", "torch._dynamo") if m in sys.modules))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]"]

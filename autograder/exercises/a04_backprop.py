@@ -30,8 +30,15 @@ def _conv_grads(dout, x, w, stride=1, padding=0):
         xg = x.detach().clone().requires_grad_(True)
         wg = w.detach().clone().requires_grad_(True)
         bg = t.zeros(w.shape[0], dtype=w.dtype, device=w.device, requires_grad=True)
-        F().conv2d(xg, wg, bg, stride=stride, padding=padding).backward(dout)
+        _backward(F().conv2d(xg, wg, bg, stride=stride, padding=padding), dout)
     return xg.grad, wg.grad, bg.grad
+
+
+def _backward(y, dout) -> None:
+    """``y.backward(dout)``, as the backward pass of ``(y * dout).sum()``: the same gradients to the bit (the
+    upstream gradient reaching ``y`` is ``1.0 * dout``), without ``backward(dout)``'s shape check, which imports
+    sympy on first use (~0.4 CPU-s in each process that computes expected values)."""
+    (y * dout).sum().backward()
 
 
 def _padded_dx(dout, x, w, stride=1, padding=0):
@@ -205,7 +212,7 @@ def _grad_of(pool):
         t = torch()
         with t.enable_grad():
             xg = x.detach().clone().requires_grad_(True)
-            pool(xg, k, stride).backward(dout)
+            _backward(pool(xg, k, stride), dout)
         return xg.grad
     return backward
 
