@@ -330,7 +330,7 @@ def _fork_child(exercises, cases_of, device) -> tuple[int, Connection, Connectio
     if pid == 0:  # the child: compute, send, and leave without running the parent's exit handlers
         code = 1
         try:
-            _close_all_but(write_fd, cases_read)     # nothing of the parent's (a sandbox's pipes) stays open here
+            close_all_but(write_fd, cases_read)     # nothing of the parent's (a sandbox's pipes) stays open here
             _child(exercises, cases_of, device, Connection(write_fd, readable=False),
                    Connection(cases_read, writable=False))
             code = 0
@@ -341,7 +341,8 @@ def _fork_child(exercises, cases_of, device) -> tuple[int, Connection, Connectio
     return pid, Connection(read_fd, writable=False), Connection(cases_write, readable=False)
 
 
-def _close_all_but(*keep: int) -> None:
+def close_all_but(*keep: int) -> None:
+    """Close every file descriptor from 3 up but ``keep`` (a forked oracle process holds nothing of its parent's)."""
     low = 3
     for fd in sorted(keep):
         os.closerange(low, fd)

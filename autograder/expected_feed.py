@@ -89,7 +89,7 @@ class Feed:
         if pid == 0:
             code = 1
             try:
-                _close_all_but(write_fds)
+                expected.close_all_but(*write_fds)   # nothing of the parent's (the output lock, the pool's pipes)
                 _die_with_parent()
                 _serve(self.items[k::self.oracles], self, [Connection(fd, readable=False) for fd in write_fds])
                 code = 0
@@ -120,15 +120,6 @@ def _close(fd: int) -> None:
         os.close(fd)
     except OSError:
         pass
-
-
-def _close_all_but(keep: list[int]) -> None:
-    """Nothing of the parent's stays open in the oracle process (the output folder's lock, the pool's pipes)."""
-    low = 3
-    for fd in sorted(keep):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 16)
 
 
 def _die_with_parent() -> None:
