@@ -254,12 +254,31 @@ def _tensor(arr: Any, like: torch.Tensor, what: str, device: str, budget: list) 
 
 
 def _construct(cls, kwargs: dict, factory: bool, name: str, where: str):
-    """The layer built from its hyper-parameters, on the ``meta`` device when it takes one (no memory)."""
+    """The layer built from its hyper-parameters, on the ``meta`` device when it takes one (no memory, and no
+    random initialisation: :func:`_uninitialised`)."""
     try:
-        return cls(**kwargs, device="meta") if factory else cls(**kwargs)
+        if not factory:
+            return cls(**kwargs)
+        layer = _uninitialised(cls)(**kwargs, device="meta")
+        layer.__class__ = cls
+        return layer
     except Exception as exc:  # noqa: BLE001 - a constructor rejecting the hyper-parameters
         raise ValueError(f"cannot build {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}){where}: "
                          f"{exc}") from None
+
+
+#: per layer class, a subclass whose ``reset_parameters`` does nothing (:func:`_uninitialised`)
+_UNINITIALISED: dict = {}
+
+
+def _uninitialised(cls):
+    """``cls`` without its random initialisation: on ``meta`` tensors it writes nothing, yet it was half of a
+    constructor's cost. The object built is given back its own class at once; every attribute is what the plain
+    constructor sets (tested)."""
+    sub = _UNINITIALISED.get(cls)
+    if sub is None:
+        sub = _UNINITIALISED[cls] = type(cls.__name__, (cls,), {"reset_parameters": lambda self: None})
+    return sub
 
 
 #: pristine layers already built, by (type, hyper-parameters): :func:`_fresh_layer` copies them

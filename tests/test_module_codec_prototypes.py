@@ -120,3 +120,33 @@ def test_what_the_grader_did_not_encode_gets_the_checked_decode_and_its_message(
            False, ())
     with pytest.raises(ValueError):
         mc.rebuild_argument((mc.FORMAT, bad, None))
+
+
+@pytest.mark.parametrize("cls, kwargs", [
+    (nn.Conv2d, dict(in_channels=3, out_channels=4, kernel_size=3, stride=2, padding=1, dilation=1, groups=1,
+                     bias=True, padding_mode="zeros")),
+    (nn.Conv2d, dict(in_channels=4, out_channels=4, kernel_size=(1, 3), stride=1, padding="same", dilation=2,
+                     groups=2, bias=False, padding_mode="reflect")),
+    (nn.ConvTranspose2d, dict(in_channels=2, out_channels=3, kernel_size=2, stride=2, padding=0, output_padding=1,
+                              groups=1, bias=True, dilation=1, padding_mode="zeros")),
+    (nn.BatchNorm2d, dict(num_features=5, eps=1e-3, momentum=0.2, affine=True, track_running_stats=True)),
+    (nn.BatchNorm2d, dict(num_features=2, eps=1e-5, momentum=None, affine=False, track_running_stats=False)),
+    (nn.Linear, dict(in_features=6, out_features=2, bias=True)),
+])
+def test_layers_built_without_random_initialisation_are_otherwise_what_the_constructor_builds(cls, kwargs):
+    """``_construct`` skips ``reset_parameters`` (nothing to write on meta tensors): the same class, the same
+    attributes, the same parameters and buffers (shape, dtype, device, parameter or not, gradient flag)."""
+    plain, fast = cls(**kwargs, device="meta"), mc._construct(cls, kwargs, True, cls.__name__, "")
+    assert type(fast) is cls and set(vars(fast)) == set(vars(plain))
+
+    def described(layer):
+        out = {}
+        for k, v in vars(layer).items():
+            if k in ("_parameters", "_buffers"):
+                out[k] = {n: None if t is None else (type(t), t.shape, t.dtype, t.device, t.requires_grad)
+                          for n, t in v.items()}
+            elif not isinstance(v, torch.Tensor):
+                out[k] = v
+        return out
+
+    assert described(fast) == described(plain)
