@@ -265,11 +265,25 @@ def oracle_numerics(if_imported: bool = False) -> contextlib.ExitStack:
     that gets every expected value from :mod:`autograder.expected` never imports it, and one that waits for it
     reads answers meanwhile; whatever uses torch later enters the numerics itself)."""
     stack = contextlib.ExitStack()
-    if if_imported and not torch_imported():
-        return stack
+    if (if_imported and not torch_imported()) or getattr(_HOLDING, "depth", 0):
+        return stack            # not yet, or this thread holds them already (around many cases: nothing to add)
     stack.enter_context(exact_numerics())
     stack.enter_context(one_thread())
+    stack.enter_context(_holding())
     return stack
+
+
+#: how many ``oracle_numerics`` blocks this thread is inside
+_HOLDING = threading.local()
+
+
+@contextlib.contextmanager
+def _holding():
+    _HOLDING.depth = getattr(_HOLDING, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _HOLDING.depth -= 1
 
 
 def run_reference(fn, call: Call, device: str) -> Any:

@@ -146,6 +146,38 @@ def test_numerics_hold_while_any_thread_is_inside():
     assert seen == [1] and (t.backends.cudnn.allow_tf32, t.get_num_threads()) == before
 
 
+def test_numerics_are_entered_once_per_thread_around_many_cases():
+    """``run_reference`` inside an ``oracle_numerics`` block of the same thread enters nothing again (it did, per
+    case, ~10 us each); the outer block still holds them; another thread enters them itself."""
+    from autograder import oracle
+
+    t = torch()
+    before = (t.backends.cudnn.allow_tf32, t.get_num_threads())
+    with oracle.oracle_numerics():
+        assert oracle._HOLDING.depth == 1
+        with oracle.oracle_numerics():
+            assert oracle._HOLDING.depth == 1                  # nothing entered again
+            assert run_reference(_exercise("corr2d").oracle, visible_call(), "cpu") is not None
+        assert t.backends.cudnn.allow_tf32 is False and t.get_num_threads() == 1
+        depths: list = []
+
+        def other():
+            with oracle.oracle_numerics():
+                depths.append((oracle._HOLDING.depth, t.get_num_threads()))
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        assert depths == [(1, 1)]
+    assert oracle._HOLDING.depth == 0 and (t.backends.cudnn.allow_tf32, t.get_num_threads()) == before
+
+
+def visible_call() -> Call:
+    from autograder.cases import visible_cases
+
+    return visible_cases(_exercise("corr2d"))[0].call
+
+
 def test_module_copies_are_equal_and_independent():
     nn = torch().nn
     model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU()).double().eval()
