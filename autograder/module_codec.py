@@ -52,7 +52,7 @@ import hashlib
 import math
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -408,10 +408,14 @@ def decode_module(plain: Any, device: str = "cpu", arguments: bool = True) -> nn
     if tag is not None and arguments:
         _expect(isinstance(tag, tuple) and len(tag) == 3 and isinstance(tag[0], str) and isinstance(tag[1], str),
                 "malformed argument tag")
-        meta = tuple(_pairs(tag[2], "argument tag"))
-        module.__dict__[TAG_ATTR] = ArgumentTag(tag[0], tag[1], "argument", meta)
-        _register(tag[1], tag[0], module)
+        _received_argument(module, tag[0], tag[1], tuple(_pairs(tag[2], "argument tag")))
     return module
+
+
+def _received_argument(module: nn.Module, name: str, token: str, meta: tuple) -> None:
+    """Tag ``module``, rebuilt where the student's code runs, as call argument ``name`` and register it."""
+    module.__dict__[TAG_ATTR] = ArgumentTag(name, token, "argument", meta)
+    _register(token, name, module)
 
 
 def rebuild_argument(plain: Any, device: str = "cpu") -> nn.Module:
@@ -426,8 +430,7 @@ def rebuild_argument(plain: Any, device: str = "cpu") -> nn.Module:
     except Exception:  # noqa: BLE001 - not the grader's encoding: the checked path says what is wrong
         return decode_module(plain, device)
     if tag is not None:
-        module.__dict__[TAG_ATTR] = ArgumentTag(tag[0], tag[1], "argument", meta)
-        _register(tag[1], tag[0], module)
+        _received_argument(module, tag[0], tag[1], meta)
     return module
 
 
@@ -589,30 +592,29 @@ def _tensor_versions(module: nn.Module) -> tuple:
 
 
 def template_tree(module: nn.Module) -> tuple:
-    """``_encode_tree`` of a grader's template (a case's module argument, sent to the sandbox and compared with
-    what comes back): encoded once, again only when one of its tensors was replaced or changed in place."""
-    tag = module.__dict__.get(TAG_ATTR)
-    versions = _tensor_versions(module)
-    if isinstance(tag, ArgumentTag) and tag.encoded is not None and tag.encoded[0] == versions:
-        return tag.encoded[1]
-    tree = _encode_tree(module, "", 0, [0])
-    if isinstance(tag, ArgumentTag) and tag.state == "template":
-        tag.encoded = (versions, tree)
-    return tree
+    """``_encode_tree`` of a grader's template (a case's module argument, sent to the sandbox): encoded once, again
+    only when one of its tensors was replaced or changed in place (:func:`_cached_for_template`)."""
+    return _cached_for_template(module, "encoded", lambda m: _encode_tree(m, "", 0, [0]))
 
 
 def template_fingerprint(module: nn.Module) -> str:
-    """:func:`fingerprint` of a grader's template (compared with the states sent back): computed once, again only
-    when one of its tensors was replaced or changed in place (its hyper-parameters are the grader's: never
-    changed)."""
+    """:func:`fingerprint` of a grader's template (compared with the states sent back), cached like
+    :func:`template_tree` (its hyper-parameters are the grader's: never changed)."""
+    return _cached_for_template(module, "digest", fingerprint)
+
+
+def _cached_for_template(module: nn.Module, slot: str, compute: Callable[[nn.Module], Any]) -> Any:
+    """``compute(module)``, kept in the template's tag (``slot``: ``(tensor versions, value)``) and computed again
+    only when one of its tensors was replaced or changed in place."""
     tag = module.__dict__.get(TAG_ATTR)
     versions = _tensor_versions(module)
-    if isinstance(tag, ArgumentTag) and tag.digest is not None and tag.digest[0] == versions:
-        return tag.digest[1]
-    digest = fingerprint(module)
+    cached = getattr(tag, slot) if isinstance(tag, ArgumentTag) else None
+    if cached is not None and cached[0] == versions:
+        return cached[1]
+    value = compute(module)
     if isinstance(tag, ArgumentTag) and tag.state == "template":
-        tag.digest = (versions, digest)
-    return digest
+        setattr(tag, slot, (versions, value))
+    return value
 
 
 def mark_argument(module: nn.Module, name: str, token: str, meta: tuple = ()) -> nn.Module:

@@ -40,18 +40,15 @@ def conv_flops(x_shape: tuple, w_shape: tuple, stride=1, padding=0, dilation=1, 
     and the vertical stride, padding and dilation (the width likewise), so torch computes each on a line of zeros
     (microseconds); it raises where it would for the full shapes (a kernel larger than the padded input,
     ``output_padding >= stride``)."""
-    t = torch()
     from torch.utils.flop_counter import conv_flop_count
 
-    size = tuple(_line_output(x_shape[2 + axis], w_shape[2 + axis], *(_pair(v)[axis] for v in (
+    from .shapes import pair
+
+    size = tuple(_line_output(x_shape[2 + axis], w_shape[2 + axis], *(pair(v)[axis] for v in (
         stride, padding, dilation, output_padding)), transposed) for axis in (0, 1))
     c_out = w_shape[1] * groups if transposed else w_shape[0]
     out_shape = (x_shape[0], c_out, *size)
     return int(conv_flop_count(list(x_shape), list(w_shape), list(out_shape), transposed=transposed)), out_shape
-
-
-def _pair(value) -> tuple:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 def _line_output(n: int, k: int, stride: int, padding: int, dilation: int, output_padding: int,
