@@ -131,15 +131,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def _serve(items: list, feed: Feed, conns: list[Connection]) -> None:
-    """An oracle process: its exercises' cases first (they need no torch, except for modules), then their values
-    by chunks."""
-    from .oracle import oracle_numerics
-
+def _sender(conns: list[Connection]) -> Callable[[tuple], None]:
+    """``send(message)``: pickled once (or already: ``pickled``), written to every connection still open (none left:
+    this process ends)."""
     out = list(conns)
 
-    def send(message: tuple) -> None:
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    def send(message: Any, pickled: bool = False) -> None:
+        data = message if pickled else pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         for conn in list(out):
             try:
                 conn.send_bytes(data)
@@ -148,10 +146,53 @@ def _serve(items: list, feed: Feed, conns: list[Connection]) -> None:
         if not out:
             raise SystemExit(0)
 
+    return send
+
+
+def _serve(items: list, feed: Feed, conns: list[Connection]) -> None:
+    """An oracle process: draws its exercises' cases and sends them, while a child forked at once imports torch
+    (on 2 cores the import overlaps the drawing instead of following it); the child then receives the same
+    cases once the last one has gone to the grading processes, and sends their values by chunks (one writer per
+    pipe at a time)."""
+    given, to_child = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(to_child)
+            _die_with_parent()
+            _send_values(items, feed, Connection(given, writable=False), _sender(conns))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(given)
+    child = Connection(to_child, readable=False)
+    try:
+        messages = []
+        send = _sender(conns)
+        for ex, seed in items:
+            messages.append(pickle.dumps(("cases", key_of(ex, seed, feed.factor), feed.draw(ex, seed, feed.factor)),
+                                         protocol=pickle.HIGHEST_PROTOCOL))
+            send(messages[-1], pickled=True)
+        for conn in conns:
+            conn.close()
+        for data in messages:      # the child reads them once torch is imported
+            child.send_bytes(data)
+    finally:
+        child.close()
+        os.waitpid(pid, 0)
+
+
+def _send_values(items: list, feed: Feed, given: Connection, send: Callable[[tuple], None]) -> None:
+    """The oracle process's child: every exercise's cases as its parent sent them, then their values."""
+    from .oracle import oracle_numerics, torch
+
+    torch()
     drawn = []
-    for ex, seed in items:
-        drawn.append((ex, key_of(ex, seed, feed.factor), feed.draw(ex, seed, feed.factor)))
-        send(("cases", drawn[-1][1], drawn[-1][2]))
+    for ex, _seed in items:
+        kind, key, cases = pickle.loads(given.recv_bytes())
+        drawn.append((ex, key, cases))
+    given.close()
     with oracle_numerics():
         for ex, key, cases in drawn:
             expected.send_values(send, ("values", key), ex, cases, feed.device)

@@ -521,9 +521,12 @@ def _layers(p):
 
 
 def _receptive_field(layers):
-    """(size, jump) from the gradient footprint of output units 0 and 1 of a torch stack of the layers."""
+    """(size, jump) from the gradient footprint of output units 0 and 1 of a torch stack of the layers. The input
+    starts as long as the textbook rule says two outputs need (any longer input has the same footprint; a shorter
+    one doubles until torch gives two outputs), so that the stack is usually built once."""
     t = torch()
-    n = 8
+    size, jump = _rf_rule(layers)
+    n = max(8, size + jump)
     while True:
         with t.enable_grad():
             x = t.zeros(1, 1, n, 1, dtype=t.float64, requires_grad=True)

@@ -39,7 +39,7 @@ from ..expected import expected_values, prefetch
 from ..oracle import torch as oracle_torch
 from ..spec import Exercise
 from . import cores, sandbox, scratch, selection, stubs, submission
-from .remote import SessionFailed, Settings, WorkerSession
+from .remote import RepliesLost, SessionFailed, Settings, WorkerSession
 from .submission import NotebookError, Program
 
 
@@ -482,11 +482,18 @@ def run_program(prepared: Prepared, options: Options, seed: int, mode: str, dead
 def _grade_one(ex: Exercise, session: WorkerSession, program: Program, options: Options, seed: int,
                mode: str) -> ExerciseResult:
     cases = grading_cases(ex, seed, options.case_factor)
-    graded = memoised(ex)
     violations = violations_for(ex, program)
     if violations:
-        return grade_exercise(graded, _no_answer, cases, options.device, violations)
-    answer_cell = program.answers.get(ex.name)
+        return grade_exercise(memoised(ex), _no_answer, cases, options.device, violations)
+    try:
+        return _graded_remotely(ex, session, program, cases, options, seed, mode, grouped=True)
+    except RepliesLost:     # the sandbox failed while it may have held replies: again, one reply per frame
+        return _graded_remotely(ex, session, program, cases, options, seed, mode, grouped=False)
+
+
+def _graded_remotely(ex: Exercise, session: WorkerSession, program: Program, cases: list[Case], options: Options,
+                     seed: int, mode: str, grouped: bool) -> ExerciseResult:
+    """``ex`` graded on ``cases`` in a fresh process of the session (``grouped``: see :class:`RemoteAnswer`)."""
     try:
         handle = session.exercise(ex)
     except SessionFailed as exc:
@@ -495,12 +502,12 @@ def _grade_one(ex: Exercise, session: WorkerSession, program: Program, options: 
     with handle:
         state = handle.probe(ex.name)
         if state != "callable":
-            return zero_result(ex, _why_missing(ex, state, answer_cell, session), len(cases),
+            return zero_result(ex, _why_missing(ex, state, program.answers.get(ex.name), session), len(cases),
                                _missing_failure(ex, state, session))
-        answer = handle.answer(cases)
+        answer = handle.answer(cases, grouped)
         context = {"isolated": True, "isolation": mode}
-        result = grade_exercise(graded, answer, cases, options.device, (), options.shrink_budget, "", context,
-                                _expected(ex, cases, seed, options))
+        result = grade_exercise(memoised(ex), answer, cases, options.device, (), options.shrink_budget, "",
+                                context, _expected(ex, cases, seed, options))
     result = scoring.apply_policy(result, scoring.CreditPolicy.parse(options.partial_credit))
     error = session.cell_errors.get(ex.name)
     if error:

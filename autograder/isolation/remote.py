@@ -40,6 +40,8 @@ MAX_ERROR_TEXT = 1500
 FIRST_CHUNK, MAX_CHUNK = 8, 256
 #: outcomes, and bytes of their arrays, read ahead of the engine at most (:meth:`RemoteAnswer.read_ahead`)
 MAX_AHEAD, MAX_AHEAD_BYTES = 8192, 64 << 20
+#: seconds a reply of a chunk may wait in the sandbox beyond its call (the worker's ``2 * GROUP_HOLD``)
+GROUP_SLACK = 0.05
 #: whether the engine distinguishes an answer that raised an exception (for arguments PyTorch rejects)
 _HAS_RAISED = "raised" in getattr(Outcome, "__dataclass_fields__", {})
 
@@ -65,6 +67,12 @@ class BudgetExhausted(SessionFailed):
     """The notebook's time budget ran out."""
 
     timed_out = True
+
+
+class RepliesLost(Exception):
+    """The process answering a chunk of calls failed (a call that never returned, a death, a broken frame) while
+    it may still have held replies of that chunk (the worker sends them in groups): the exercise is graded again
+    with one reply per call (``grouped=False``), so that its result never depends on timing."""
 
 
 class SandboxUnavailable(RuntimeError):
@@ -347,8 +355,8 @@ class ExerciseHandle:
             self.session.kill()
         self.child_alive = False
 
-    def answer(self, cases: Sequence = ()) -> "RemoteAnswer":
-        return RemoteAnswer(self, cases)
+    def answer(self, cases: Sequence = (), grouped: bool = True) -> "RemoteAnswer":
+        return RemoteAnswer(self, cases, grouped)
 
 
 def _array_bytes(value: Any) -> int:
@@ -365,8 +373,10 @@ def _array_bytes(value: Any) -> int:
 class RemoteAnswer:
     """The engine's Answer: ``Call -> Outcome`` through the sandbox (see the module docstring)."""
 
-    def __init__(self, handle: ExerciseHandle, cases: Sequence = ()):
+    def __init__(self, handle: ExerciseHandle, cases: Sequence = (), grouped: bool = True):
         self.handle = handle
+        self.grouped = grouped          # replies of a chunk may come in groups (else one frame per call)
+        self._held: deque = deque()     # replies of the last group not read yet
         self.fn = handle.exercise.name
         self.encode = encode_reference(handle.exercise)
         self.settings = handle.session.settings
@@ -384,7 +394,8 @@ class RemoteAnswer:
             return pack_call({"op": "call", "id": rid, "fn": self.fn, "args": tuple(c.args),
                               "kwargs": dict(c.kwargs), "encode": self.encode})
         tree, blobs = encoded_calls(calls)
-        return frame({"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode, "calls": tree}, blobs)
+        return frame({"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode, "calls": tree,
+                      "group": self.grouped}, blobs)
 
     def _send(self, calls: Sequence[Call]) -> bool:
         box = self.handle.box
@@ -404,26 +415,22 @@ class RemoteAnswer:
 
     # -- receiving
     def _receive(self, started: float) -> Outcome:
-        box = self.handle.box
         limit = self.settings.call_timeout
         rid, index = self._expect.popleft() if self._expect else ("", None)
         try:
-            assert box is not None
-            reply = box.channel.receive_reply((rid, self.handle.fork_id), time.monotonic() + limit)
-            if reply.get("op") != "joined" and reply.get("i") != index:
-                raise ProtocolError(f"a reply out of order (case {reply.get('i')!r}, expected {index!r})")
+            reply = self._reply(rid, index, time.monotonic() + limit + (GROUP_SLACK if index is not None else 0))
         except Timeout:
-            self.handle.fail(f"{self.fn} did not return within {limit:g} s (an infinite loop, or far too slow); "
-                             "the remaining cases of this exercise were not run", kill=True)
+            self._failed(index, f"{self.fn} did not return within {limit:g} s (an infinite loop, or far too slow); "
+                                "the remaining cases of this exercise were not run", kill=True)
             return Outcome(error=self.handle.poison, timed_out=True)
         except Closed:
             how = self.handle.session._death()
-            self.handle.fail(f"the process running {self.fn} ended ({how}); the remaining cases of this "
-                             "exercise were not run", kill=True)
+            self._failed(index, f"the process running {self.fn} ended ({how}); the remaining cases of this "
+                                "exercise were not run", kill=True)
             return Outcome(error=self.handle.poison)
         except ProtocolError as exc:
-            self.handle.fail(f"the sandbox broke the grader's protocol while running {self.fn} ({exc}); the "
-                             "remaining cases of this exercise were not run", kill=True)
+            self._failed(index, f"the sandbox broke the grader's protocol while running {self.fn} ({exc}); the "
+                                "remaining cases of this exercise were not run", kill=True)
             return Outcome(error=self.handle.poison)
         measured = time.monotonic() - started
         self.handle.spent += measured
@@ -432,11 +439,42 @@ class RemoteAnswer:
             self._queued.clear()
             self._expect.clear()
             how = reply.get("how") if isinstance(reply.get("how"), str) else "it ended"
-            self.handle.fail(f"the process running {self.fn} ended ({_text(how, 80)}): sys.exit, os._exit, a "
-                             "crash, or running out of memory; the remaining cases of this exercise were not run",
-                             kill=False)
+            self._failed(index, f"the process running {self.fn} ended ({_text(how, 80)}): sys.exit, os._exit, a "
+                                "crash, or running out of memory; the remaining cases of this exercise were not run",
+                         kill=False)
             return Outcome(error=self.handle.poison, seconds=measured)
         return self._outcome(reply, measured)
+
+    def _reply(self, rid: str, index: int | None, deadline: float) -> dict:
+        """The reply to request ``rid`` (case ``index`` of a chunk, ``None`` for a single call): the next one of
+        the last group, or a new frame. Any reply out of order is a :class:`ProtocolError`."""
+        if not self._held:
+            box = self.handle.box
+            assert box is not None
+            reply = box.channel.receive_reply((rid, self.handle.fork_id), deadline)
+            if reply.get("op") == "joined":
+                return reply
+            if index is None:
+                if "i" in reply:
+                    raise ProtocolError("a reply out of order (a chunk's reply to a single call)")
+                return reply
+            group = reply.get("replies")
+            if type(group) is not list or not group or not all(type(r) is dict for r in group) or \
+                    reply.get("re") != rid:
+                raise ProtocolError("a chunk's replies without a group")
+            self._held.extend(group)
+        reply = self._held.popleft()
+        if reply.get("i") != index:
+            raise ProtocolError(f"a reply out of order (case {reply.get('i')!r}, expected {index!r})")
+        return reply
+
+    def _failed(self, index: int | None, why: str, kill: bool) -> None:
+        """The exercise fails with ``why``; raises :class:`RepliesLost` when replies of a chunk may have been held
+        in the process that failed."""
+        self._held.clear()
+        self.handle.fail(why, kill)
+        if index is not None and self.grouped:
+            raise RepliesLost(why)
 
     def _outcome(self, reply: dict, measured: float) -> Outcome:
         notes = reply.get("warnings")
@@ -463,6 +501,7 @@ class RemoteAnswer:
             self._receive(time.monotonic())
         self._queued.clear()
         self._expect.clear()
+        self._held.clear()
 
     def _send_more(self) -> bool:
         """Send the next chunk of the batch while the sandbox still has at least half a chunk to work on: the

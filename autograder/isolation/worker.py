@@ -59,6 +59,8 @@ if __package__:  # imported by the grader's own code (tests): the siblings impor
 
 _perf = time.perf_counter
 OUTPUT_CAP = 8 << 10
+#: replies of a ``calls`` request leave in groups: at most this old (seconds), this many, this many array bytes
+GROUP_HOLD, GROUP_MAX, GROUP_BYTES = 0.02, 256, 4 << 20
 LAZY_MODULES = ("matplotlib",)  # and its submodules: imported on first use
 
 
@@ -88,27 +90,38 @@ class CappedText(io.TextIOBase):
 
 
 class Capture:
-    """Redirect sys.stdout/stderr and record warnings for one cell or one call."""
+    """Redirect sys.stdout/stderr and record warnings for one cell or one call. ``within``: the capture of a
+    whole chunk of calls, which records the warnings instead (entering ``catch_warnings`` once per chunk, not once
+    per call); this one then reports only the warnings caught while it was active."""
+
+    def __init__(self, within: "Capture | None" = None):
+        self.within = within
 
     def __enter__(self):
         self.out, self.err = CappedText(), CappedText()
         self._saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = self.out, self.err
+        if self.within is not None:
+            self._warn, self.caught = None, self.within.caught
+            self.mark = len(self.caught)
+            return self
         self._warn = warnings.catch_warnings(record=True)
         self.caught = self._warn.__enter__()
+        self.mark = 0
         warnings.simplefilter("always")
         return self
 
     def __exit__(self, *exc):
         try:
-            self._warn.__exit__(*exc)
+            if self._warn is not None:
+                self._warn.__exit__(*exc)
         finally:
             sys.stdout, sys.stderr = self._saved
         return False
 
     def notes(self) -> list:
         notes = []
-        for w in list(self.caught)[:3]:
+        for w in list(self.caught)[self.mark:self.mark + 3]:
             try:
                 notes.append(f"{w.category.__name__}: {w.message}"[:300])
             except Exception:  # noqa: BLE001 - a warning with an unprintable message
@@ -129,13 +142,16 @@ def _safe_str(obj) -> str:
 
 
 def describe_exception(exc: BaseException, limit: int = 3) -> str:
-    """Like :func:`autograder.answers.describe_exception`: the last frames in the student's code."""
+    """Like :func:`autograder.answers.describe_exception`: the last frames in the student's code (their source
+    lines looked up only for those frames)."""
     if isinstance(exc, SystemExit):
         return f"the function called sys.exit({_safe_str(exc.code)!s})" if exc.code is not None else \
             "the function called sys.exit()"
     try:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")][-limit:]
-        where = "; ".join(f"line {f.lineno} in {f.name}: {f.line}" for f in frames if f.line)
+        frames = [(f.f_code.co_filename, line, f.f_code.co_name) for f, line in traceback.walk_tb(exc.__traceback__)
+                  if f.f_code.co_filename.startswith("<cell")][-limit:]
+        lines = [(line, name, linecache.getline(filename, line).strip()) for filename, line, name in frames]
+        where = "; ".join(f"line {line} in {name}: {text}" for line, name, text in lines if text)
     except BaseException:  # noqa: BLE001
         where = ""
     head = f"{type(exc).__name__}: {_safe_str(exc)}".strip()[:500]
@@ -517,14 +533,14 @@ class Worker:
     def op_echo(self, m: dict):
         self.reply({"ok": True, "value": m.get("value")})
 
-    def _call(self, fn_name: str, args, kwargs, encode_ref) -> dict:
+    def _call(self, fn_name: str, args, kwargs, encode_ref, within: Capture | None = None) -> dict:
         fn = self.ns.get(fn_name)
         if not callable(fn):
             return {"error": f"NameError: {fn_name} is not defined (its answer cell did not define it)"}
         if type(args) is not tuple or type(kwargs) is not dict:
             return {"error": "malformed call"}
         me = os.getpid()
-        with Capture() as cap:
+        with Capture(within) as cap:
             start = _perf()
             try:
                 raw = fn(*args, **kwargs)
@@ -539,7 +555,7 @@ class Worker:
         try:
             encoded = raw
             if encode_ref:
-                with Capture() as during_encode:  # what encode notices (hooks left...) is feedback, never points
+                with Capture(within) as during_encode:  # what encode notices (hooks left...) is feedback, never points
                     encoded = _resolve_ref(encode_ref)(raw)
                 notes = (notes + during_encode.notes())[:4]
         except Exception as exc:  # noqa: BLE001 - encoding a malformed object
@@ -559,18 +575,62 @@ class Worker:
         self.reply(self._call(str(m.get("fn")), m.get("args", ()), m.get("kwargs", {}), m.get("encode")))
 
     def calls(self, tree: dict, blobs: list) -> None:
-        """Several calls of one function, one reply frame each (the grader times each reply). Each call is
-        decoded on its own, so an argument that cannot be rebuilt costs that call only."""
+        """Several calls of one function, their replies sent in groups (``{"replies": [...]}``, each reply with
+        its index ``i``). A group leaves as soon as it is :data:`GROUP_HOLD` seconds old, a call took that long,
+        it holds :data:`GROUP_MAX` replies or :data:`GROUP_BYTES` of arrays, or the chunk ends: a reply waits at
+        most about twice ``GROUP_HOLD`` (the grader allows for it). Replies still held when a call never returns
+        are lost with the process; the grader then grades that exercise again with one reply per frame
+        (``"group": false``). Each call is decoded on its own, so an argument that cannot be rebuilt costs that call only."""
         fn, encode = str(tree.get("fn")), tree.get("encode")
         encode = encode if isinstance(encode, str) else None
-        for i, sub in enumerate(tree["calls"]):
+        most = GROUP_MAX if tree.get("group") is not False else 1    # one reply per frame when asked
+        with Capture() as chunk:
+            self._calls(fn, encode, tree["calls"], blobs, most, chunk)
+
+    def _calls(self, fn: str, encode: str | None, calls: list, blobs: list, most: int, chunk: Capture) -> None:
+        group: list = []
+        oldest = held_bytes = 0
+        for i, sub in enumerate(calls):
+            started = _perf()
             try:
                 call = protocol.from_tree(sub, blobs, _resolve)
-                out = self._call(fn, call.get("args", ()), call.get("kwargs", {}), encode)
+                out = self._call(fn, call.get("args", ()), call.get("kwargs", {}), encode, chunk)
             except Exception as exc:  # noqa: BLE001
                 out = {"error": f"the grader's arguments could not be rebuilt in the sandbox: {_safe_str(exc)}"}
             out["i"] = i
-            self.reply(out)
+            if not out.get("warnings"):
+                out.pop("warnings", None)    # the usual case: nothing to send
+            now = _perf()
+            oldest = oldest if group else now
+            group.append(out)
+            held_bytes += _array_bytes(out.get("value"))
+            if now - oldest >= GROUP_HOLD or now - started >= GROUP_HOLD or len(group) >= most or \
+                    held_bytes >= GROUP_BYTES:
+                self.reply_group(group)
+                group, held_bytes = [], 0
+        if group:
+            self.reply_group(group)
+
+    def reply_group(self, group: list) -> None:
+        """One frame for several replies; a reply that cannot be packed is replaced by an error reply."""
+        try:
+            data = protocol.pack({"replies": group, "re": self.request_id})
+        except (TypeError, ValueError):
+            for n, out in enumerate(group):
+                try:
+                    protocol.pack(out)
+                except (TypeError, ValueError) as exc:
+                    group[n] = {"error": f"returned something the grader cannot read ({_safe_str(exc)})",
+                                "i": out["i"]}
+            data = protocol.pack({"replies": group, "re": self.request_id})
+        protocol.write_all(self.fd_out, data)
+
+
+def _array_bytes(value) -> int:
+    """Bytes of the arrays in a plain reply value (the worker's :func:`to_plain` output)."""
+    if type(value) in (list, tuple):
+        return sum(_array_bytes(v) for v in value)
+    return getattr(value, "nbytes", 0) if type(value).__name__ == "ndarray" else 0
 
 
 def _silence_forked_copy(pid: int) -> None:
