@@ -188,6 +188,14 @@ def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1, feed=N
     expected_feed.attach(feed)
 
 
+def _load_before_fork() -> None:
+    """What every grading process loads for its first notebook, loaded once here (the pool is forked from this
+    process, after the oracle process): IPython's cell parser (:mod:`.magics`, ~0.2 CPU-s per process)."""
+    from .magics import transformer
+
+    transformer()
+
+
 class PoolExecutor(SerialExecutor):
     """A local pool of grading processes (each keeps the oracle's results for the run's cases)."""
 
@@ -234,6 +242,7 @@ class PoolExecutor(SerialExecutor):
         pending: dict = {}
         device = str(options_plain.get("device", "cpu"))
         self.feed = self._new_feed(plan, options_plain, device, count)
+        _load_before_fork()
         self.pool = self._new_pool(count, device)
         interrupted = True
         try:

@@ -21,7 +21,8 @@ _MAYBE_MAGIC = re.compile(r"^[ \t]*[%!?]|[?][ \t]*$|=[ \t]*[%!]", re.M)
 _manager = None
 
 
-def _transformer():
+def transformer():
+    """IPython's ``TransformerManager`` (imported on first use)."""
     global _manager
     if _manager is None:
         from IPython.core.inputtransformer2 import TransformerManager
@@ -64,7 +65,7 @@ def strip_magics(source: str) -> tuple[str | None, bool]:
     if body is None or not _MAYBE_MAGIC.search(body):
         return body, changed
     try:
-        code = _transformer().transform_cell(body)
+        code = transformer().transform_cell(body)
         if code.rstrip("\n") == body.rstrip("\n"):
             return body, changed
         return _replace_calls(code).rstrip("\n") + ("\n" if body.endswith("\n") else ""), True

@@ -541,35 +541,32 @@ class Worker:
             return {"error": "malformed call"}
         me = os.getpid()
         with Capture(within) as cap:
-            start = _perf()
             try:
                 raw = fn(*args, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - SystemExit too: it costs the case, not the run
                 _silence_forked_copy(me)
-                seconds = _perf() - start
-                return {"error": describe_exception(exc), "seconds": seconds, "warnings": cap.notes(),
+                return {"error": describe_exception(exc), "warnings": cap.notes(),
                         "raised": isinstance(exc, Exception)}  # raised an exception (not sys.exit)
             _silence_forked_copy(me)
-            seconds = _perf() - start
         notes = cap.notes()
         try:
             encoded = raw
             if encode_ref:
-                with Capture(within) as during_encode:  # what encode notices (hooks left...) is feedback, never points
+                with Capture(within) as during_encode:  # what encode notices (hooks left...): feedback only
                     encoded = _resolve_ref(encode_ref)(raw)
                 notes = (notes + during_encode.notes())[:4]
         except Exception as exc:  # noqa: BLE001 - encoding a malformed object
             return {"error": f"returned something the grader cannot read ({describe_exception(exc)})",
-                    "seconds": seconds, "warnings": notes}
+                    "warnings": notes}
         try:
             value = to_plain(encoded)
         except TypeError as exc:
-            return {"error": f"returned {_safe_str(exc)}, which is not an array or number", "seconds": seconds,
+            return {"error": f"returned {_safe_str(exc)}, which is not an array or number",
                     "warnings": notes}
         except Exception as exc:  # noqa: BLE001
             return {"error": f"returned something the grader cannot read ({describe_exception(exc)})",
-                    "seconds": seconds, "warnings": notes}
-        return {"value": value, "seconds": seconds, "warnings": notes}
+                    "warnings": notes}
+        return {"value": value, "warnings": notes}
 
     def op_call(self, m: dict):
         self.reply(self._call(str(m.get("fn")), m.get("args", ()), m.get("kwargs", {}), m.get("encode")))
@@ -580,7 +577,8 @@ class Worker:
         it holds :data:`GROUP_MAX` replies or :data:`GROUP_BYTES` of arrays, or the chunk ends: a reply waits at
         most about twice ``GROUP_HOLD`` (the grader allows for it). Replies still held when a call never returns
         are lost with the process; the grader then grades that exercise again with one reply per frame
-        (``"group": false``). Each call is decoded on its own, so an argument that cannot be rebuilt costs that call only."""
+        (``"group": false``). Each call is decoded on its own, so an argument that cannot be rebuilt costs that
+        call only."""
         fn, encode = str(tree.get("fn")), tree.get("encode")
         encode = encode if isinstance(encode, str) else None
         most = GROUP_MAX if tree.get("group") is not False else 1    # one reply per frame when asked
