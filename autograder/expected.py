@@ -61,6 +61,9 @@ class Expected:
         i = self._index.get(id(case))
         if i is None or self.cases[i] is not case:
             return run_reference(self.ex.oracle, case.call, self.device)
+        value = self._values[i]
+        if value is not _MISSING and type(value) is not _Failed:    # known: no lock to take
+            return value
         with self._ready:
             while self._values[i] is _MISSING and self._filling:
                 if not self._ready.wait(STALL_SECONDS):   # nothing arrived for that long: stop waiting, and

@@ -2,6 +2,8 @@
 notebook (``remote.encoded_calls``), on read-only cases (``grader.grading_cases``)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -63,3 +65,36 @@ def test_calls_without_torch_objects_never_touch_a_half_imported_torch(monkeypat
     calls = [Call((np.ones((1, 2, 3, 3)), np.ones((2, 2, 1, 1))), {"stride": 1}) for _ in range(3)]
     tree, blobs = remote.encoded_calls(calls)
     assert len(_decoded(tree, blobs)) == 3
+
+
+def test_a_chunk_goes_out_as_the_frame_of_its_message_with_the_calls_written_once():
+    ex = registry.get("conv2d_multi")
+    calls = [c.call for c in grading_cases(ex, 7, 1)[:8]]
+    text, blobs = remote.encoded_chunk(calls)
+    assert remote.encoded_chunk(calls)[0] is text                       # written once, reused
+    message = {"op": "calls", "id": "r1", "fn": "conv2d_multi", "encode": None, "group": True}
+    spliced = protocol.frame_with(message, "calls", text, blobs)
+    tree, sent = remote.encoded_calls(calls)
+    plain = protocol.frame({**message, "calls": tree}, blobs)
+    r, w = os.pipe()
+    os.write(w, spliced + plain)
+    os.close(w)
+    got = [protocol.unpack(*protocol.read_frame(r), lambda kind, payload: (kind, payload)) for _ in range(2)]
+    os.close(r)
+    assert list(got[0]) == list(got[1])
+    assert got[0]["id"] == "r1" and len(got[0]["calls"]) == len(calls)
+    for a, b in zip(got[0]["calls"], got[1]["calls"]):
+        assert a["kwargs"] == b["kwargs"] and all(np.array_equal(x, y) for x, y in zip(a["args"], b["args"]))
+    assert protocol.unpack(*_one_frame(protocol.frame_with({"op": "x"}, "calls", "[]", [])))["calls"] == ()
+    with pytest.raises(ValueError):
+        protocol.frame_with(message, 'calls":1,"x', "[]", [])
+
+
+def _one_frame(data: bytes):
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    try:
+        return protocol.read_frame(r)
+    finally:
+        os.close(r)

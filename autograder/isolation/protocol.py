@@ -279,6 +279,22 @@ def frame(tree: Any, blobs: list[bytes]) -> bytes:
     return b"".join([_HEAD.pack(MAGIC, len(header)), header, *blobs])
 
 
+def json_text(tree: Any) -> str:
+    """The JSON text of a message tree, as :func:`frame` writes it."""
+    return _ENCODE(tree)
+
+
+def frame_with(tree: dict, key: str, text: str, blobs: list[bytes]) -> bytes:
+    """:func:`frame` of ``tree`` with ``tree[key]`` given as its JSON text, written once (a chunk of calls that
+    every notebook of a batch receives); ``key`` is a plain name."""
+    if not key.isidentifier():
+        raise ValueError(f"not a plain key: {key!r}")
+    body = _ENCODE(tree)
+    header = (f'{{"b":{_ENCODE([len(b) for b in blobs])},"m":{body[:-1]}{"," if len(body) > 2 else ""}'
+              f'"{key}":{text}}}}}').encode()
+    return b"".join([_HEAD.pack(MAGIC, len(header)), header, *blobs])
+
+
 def pack(message: dict, default: Callable[[Any], Any] | None = None) -> bytes:
     """One frame for ``message`` (a dict of str keys)."""
     blobs: list[bytes] = []

@@ -31,7 +31,7 @@ from ..answers import Outcome
 from ..compare import NotPlainData, to_plain
 from ..spec import Call, Exercise
 from . import sandbox, stubs
-from .protocol import Closed, ProtocolError, Timeout, frame, new_id, pack, to_tree
+from .protocol import Closed, ProtocolError, Timeout, frame, frame_with, json_text, new_id, pack, to_tree
 from .submission import Cell
 
 from .manifest import REFERENCE_MODULES
@@ -153,20 +153,34 @@ def _module_versions(calls: Sequence[Call]) -> tuple:
 def encoded_calls(calls: Sequence[Call]) -> tuple[Any, list[bytes]]:
     """``(tree, blobs)`` of a chunk's calls (``[{"args", "kwargs"}, ...]``), from the cache when these very calls
     were encoded before and their module arguments have not changed since."""
+    entry = _chunk(calls)
+    return entry[2], entry[3]
+
+
+def encoded_chunk(calls: Sequence[Call]) -> tuple[str, list[bytes]]:
+    """The JSON text of :func:`encoded_calls`' tree (written once per cached chunk) and the chunk's blobs."""
+    entry = _chunk(calls)
+    if entry[4] is None:
+        entry[4] = json_text(entry[2])
+    return entry[4], entry[3]
+
+
+def _chunk(calls: Sequence[Call]) -> list:
+    """The cache entry of a chunk: ``[calls, module versions, tree, blobs, JSON text or None]``."""
     key = tuple(map(id, calls))
     hit = _CHUNKS.get(key)
     same_calls = hit is not None and all(a is b for a, b in zip(hit[0], calls))
     versions = _module_versions(calls) if not same_calls or hit[1] else ()   # no module tensors then: none now
     if same_calls and hit[1] == versions:
         _CHUNKS.move_to_end(key)
-        return hit[2], hit[3]
+        return hit
     blobs: list[bytes] = []
     tree = to_tree(tuple({"args": tuple(c.args), "kwargs": dict(c.kwargs)} for c in calls), blobs,
                    _argument_encoder(blobs))
-    _CHUNKS[key] = (tuple(calls), versions, tree, blobs)
+    _CHUNKS[key] = [tuple(calls), versions, tree, blobs, None]
     while len(_CHUNKS) > MAX_CHUNKS:
         _CHUNKS.popitem(last=False)
-    return tree, blobs
+    return _CHUNKS[key]
 
 
 def _text(value: Any, limit: int = MAX_ERROR_TEXT) -> str:
@@ -393,9 +407,9 @@ class RemoteAnswer:
             c = calls[0]
             return pack_call({"op": "call", "id": rid, "fn": self.fn, "args": tuple(c.args),
                               "kwargs": dict(c.kwargs), "encode": self.encode})
-        tree, blobs = encoded_calls(calls)
-        return frame({"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode, "calls": tree,
-                      "group": self.grouped}, blobs)
+        text, blobs = encoded_chunk(calls)
+        return frame_with({"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode, "group": self.grouped},
+                          "calls", text, blobs)
 
     def _send(self, calls: Sequence[Call]) -> bool:
         box = self.handle.box
