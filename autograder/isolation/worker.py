@@ -159,6 +159,8 @@ def describe_exception(exc: BaseException, limit: int = 3) -> str:
 
 
 _PLAIN_SCALARS = frozenset((type(None), bool, int, float, str))
+#: bytes of the arrays :func:`to_plain` has copied so far (the worker bounds a group of replies by it)
+COPIED = [0]
 
 
 def to_plain(value, depth: int = 0):
@@ -189,6 +191,7 @@ def to_plain(value, depth: int = 0):
         base = np.ndarray.view(value, np.ndarray)
         if base.dtype.kind not in protocol.ARRAY_KINDS:
             raise TypeError(f"an array of dtype {base.dtype} (expected numbers)")
+        COPIED[0] += base.nbytes
         return np.ndarray.copy(base, order="C")
     if (cls.__module__ or "").startswith("torch") and cls.__name__ in ("Tensor", "Parameter"):
         return to_plain(value.detach().cpu().numpy(), depth + 1)
@@ -587,7 +590,7 @@ class Worker:
 
     def _calls(self, fn: str, encode: str | None, calls: list, blobs: list, most: int, chunk: Capture) -> None:
         group: list = []
-        oldest = held_bytes = 0
+        oldest, copied = 0, COPIED[0]
         for i, sub in enumerate(calls):
             started = _perf()
             try:
@@ -601,11 +604,10 @@ class Worker:
             now = _perf()
             oldest = oldest if group else now
             group.append(out)
-            held_bytes += _array_bytes(out.get("value"))
             if now - oldest >= GROUP_HOLD or now - started >= GROUP_HOLD or len(group) >= most or \
-                    held_bytes >= GROUP_BYTES:
+                    COPIED[0] - copied >= GROUP_BYTES:
                 self.reply_group(group)
-                group, held_bytes = [], 0
+                group, copied = [], COPIED[0]
         if group:
             self.reply_group(group)
 
@@ -622,13 +624,6 @@ class Worker:
                                 "i": out["i"]}
             data = protocol.pack({"replies": group, "re": self.request_id})
         protocol.write_all(self.fd_out, data)
-
-
-def _array_bytes(value) -> int:
-    """Bytes of the arrays in a plain reply value (the worker's :func:`to_plain` output)."""
-    if type(value) in (list, tuple):
-        return sum(_array_bytes(v) for v in value)
-    return getattr(value, "nbytes", 0) if type(value).__name__ == "ndarray" else 0
 
 
 def _silence_forked_copy(pid: int) -> None:
