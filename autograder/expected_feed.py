@@ -184,19 +184,17 @@ def _serve(items: list, feed: Feed, conns: list[Connection]) -> None:
 
 
 def _send_values(items: list, feed: Feed, given: Connection, send: Callable[[tuple], None]) -> None:
-    """The oracle process's child: every exercise's cases as its parent sent them, then their values."""
+    """The oracle process's child: each exercise's values as soon as its cases come (its parent sends them once
+    every case has gone to the grading processes: the pipes have one writer at a time)."""
     from .oracle import oracle_numerics, torch
 
     torch()
-    drawn = []
-    for ex, _seed in items:
-        kind, key, cases = pickle.loads(given.recv_bytes())
-        drawn.append((ex, key, cases))
-    given.close()
     with oracle_numerics():
-        for ex, key, cases in drawn:
+        for ex, _seed in items:
+            _kind, key, cases = pickle.loads(given.recv_bytes())
             expected.send_values(send, ("values", key), ex, cases, feed.device)
             send(("end", key))
+    given.close()
 
 
 # ------------------------------------------------------------------------------------------ a grading process

@@ -66,6 +66,30 @@ def test_the_feed_brings_the_same_cases_and_values_as_drawing_and_computing_them
     assert out.split() == ["same", "same"]
 
 
+def test_closing_the_feed_ends_the_child_computing_values():
+    out = _run("""
+        import time
+        from autograder import expected_feed
+        from autograder.isolation.grader import grading_cases
+
+        feed = expected_feed.Feed([("03-stride-padding", 7)], 10, "cpu", 1, grading_cases).start()
+        parent, children = feed.pids[0], []
+        for _ in range(200):                # the child is forked first thing, then imports torch
+            children = [int(c) for c in open(f"/proc/{parent}/task/{parent}/children").read().split()]
+            if children:
+                break
+            time.sleep(0.01)
+        feed.close()
+        time.sleep(0.5)
+        for pid in children:
+            try:
+                print(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0])   # a zombie at most
+            except FileNotFoundError:
+                print("gone")
+    """)
+    assert out.split() and all(state in ("gone", "Z") for state in out.split())
+
+
 def test_grading_draws_and_computes_itself_when_the_oracle_process_is_gone():
     out = _run("""
         import os, signal
