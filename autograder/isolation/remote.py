@@ -515,10 +515,11 @@ class RemoteAnswer:
         self._held.clear()
 
     def _send_more(self) -> bool:
-        """Send the next chunk of the batch while the sandbox still has at least half a chunk to work on: the
-        sandbox starts on the first calls at once and never waits for the grader, which encodes the next calls
-        while it reads replies. Chunks double up to :data:`MAX_CHUNK`."""
-        if not self._batch or len(self._queued) > self._chunk // 2:
+        """Send the next chunk of the batch while the sandbox still has at least half a chunk to work on (calls
+        whose replies have not arrived; a group of replies read but not judged yet does not count): the sandbox
+        starts on the first calls at once and never waits for the grader, which encodes the next calls while it
+        reads replies. Chunks double up to :data:`MAX_CHUNK`."""
+        if not self._batch or len(self._queued) - len(self._held) > self._chunk // 2:
             return True
         chunk = [self._batch.popleft() for _ in range(min(self._chunk, len(self._batch)))]
         self._chunk = min(2 * self._chunk, MAX_CHUNK)
