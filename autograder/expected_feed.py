@@ -5,7 +5,9 @@ itself after its own ``import torch`` (on 2 cores that duplicated work was a qua
 The batch (parent): :class:`Feed` forks the oracle processes (one per four graders) before the pool
 starts; each pool process takes its pipes in the pool's initialiser (:func:`attach`) and the parent drops its
 copies once the pool has started
-(:meth:`Feed.release`). The messages are pickled (the processes are all the grader's own, forked before any
+(:meth:`Feed.release`). An oracle process forks a child at once, which imports torch while its parent draws the
+cases; the parent sends the cases, then hands them to the child, which sends the values (one writer per pipe at a
+time). The messages are pickled (the processes are all the grader's own, forked before any
 student code runs; the sandboxes never hold these pipes):
 
 - ``("cases", key, cases)``: the grading cases of ``key = (assignment, exercise, seed, factor)``, in order;

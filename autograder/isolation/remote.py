@@ -9,9 +9,12 @@ nothing an answer does (global state, threads, ``sys.exit``, ``os._exit``, a cra
 ``.npy``), results come back as plain data and go through :func:`autograder.compare.to_plain` here; a call that
 hangs past its limit or kills its process costs the rest of that exercise only (later calls fail at once with the
 reason; the next exercise gets a fresh process). The cases of the correctness check are sent in chunks, ahead of
-need (the sandbox works on one while the grader encodes the next and compares), and their replies read one by one,
-each under the per-call limit; while the engine waits for an expected value that is still being computed, it reads
-the next replies ahead (:meth:`RemoteAnswer.read_ahead`, bounded) instead of letting the sandbox idle.
+need (the sandbox works on one while the grader encodes the next and compares); their replies come in groups
+(the worker holds them at most ``worker.GROUP_HOLD``) and are read one by one, each under the per-call limit. A
+failure while replies may be held raises :class:`RepliesLost`: the grader grades that exercise again with one reply
+per frame, so that a score never depends on timing. While the engine waits for an expected value that is still
+being computed, it reads the next replies ahead (:meth:`RemoteAnswer.read_ahead`, bounded) instead of letting the
+sandbox idle.
 
 Every request carries a fresh random id and every reply must echo it (``"re"``, and ``"i"`` for each reply of a
 batch): a frame written before its request existed (a forged "joined", replies queued for a later exercise) is
