@@ -144,3 +144,15 @@ def test_the_grader_refuses_replies_out_of_order():
     answer._held.clear()
     with pytest.raises(protocol.ProtocolError, match="without a group"):
         answer._reply("rid", 0, time.monotonic() + 1)
+
+
+def test_an_error_names_the_students_lines():
+    import linecache
+
+    source = "def f(i):\n    return g(i + 1)\n\n\ndef g(j):\n    raise ValueError(f'bad {j}')\n"
+    linecache.cache["<cell-7>"] = (len(source), None, source.splitlines(True), "<cell-7>")
+    namespace: dict = {}
+    exec(compile(source, "<cell-7>", "exec"), namespace)
+    reply = _frames(_request(1), namespace["f"])[0]["replies"][0]
+    assert reply["error"] == ("ValueError: bad 1  (at line 2 in f: return g(i + 1); line 6 in g: "
+                              "raise ValueError(f'bad {j}'))")
