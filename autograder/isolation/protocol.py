@@ -105,19 +105,35 @@ def _checked_shape(text: bytes) -> tuple:
     return shape
 
 
+#: parsed ``.npy`` headers, by their bytes: ``(dtype, shape, fortran order)`` (the same shapes come again and again)
+_PARSED_HEADERS: dict = {}
+
+
+def _parsed_header(header: bytes) -> tuple | None:
+    """``(dtype, shape, fortran order)`` of a version 1.0 header this module writes (``None``: another form)."""
+    parsed = _PARSED_HEADERS.get(header)
+    if parsed is None:
+        m = _NPY_HEADER.fullmatch(header)
+        if not m:
+            return None
+        parsed = (np.dtype(m.group(1).decode()), _checked_shape(m.group(3)), m.group(2) == b"True")
+        if len(_PARSED_HEADERS) < 4096:
+            _PARSED_HEADERS[header] = parsed
+    return parsed
+
+
 def _npy_array(data: bytes) -> np.ndarray:
     """Parse ``.npy`` bytes strictly (never pickle); a fresh, writable, C-contiguous array."""
     if data[:8] == _NPY_MAGIC and len(data) >= 10:
         (hlen,) = struct.unpack("<H", data[8:10])
-        m = _NPY_HEADER.fullmatch(data[10:10 + hlen])
-        if m:
-            dtype = np.dtype(m.group(1).decode())
-            shape = _checked_shape(m.group(3))
+        parsed = _parsed_header(data[10:10 + hlen])
+        if parsed is not None:
+            dtype, shape, fortran = parsed
             count = math.prod(shape)
             if len(data) - 10 - hlen != count * dtype.itemsize:
                 raise ProtocolError("array payload of the wrong size")
             arr = np.frombuffer(data, dtype, count=count, offset=10 + hlen)
-            arr = arr.reshape(shape[::-1]).T if m.group(2) == b"True" else arr.reshape(shape)
+            arr = arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
             return np.array(arr, order="C", copy=True)
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
