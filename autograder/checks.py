@@ -62,7 +62,7 @@ def module_arguments(call: Call) -> list[tuple[str, Any]]:
 def arguments_unchanged(states: Any, call: Call) -> tuple[bool, ...]:
     """For each module argument of ``call``, whether the state the answer sent back equals the grader's template
     (``False`` also when it was not sent back): judged here, from plain data."""
-    return tuple(not problem for _, problem, _ in module_codec.argument_verdicts(states, call))
+    return module_codec.unchanged(module_codec.argument_verdicts(states, call))
 
 
 def property_mistake(name: str, explanation: str, view: Callable[..., tuple], index: int, wrong: Any,

@@ -168,14 +168,12 @@ def _run_cases(ex: Exercise, answer: Answer, cases: Sequence[Case], device: str,
     """Every case, in order; after a call that ran out of time the rest fail with the same outcome uncalled (one
     endless loop costs one time limit, not one per case)."""
     trials: list[_Trial] = []
-    reads_ahead = getattr(reference, "pending", None) is not None and getattr(answer, "read_ahead", None) is not None
     for case in cases:
         if trials and trials[-1].outcome.timed_out:
             stopped = trials[-1]
             trials.append(_Trial(case, stopped.expected, stopped.outcome, stopped.reason))
             continue
-        if reads_ahead:
-            _answer_while_waiting(answer, case, reference)
+        _answer_while_waiting(answer, case, reference)
         trials.append(_try(ex, answer, case, device, reference))
     return trials
 

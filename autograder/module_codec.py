@@ -38,7 +38,7 @@ student's code runs (a property judged inside the sandbox is feedback, never poi
 3. :func:`encode_answer` (the exercise's ``encode``) sends back the returned model *and the state of every live
    argument after the call*, as plain data: its :func:`fingerprint` (a digest of the layers, hyper-parameters,
    parameters and buffers; the model itself is not needed to judge it, and sending it cost as much as the answer).
-4. The trusted side (:func:`decode_answer` with the call) fingerprints its own templates and compares: an argument
+4. The trusted side (:func:`decode_judged` with the call) fingerprints its own templates and compares: an argument
    whose layers, hyper-parameters, parameters or buffers differ from what was sent was modified in place.
    Returning the input object itself shows up the same way (its weights are the unfused ones, or it was modified).
 
@@ -759,6 +759,11 @@ def judged(verdicts: list[tuple[str, str, str | None]]) -> tuple[str, str | None
     came back unchanged; the device when all the reported ones agree."""
     devices = {device for _, _, device in verdicts if device is not None}
     return "; ".join(p for _, p, _ in verdicts if p), (next(iter(devices)) if len(devices) == 1 else None)
+
+
+def unchanged(verdicts: list[tuple[str, str, str | None]]) -> tuple[bool, ...]:
+    """For each verdict of :func:`argument_verdicts`, whether that argument came back unchanged."""
+    return tuple(not problem for _, problem, _ in verdicts)
 
 
 def judge_arguments(states: Any, call: Any) -> tuple[str, str | None]:

@@ -44,16 +44,17 @@ def conv_flops(x_shape: tuple, w_shape: tuple, stride=1, padding=0, dilation=1, 
 
     from .shapes import pair
 
-    size = tuple(_line_output(x_shape[2 + axis], w_shape[2 + axis], *(pair(v)[axis] for v in (
+    size = tuple(line_output(x_shape[2 + axis], w_shape[2 + axis], *(pair(v)[axis] for v in (
         stride, padding, dilation, output_padding)), transposed) for axis in (0, 1))
     c_out = w_shape[1] * groups if transposed else w_shape[0]
     out_shape = (x_shape[0], c_out, *size)
     return int(conv_flop_count(list(x_shape), list(w_shape), list(out_shape), transposed=transposed)), out_shape
 
 
-def _line_output(n: int, k: int, stride: int, padding: int, dilation: int, output_padding: int,
+def line_output(n: int, k: int, stride: int, padding: int, dilation: int, output_padding: int,
                  transposed: bool) -> int:
-    """The output length torch gives a convolution of a length-``n`` line with a length-``k`` kernel."""
+    """The output length torch gives a convolution (or, ``transposed``, a transposed convolution) of a length-``n``
+    line with a length-``k`` kernel; raises where torch does."""
     t = torch()
     x, weight = t.zeros(1, 1, n, 1), t.zeros(1, 1, k, 1)
     if transposed:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 
+from ..oracle import line_output
 from ..params import FORM, Param, flag
 from ..registry import register
 from ..shapes import call_form, conv_case, conv_out, pair
@@ -48,9 +49,8 @@ def torch_accepts_conv(n, k, stride=1, padding=0, dilation=1) -> bool:
 
 
 def _conv_size(n, k, stride=1, padding=0, dilation=1):
-    x, w = _line(n, k)
     try:
-        return int(F().conv2d(x, w, stride=(stride, 1), padding=(padding, 0), dilation=(dilation, 1)).shape[2])
+        return line_output(n, k, stride, padding, dilation, 0, transposed=False)
     except RuntimeError:
         return RAISES
 

@@ -314,7 +314,7 @@ def _decoded(plain, call, device) -> tuple:
     """``(model, on the inputs' device, unchanged flag of each module argument)`` of an encoded answer."""
     model, model_device, verdicts = module_codec.decode_judged(plain, device, call)
     arg_device = module_codec.judged(verdicts)[1]
-    return model, model_device == (arg_device or _device_kind(device)), tuple(not p for _, p, _ in verdicts)
+    return model, model_device == (arg_device or _device_kind(device)), module_codec.unchanged(verdicts)
 
 
 def _judged_mistakes(view, view_names: tuple, arguments: tuple) -> list:
