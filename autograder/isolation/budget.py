@@ -5,7 +5,8 @@ The sandbox's memory is what its processes hold plus what its writable filesyste
 memory; ``/``, ``/dev``, ``/proc`` and ``/tmp`` are read-only). So the budget binds, with or without cgroups, when
 
 - processes are few: ``RLIMIT_NPROC`` caps the tasks of the sandbox's user (threads included) at the worker, the
-  exercise child it forks, and :attr:`Limits.spare_tasks` more. The limit binds a user other than root: under
+  exercise child it forks, and :attr:`Limits.spare_tasks` more; a zygote (root, which forked the worker:
+  :mod:`.zygote`) may be one more, and the budget counts it in every sandbox. The limit binds a user other than root: under
   bubblewrap as root the worker drops to a user id of its own (:func:`sandbox_uid`), so that the count is this
   sandbox's alone; without root, bubblewrap's user namespace already runs it as the grader's (non-root) user;
 - each process holds at most its share: ``RLIMIT_DATA`` (every private writable byte: heap, arrays, anonymous
@@ -44,8 +45,10 @@ class Limits:
 
     @property
     def processes(self) -> int:
-        """The most processes the sandbox's user can have at once."""
-        return 2 + self.spare_tasks
+        """The most processes the sandbox can hold at once: its user's (the worker, its exercise child, the spare
+        tasks) and the zygote it may have been forked from (:mod:`.zygote`; counted in every sandbox, so that the
+        limits, and the scores, never depend on whether one was used)."""
+        return 3 + self.spare_tasks
 
     @property
     def data_bytes(self) -> int:

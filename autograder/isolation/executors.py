@@ -88,9 +88,11 @@ def worker_environment(options_plain: dict) -> dict:
 def grade_task(task: dict, options_plain: dict, seed: int, expect: dict | None = None) -> dict:
     """Grade one submission given as plain data; returns ``{"results", "instructor", "errors", "graded_by"}``,
     plain JSON-able data. Runs in a pool process or on a Dask worker."""
+    from . import zygote
     from .jobs import Job, grade_job
     from .resume import environment
 
+    zygote.enable()     # a grading process of a batch: its notebooks' sandboxes are forked from zygotes
     options = options_from_plain(options_plain)
     if expect:
         mine = environment(options.course)
@@ -155,7 +157,9 @@ class SerialExecutor:
             yield task, outcome
 
     def close(self) -> None:
-        pass
+        from . import zygote
+
+        zygote.stop_all()     # graded here: this process's zygotes end with the batch
 
 
 _PARENT: dict[str, int] = {}

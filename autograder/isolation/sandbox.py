@@ -294,8 +294,11 @@ def _parent_dirs(targets: list[str]) -> list[str]:
     return args
 
 
-def _bwrap_command(layout: stubs.Layout, profile: str, limits: Limits, fds: tuple[int, ...]) -> list[str]:
-    """The bubblewrap command line; ``fds`` are the request and reply pipes and the seccomp program's pipe."""
+def _bwrap_command(layout: stubs.Layout, profile: str, limits: Limits, fds: tuple[int, ...],
+                   zygote_fd: int | None = None) -> list[str]:
+    """The bubblewrap command line; ``fds`` are the request and reply pipes and the seccomp program's pipe;
+    ``zygote_fd``: the socket of a zygote (:mod:`.zygote`), which keeps root to give each notebook a user of its
+    own (it drops no user id, caps no tasks: each notebook's worker does)."""
     bwrap_works()  # which variant works here (probed once)
     exe = str(_BWRAP_STATE.get("exe") or shutil.which("bwrap"))
     variant = list(_BWRAP_STATE.get("userns") or [])
@@ -318,10 +321,19 @@ def _bwrap_command(layout: stubs.Layout, profile: str, limits: Limits, fds: tupl
         args += ["--setenv", key, value]
     path = os.pathsep.join([f"{SANDBOX_ROOT}/stub", *site_dirs()])
     args += ["--", *worker_command(f"{SANDBOX_ROOT}/lib"),
-             "--in", str(fds[0]), "--out", str(fds[1]), "--path", path, *limits.argv(), *limits.tasks_argv()]
+             "--in", str(fds[0]), "--out", str(fds[1]), "--path", path, *limits.argv()]
+    if zygote_fd is not None:
+        return args + ["--zygote", str(zygote_fd)]
+    args += limits.tasks_argv()
     if variant == _DROP_TO_SANDBOX_USER:
         args += ["--uid", str(sandbox_uid())]
     return args
+
+
+def drops_to_own_user() -> bool:
+    """Whether bubblewrap runs here as root without a user namespace, each worker dropping to a user id of its own
+    (the only setting in which a zygote is used: :mod:`.zygote`)."""
+    return bwrap_works()[0] and list(_BWRAP_STATE.get("userns") or []) == _DROP_TO_SANDBOX_USER
 
 
 def worker_command(lib: str) -> list[str]:
@@ -374,9 +386,10 @@ def _environment(datasets: str, home: str) -> dict[str, str]:
     return env
 
 
-def _spawn(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> tuple[Sandbox, list[str]]:
+def _spawn(layout: stubs.Layout, profile: str, mode: str, limits: Limits,
+           zygote_fd: int | None = None) -> tuple[Sandbox, list[str]]:
     """The worker's process for ``profile``, started (not yet greeted); also the modules it must block itself
-    (reduced isolation only)."""
+    (reduced isolation only). ``zygote_fd``: the socket end a zygote's worker keeps (bubblewrap only)."""
     req_r, req_w = os.pipe()
     rep_r, rep_w = os.pipe()
     out_r, out_w = os.pipe()
@@ -384,9 +397,10 @@ def _spawn(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> tup
     workdir = None
     filter_fd = _seccomp_pipe() if mode == "bwrap" else None
     inherited = (req_r, rep_w) + ((filter_fd,) if filter_fd is not None else ())
+    kept = inherited + ((zygote_fd,) if zygote_fd is not None else ())
     try:
         if mode == "bwrap":
-            cmd = _bwrap_command(layout, profile, limits, inherited)
+            cmd = _bwrap_command(layout, profile, limits, inherited, zygote_fd)
             env = dict(BWRAP_ENVIRONMENT)
             cwd = None
             block: list[str] = []
@@ -402,7 +416,7 @@ def _spawn(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> tup
             block = [m for m in stubs.hidden_modules(profile) if m != "autograder"] + ["__editable__"]
             cmd = unprivileged.wrap(cmd, workdir)     # as another user, where the deployment asks for it
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, cwd=cwd, env=env,
-                                   pass_fds=inherited, start_new_session=True, close_fds=True)
+                                   pass_fds=kept, start_new_session=True, close_fds=True)
     finally:
         for fd in (*inherited, out_w):
             os.close(fd)
@@ -421,12 +435,12 @@ def _failed(box: Sandbox, exc: BaseException) -> RuntimeError:
                         f"{box.output_text()[-800:]}")
 
 
-def launch(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sandbox:
+def launch(layout: stubs.Layout, profile: str, mode: str, limits: Limits, zygote_fd: int | None = None) -> Sandbox:
     """Start a worker for ``profile`` (``"scratch"`` or ``"torch"``) and send its hello, without waiting for the
     answer: the worker sets its limits, imports what the profile needs and removes the ready-made functions while
     the caller does something else; :func:`ready` waits for it. Raises RuntimeError when the worker cannot be
-    started."""
-    box, block = _spawn(layout, profile, mode, limits)
+    started. ``zygote_fd``: start it as a zygote (:mod:`.zygote`; the caller closes its copy)."""
+    box, block = _spawn(layout, profile, mode, limits, zygote_fd)
     hello = {"op": "hello", "block": block, "remove": list(stubs.removed_names(profile)), "sweep": mode == "bwrap"}
     try:
         box.channel.send(pack(hello), time.monotonic() + limits.startup_timeout)
@@ -451,9 +465,16 @@ def ready(box: Sandbox, limits: Limits) -> Sandbox:
 
 
 def start(layout: stubs.Layout, profile: str, mode: str, limits: Limits) -> Sandbox:
-    """A ready worker for ``profile``: the one :func:`prestarted` launched for this thread, if there is one
-    (a fresh process in which nothing else ever ran), or a new one. Raises RuntimeError when the worker cannot
-    start (a grader failure, not the student's)."""
+    """A ready worker for ``profile``: one forked from this process's zygote where zygotes are used
+    (:mod:`.zygote`), else the one :func:`prestarted` launched for this thread, if there is one (a fresh process in
+    which nothing else ever ran), or a new one. Raises RuntimeError when the worker cannot start (a grader
+    failure, not the student's)."""
+    from . import zygote
+
+    if zygote.used_for(mode):
+        forked = zygote.fork(layout, profile, limits)
+        if forked is not None:
+            return forked
     early = _PRESTARTED.pop(_prestart_key(layout, profile, mode, limits), None)
     if early is not None:
         try:
@@ -486,9 +507,14 @@ def prestarted(layout: stubs.Layout, profiles: list[str], mode: str, limits: Lim
     grader prepares and while it grades the profile before; the next :func:`start` of that profile in this thread
     takes it. Each is a fresh process for one notebook, under its own limits, exactly as :func:`start` would
     make it, only earlier. On leaving, on every path, the ones no session took are stopped."""
+    from . import zygote
+
     keys = []
     try:
         for profile in profiles:
+            if zygote.used_for(mode):
+                zygote.prepare(layout, profile, limits)   # its first notebook's start, the others' nothing
+                continue
             key = _prestart_key(layout, profile, mode, limits)
             if key not in _PRESTARTED:
                 try:
@@ -507,6 +533,15 @@ def prestarted(layout: stubs.Layout, profiles: list[str], mode: str, limits: Lim
 # ------------------------------------------------------------------------------------------ accounting
 
 _ACCOUNTS = {"cpu": 0.0, "waited": 0.0}
+
+
+def charge_cpu(seconds: float) -> None:
+    """Add CPU seconds of a sandbox's process measured elsewhere (a zygote's own: :mod:`.zygote`)."""
+    _ACCOUNTS["cpu"] += seconds
+
+
+def note_waited(seconds: float) -> None:
+    _ACCOUNTS["waited"] += seconds
 
 
 def cpu_seconds() -> float:

@@ -19,6 +19,11 @@ bubblewrap as root) and caps its user's tasks (``--tasks``).
 3. ``fork``: a child process serves one exercise (``probe``, ``call``, ``calls``, ``end``) while this process
    waits. Whatever the answer does to global state, threads it starts, or how it dies (``sys.exit``,
    ``os._exit``, a crash) stays in the child; the parent then reports ``joined`` and is ready for the next one.
+
+Or, right after ``hello`` and before anything else, ``zygote`` (``--zygote FD``, bubblewrap as root only): the
+worker becomes a pristine parent (:class:`Zygote`) that forks one notebook's worker at a time, each under a user id
+of its own, and wipes what that notebook left before the next (``autograder/isolation/zygote.py`` says why nothing
+crosses from one notebook to the next).
 """
 from __future__ import annotations
 
@@ -27,9 +32,11 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import io
+import json
 import linecache
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -335,6 +342,8 @@ class Worker:
         self.deferred: list = []
         self.sweep = False  # kill every other process of the sandbox around each exercise (bubblewrap only)
         self.request_id = None
+        self.pristine = True  # nothing but hello has run here (only then may it become a zygote)
+        self.zygote_fd: int | None = None
 
     # -- messages
     def reply(self, message: dict) -> None:
@@ -354,6 +363,7 @@ class Worker:
                 return
             self.request_id = tree.get("id") if type(tree) is dict else None
             if type(tree) is dict and tree.get("op") == "calls" and type(tree.get("calls")) is list:
+                self.pristine = False
                 self.calls(tree, blobs)  # decoded call by call: one reply per call, whatever fails
                 continue
             try:
@@ -363,6 +373,7 @@ class Worker:
                                      f"{_safe_str(exc)}"})
                 continue
             op = message.get("op")
+            self.pristine = self.pristine and op in ("hello", "zygote")
             handler = getattr(self, f"op_{op}", None)
             if handler is None:
                 self.reply({"error": f"unknown op {op!r}"})
@@ -517,6 +528,19 @@ class Worker:
             how = f"exit status {os.WEXITSTATUS(status)}"
         self.reply({"op": "joined", "how": how, "clean": os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0})
 
+    def op_zygote(self, m: dict):
+        """Become this sandbox's zygote (:class:`Zygote`): only a worker that has run nothing but hello, started
+        with ``--zygote``. Its own channel is closed; it never serves a request again."""
+        if not self.pristine or self.zygote_fd is None or self.child:
+            self.reply({"error": "only a pristine worker started with --zygote can become a zygote"})
+            return
+        self.reply({"ok": True, "pid": os.getpid()})
+        sock = socket.socket(fileno=self.zygote_fd)
+        for fd in (self.fd_in, self.fd_out):
+            os.close(fd)
+        Zygote(self, sock).serve()
+        os._exit(0)
+
     def op_end(self, m: dict):
         if self.child:
             os._exit(0)
@@ -624,6 +648,150 @@ class Worker:
                                 "i": out["i"]}
             data = protocol.pack({"replies": group, "re": self.request_id})
         protocol.write_all(self.fd_out, data)
+
+
+# ------------------------------------------------------------------------------------------ the zygote
+
+def _kill_own_user() -> bool:
+    """Kill every process of this process's user but this one (``kill(-1)`` reaches exactly those: other users
+    and root are out of reach) and wait until they are gone; False if some are still there after 2 s."""
+    me = os.getpid()
+    for _ in range(400):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass        # nothing left to signal
+        _reap_children()
+        if _tasks_of(os.getuid(), exclude=(1, me)) == 0:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def _empty(top: str) -> None:
+    """Remove everything under ``top`` (not ``top`` itself) that this user owns: directories are made writable and
+    searchable first (their owner may have made them neither); symbolic links are removed, never followed."""
+    stack, dirs = [top], []
+    while stack:
+        d = stack.pop()
+        if d != top:
+            os.chmod(d, 0o700, follow_symlinks=False)
+        with os.scandir(d) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                    dirs.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+    for d in reversed(dirs):
+        os.rmdir(d)
+
+
+class Zygote:
+    """A pristine worker (hello done: NumPy, torch, the ready-made functions removed; no cell, no call) that forks
+    one notebook's worker at a time. Requests arrive on a ``SOCK_SEQPACKET`` socket from the grader, each with the
+    three descriptors of the new worker (request pipe, reply pipe, output pipe); replies are JSON:
+
+    - ``{"uid": U, "tasks": T}`` + 3 descriptors: fork; the child drops to user ``U`` (a fresh one per notebook),
+      caps its user's tasks at ``T`` more than it has, and serves its pipes as any worker. ``{"pid": ...}``;
+    - when that child has ended: a cleaner (user ``U`` too) kills every process of ``U`` and empties the working
+      directory; ``{"joined": how, "clean": bool}``. Only then is the next request read.
+
+    Runs as root with only ``CAP_SETUID``/``CAP_SETGID`` (bubblewrap's ``--cap-drop ALL``): a notebook's processes,
+    of another user, can neither signal, trace nor read it, nor reach another notebook's."""
+
+    def __init__(self, worker: "Worker", sock: socket.socket):
+        self.worker, self.sock = worker, sock
+
+    def send(self, message: dict) -> None:
+        self.sock.sendall(json.dumps(message).encode())
+
+    def serve(self) -> None:
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self.sock, 1 << 12, 3)
+            except OSError:
+                return
+            if not data:
+                return
+            try:
+                request = json.loads(data)
+                uid, room = int(request["uid"]), int(request["tasks"])
+                if len(fds) != 3 or uid <= 0:
+                    raise ValueError("a request needs a user id and three descriptors")
+            except (ValueError, KeyError, TypeError) as exc:
+                for fd in fds:
+                    os.close(fd)
+                self.send({"error": _safe_str(exc)})
+                continue
+            self.one_notebook(uid, room, fds)
+
+    def one_notebook(self, uid: int, room: int, fds: list) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            self.send({"error": f"fork: {_safe_str(exc)}"})
+            return
+        if pid == 0:
+            self._become_worker(uid, room, fds)
+        for fd in fds:
+            os.close(fd)
+        self.send({"pid": pid})
+        how = _wait_for(pid)
+        self.send({"joined": how, "clean": self._cleaned(uid)})
+
+    def _become_worker(self, uid: int, room: int, fds: list) -> None:
+        """In the child: nothing of the zygote's stays reachable (its socket closed), then the notebook's worker."""
+        try:
+            self.sock.close()
+            fd_in, fd_out, output = fds
+            os.dup2(output, 1)
+            os.dup2(output, 2)
+            os.close(output)
+            become(uid)
+            limit_tasks(room)
+            worker = self.worker
+            worker.fd_in, worker.fd_out, worker.zygote_fd = fd_in, fd_out, None
+            worker.serve()
+        finally:
+            os._exit(0)
+
+    @staticmethod
+    def _cleaned(uid: int) -> bool:
+        """Kill what the notebook's user left running and empty the working directory (as that user, in a child)."""
+        try:
+            pid = os.fork()
+        except OSError:
+            return False
+        if pid == 0:
+            code = 1
+            try:
+                become(uid)
+                if _kill_own_user():
+                    _empty(os.getcwd())
+                    code = 0 if not os.listdir(os.getcwd()) else 1
+            finally:
+                os._exit(code)
+        return _wait_for(pid) == "exit status 0"
+
+
+def _wait_for(pid: int) -> str:
+    """Wait for child ``pid``; how it ended."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            return "gone"
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
 
 
 def _silence_forked_copy(pid: int) -> None:
@@ -756,7 +924,10 @@ def main(argv: list) -> None:
     if "--shim" in argv:
         _shim()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    Worker(fd_in, fd_out).serve()
+    worker = Worker(fd_in, fd_out)
+    if "--zygote" in argv:
+        worker.zygote_fd = int(argv[argv.index("--zygote") + 1])
+    worker.serve()
     os._exit(0)
 
 

@@ -1,0 +1,281 @@
+"""A pristine sandbox per grading process, from which each notebook's sandbox is forked (bubblewrap as root only).
+
+A torch sandbox costs ~1.3 CPU-seconds to start, nearly all of it ``import torch`` (a scratch one ~0.12): in a
+batch, most of 06's sandbox time. A zygote is a sandbox started exactly like any other (the same filesystem,
+seccomp filter and limits) whose worker answered hello (NumPy, torch, the ready-made functions removed) and then,
+before any cell or call, became a :class:`worker.Zygote`: it forks each notebook's worker, one at a time. So a
+grading process imports torch for its first notebook only.
+
+Why nothing crosses from one notebook to the next (the red-team tests in ``tests/redteam/test_zygote.py`` try):
+
+- **Only where each notebook gets a user of its own**: bubblewrap as root without a user namespace
+  (:func:`sandbox.drops_to_own_user`). The zygote keeps root with ``CAP_SETUID``/``CAP_SETGID`` only; each forked
+  worker drops to a fresh user id (:func:`budget.sandbox_uid`) before it reads its first request, so a notebook's
+  processes can neither signal, trace, nor read the memory or ``/proc`` entries of the zygote (root) or of another
+  notebook (another user); bubblewrap's ``no_new_privs`` makes set-uid programs useless. Elsewhere (a user
+  namespace, reduced isolation) every notebook gets a fresh sandbox, as before.
+- **One notebook at a time**: a notebook's worker is forked only when the previous one has ended, its user's
+  processes have all been killed (by a cleaner of that user inside, and checked from the host: nothing but the
+  zygote is left in the sandbox's pid namespace) and the working directory, the one writable place, is empty
+  again. If any of that fails, or the zygote does not answer in time, it is stopped and the next notebook gets a
+  fresh sandbox.
+- **Pristine**: the zygote has run nothing but hello; what a child inherits is what a fresh worker would have
+  built itself. Each child has its own pipes (passed to the zygote over a socket) and closes the zygote's socket
+  before anything runs.
+
+The budget counts the zygote as one more process of the sandbox (:class:`budget.Limits`), so the limits are the
+same whether a notebook's sandbox was forked or started: so are the scores (tested).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import sandbox, stubs
+from .budget import Limits, sandbox_uid
+from .protocol import Channel, pack, unpack
+
+#: seconds the zygote has to answer a request (fork, or the end of a notebook with its clean-up)
+ANSWER_TIMEOUT = 10.0
+
+_STATE = {"enabled": False}
+
+
+def enable(on: bool = True) -> None:
+    """Use zygotes in this process (a batch's grading processes do: each grades many notebooks)."""
+    _STATE["enabled"] = bool(on)
+
+
+def used_for(mode: str) -> bool:
+    """Whether this process forks notebooks' sandboxes from zygotes (enabled, bubblewrap as root)."""
+    return _STATE["enabled"] and mode == "bwrap" and os.environ.get("CONVLAB_ZYGOTE", "1") != "0" \
+        and sandbox.drops_to_own_user()
+
+
+class _Forked:
+    """The host's handle on a worker the zygote forked (not the grader's child: it is never waited for here);
+    identified by pid and start time, so a reused pid is never mistaken for it."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        stat = sandbox._proc_stat(pid)
+        self.start = stat[3] if stat else None
+
+    def poll(self):
+        stat = sandbox._proc_stat(self.pid)
+        return None if stat is not None and stat[3] == self.start else 0
+
+    def wait(self, timeout: float | None = None):
+        deadline = time.monotonic() + (timeout if timeout is not None else 3600)
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("forked worker", timeout)
+            time.sleep(0.002)
+        return 0
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            sandbox._kill(self.pid)
+
+
+@dataclass
+class ForkedSandbox(sandbox.Sandbox):
+    """A notebook's worker forked by ``zygote``: used like any sandbox; stopping it ends the notebook there."""
+
+    zygote: "Zygote | None" = field(default=None, repr=False)
+
+    def kill(self) -> None:
+        self.note_cpu()
+        self.channel.close()
+        self._let_exit()
+        self.process.kill()
+        for pid in sandbox.descendants(self.process.pid):
+            sandbox._kill(pid)
+        if self.zygote is not None:
+            self.zygote.finished()
+            self.zygote = None
+        if self._drain is not None:
+            self._drain.join(timeout=2)
+
+
+class Zygote:
+    """The grader's end of one zygote: its sandbox, its socket, whether a notebook is running in it."""
+
+    def __init__(self, layout: stubs.Layout, profile: str, limits: Limits):
+        self.limits = limits
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.box = sandbox.launch(layout, profile, "bwrap", limits, zygote_fd=theirs.fileno())
+        finally:
+            theirs.close()
+        self.sock = mine
+        self.ready = False
+        self.busy = threading.Lock()
+        self.pid: int | None = None       # the zygote's worker, as the host sees it
+        self.charged = 0.0                # its own CPU seconds, already counted in sandbox.cpu_seconds()
+
+    # -- life cycle
+    def _become(self) -> None:
+        """Wait for hello, then make the worker a zygote; find its host pid."""
+        sandbox.ready(self.box, self.limits)
+        deadline = time.monotonic() + ANSWER_TIMEOUT
+        self.box.channel.send(pack({"op": "zygote", "id": "z"}), deadline)
+        reply = unpack(*self.box.channel.receive(deadline))
+        if not reply.get("ok"):
+            raise RuntimeError(f"the worker did not become a zygote: {reply.get('error')}")
+        workers = [p for p in sandbox.descendants(self.box.process.pid) if not sandbox._children(p)]
+        if len(workers) != 1:
+            raise RuntimeError("the zygote's process is not where it should be")
+        self.pid, self.ready = workers[0], True
+
+    def stop(self) -> None:
+        self._charge()
+        self.sock.close()
+        sandbox.stop(self.box)
+
+    def _charge(self) -> None:
+        """Count the zygote's own CPU seconds so far (its start: ``import torch``) in the sandboxes' account."""
+        own = _own_cpu_seconds(self.pid) if self.pid else 0.0
+        sandbox.charge_cpu(max(0.0, own - self.charged))
+        self.charged = max(self.charged, own)
+
+    # -- one notebook
+    def fork(self) -> ForkedSandbox:
+        """A fresh worker for one notebook (RuntimeError, the zygote unusable, when that fails)."""
+        if not self.ready:
+            self._become()
+        if not self.clean():
+            raise RuntimeError("something is left in the zygote's sandbox")
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        out_r, out_w = os.pipe()
+        request = {"uid": sandbox_uid(), "tasks": 1 + self.limits.spare_tasks}
+        try:
+            socket.send_fds(self.sock, [json.dumps(request).encode()], [req_r, rep_w, out_w])
+        finally:
+            for fd in (req_r, rep_w, out_w):
+                os.close(fd)
+        reply = self._answer()
+        workers = sandbox._children(self.pid)
+        if "pid" not in reply or len(workers) != 1:
+            raise RuntimeError(f"the zygote did not fork: {reply.get('error', reply)}")
+        self._charge()
+        box = ForkedSandbox("bwrap", _Forked(workers[0]), Channel(rep_r, req_w), b"", None, zygote=self)
+        box._drain = threading.Thread(target=sandbox._drain_output, args=(out_r, box, self.limits.output_bytes),
+                                      daemon=True)
+        box._drain.start()
+        return box
+
+    def finished(self) -> None:
+        """The notebook's worker was stopped: wait for the zygote's clean-up; keep the zygote only if it is idle,
+        alone in its sandbox and its working directory empty."""
+        try:
+            reply = self._answer()
+            ok = reply.get("clean") is True and self.clean()
+        except RuntimeError:
+            ok = False
+        _release(self, keep=ok)
+
+    def _answer(self) -> dict:
+        self.sock.settimeout(ANSWER_TIMEOUT)
+        try:
+            data = self.sock.recv(1 << 12)
+        except OSError as exc:
+            raise RuntimeError(f"the zygote did not answer ({exc})") from None
+        if not data:
+            raise RuntimeError("the zygote ended")
+        return json.loads(data)
+
+    def clean(self) -> bool:
+        """Nothing but the zygote left in its sandbox (checked from the host) and the zygote not stopped."""
+        if not self.box.alive or self.pid is None:
+            return False
+        stat = sandbox._proc_stat(self.pid)
+        if stat is None or _state(self.pid) not in ("S", "R"):
+            return False
+        outer = self.box.process.pid
+        bwrap = {p for p in sandbox.descendants(outer) if self.pid in sandbox.descendants(p)}
+        return set(sandbox.descendants(outer)) == bwrap | {self.pid}
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+def _own_cpu_seconds(pid: int) -> float:
+    """User + system seconds of ``pid`` itself (not of its children: each notebook's are counted with it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+# ------------------------------------------------------------------------------------------ this process's zygotes
+
+_ZYGOTES: dict[tuple, Zygote] = {}
+_LOCK = threading.Lock()
+
+
+def _key(layout: stubs.Layout, profile: str, limits: Limits) -> tuple:
+    return str(layout.root), profile, limits
+
+
+def prepare(layout: stubs.Layout, profile: str, limits: Limits) -> None:
+    """Launch this process's zygote for ``profile`` now, if there is none (it starts while the grader works)."""
+    key = _key(layout, profile, limits)
+    with _LOCK:
+        if key not in _ZYGOTES:
+            try:
+                _ZYGOTES[key] = Zygote(layout, profile, limits)
+            except Exception:  # noqa: BLE001 - fork() tries again, and a fresh sandbox is the fallback
+                pass
+
+
+def fork(layout: stubs.Layout, profile: str, limits: Limits) -> sandbox.Sandbox | None:
+    """A notebook's sandbox forked from this process's zygote for ``profile``, or None (none usable, or it is busy
+    with another notebook): the caller then starts a fresh one."""
+    prepare(layout, profile, limits)
+    with _LOCK:
+        zygote = _ZYGOTES.get(_key(layout, profile, limits))
+    if zygote is None or not zygote.busy.acquire(blocking=False):
+        return None
+    waiting = time.monotonic()
+    try:
+        return zygote.fork()
+    except Exception:  # noqa: BLE001 - an unusable zygote: stopped; this notebook gets a fresh sandbox
+        _release(zygote, keep=False)
+        return None
+    finally:
+        sandbox.note_waited(time.monotonic() - waiting)
+
+
+def _release(zygote: Zygote, keep: bool) -> None:
+    if not keep:
+        with _LOCK:
+            for key, known in list(_ZYGOTES.items()):
+                if known is zygote:
+                    del _ZYGOTES[key]
+        zygote.stop()
+    zygote.busy.release()
+
+
+def stop_all() -> None:
+    """Stop this process's zygotes (idle ones; a busy one is stopped when its notebook ends)."""
+    with _LOCK:
+        idle = [z for z in _ZYGOTES.values() if z.busy.acquire(blocking=False)]
+        for key in [k for k, z in _ZYGOTES.items() if z in idle]:
+            del _ZYGOTES[key]
+    for zygote in idle:
+        zygote.stop()
+        zygote.busy.release()
