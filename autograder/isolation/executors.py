@@ -88,11 +88,9 @@ def worker_environment(options_plain: dict) -> dict:
 def grade_task(task: dict, options_plain: dict, seed: int, expect: dict | None = None) -> dict:
     """Grade one submission given as plain data; returns ``{"results", "instructor", "errors", "graded_by"}``,
     plain JSON-able data. Runs in a pool process or on a Dask worker."""
-    from . import zygote
     from .jobs import Job, grade_job
     from .resume import environment
 
-    zygote.enable()     # a grading process of a batch: its notebooks' sandboxes are forked from zygotes
     options = options_from_plain(options_plain)
     if expect:
         mine = environment(options.course)
@@ -149,17 +147,22 @@ class SerialExecutor:
             count: int, plan: Sequence[tuple[str, int]] = ()) -> Iterator[tuple[dict, Any]]:
         """``(task, outcome)`` for each task, as they finish. ``plan``: ``(assignment, seed)`` in the order the
         tasks come (a local pool shares one oracle process for them: :mod:`autograder.expected_feed`)."""
-        for task in tasks:
-            try:
-                outcome = grade_task(task, options_plain, seed)
-            except Exception as exc:  # noqa: BLE001 - recorded as a grader error for this submission
-                outcome = exc
-            yield task, outcome
-
-    def close(self) -> None:
         from . import zygote
 
-        zygote.stop_all()     # graded here: this process's zygotes end with the batch
+        zygote.enable()     # many notebooks in this process: their sandboxes are forked from zygotes
+        try:
+            for task in tasks:
+                try:
+                    outcome = grade_task(task, options_plain, seed)
+                except Exception as exc:  # noqa: BLE001 - recorded as a grader error for this submission
+                    outcome = exc
+                yield task, outcome
+        finally:
+            zygote.enable(False)
+            zygote.stop_all()
+
+    def close(self) -> None:
+        pass
 
 
 _PARENT: dict[str, int] = {}
@@ -168,7 +171,8 @@ _PARENT: dict[str, int] = {}
 def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1, feed=None) -> None:
     """In each pool process: die with the batch, leave Ctrl-C to it, drop inherited descriptors (the output
     folder's lock must end with the batch, not with its last grader), know how many graders share the machine
-    (:mod:`.cores`), and take its pipes of the batch's oracle process (``feed``: :mod:`autograder.expected_feed`)."""
+    (:mod:`.cores`), take its pipes of the batch's oracle process (``feed``: :mod:`autograder.expected_feed`), and
+    fork its notebooks' sandboxes from zygotes (:mod:`.zygote`; they die with it: ``--die-with-parent``)."""
     from .cores import graders_here
 
     graders_here(graders)
@@ -188,8 +192,10 @@ def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1, feed=N
         except OSError:
             pass
     from .. import expected_feed
+    from . import zygote
 
     expected_feed.attach(feed)
+    zygote.enable()     # this process grades many notebooks: their sandboxes are forked from zygotes
 
 
 def _load_before_fork() -> None:

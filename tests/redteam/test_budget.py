@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.isolation import sandbox, stubs
+from autograder.isolation import sandbox, stubs, zygote
 from autograder.isolation.protocol import pack, unpack
 
 BWRAP = sandbox.isolation_mode()[0] == "bwrap"
@@ -63,10 +63,17 @@ class PeakMeter:
         self._thread.join()
 
 
-def _measure(source: str, timeout: float = 60.0) -> tuple[dict, PeakMeter]:
-    box = sandbox.start(stubs.layout(), "scratch", "bwrap", sandbox.Limits(memory_bytes=BUDGET))
+def _measure(source: str, timeout: float = 60.0, forked: bool = False) -> tuple[dict, PeakMeter]:
+    """Run ``source`` in a fresh sandbox, or (``forked``) in one forked from a zygote, whose whole sandbox (the
+    zygote too) is measured."""
+    zygote.enable(forked)
     try:
-        with PeakMeter(box) as meter:
+        box = sandbox.start(stubs.layout(), "scratch", "bwrap", sandbox.Limits(memory_bytes=BUDGET))
+    finally:
+        zygote.enable(False)
+    assert isinstance(box, zygote.ForkedSandbox) == forked
+    try:
+        with PeakMeter(box.zygote.box if forked else box) as meter:
             box.channel.send(pack({"op": "exec", "name": "attack", "source": source, "trusted": False}),
                              time.monotonic() + timeout)
             reply = unpack(*box.channel.receive(time.monotonic() + timeout))
@@ -75,6 +82,7 @@ def _measure(source: str, timeout: float = 60.0) -> tuple[dict, PeakMeter]:
         return reply, meter
     finally:
         sandbox.stop(box)
+        zygote.stop_all()
 
 
 ATTACKS = {
@@ -151,19 +159,25 @@ time.sleep(0.5)
 }
 
 
+FORKED = [False, True] if sandbox.drops_to_own_user() else [False]
+
+
+@pytest.mark.parametrize("forked", FORKED, ids=lambda forked: "forked" if forked else "fresh")
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
-def test_the_sandbox_stays_within_its_memory_budget(attack):
+def test_the_sandbox_stays_within_its_memory_budget(attack, forked):
     source, success = ATTACKS[attack]
-    reply, meter = _measure(source)
+    reply, meter = _measure(source, forked=forked)
     out = reply.get("stdout", "") + str(reply.get("error"))
-    print(f"{attack}: peak {meter.peak / 2**20:.0f} MiB, at most {meter.most_processes} processes; {out.strip()}")
+    print(f"{attack} ({'forked' if forked else 'fresh'}): peak {meter.peak / 2**20:.0f} MiB, at most "
+          f"{meter.most_processes} processes; {out.strip()}")
     assert success not in out, out
     assert meter.peak <= BUDGET, f"{attack}: the sandbox held {meter.peak / 2**20:.0f} MiB"
-    assert meter.most_processes <= 2 + 1 + sandbox.Limits().spare_tasks  # bwrap's init, worker, child, spare
+    # bwrap's init, (the zygote,) the worker, its child, the spare
+    assert meter.most_processes <= 2 + forked + 1 + sandbox.Limits().spare_tasks
 
 
 def test_the_meter_sees_what_a_sandbox_holds():
-    """The measurement itself: 200 MB held by the worker shows in the peak."""
-    reply, meter = _measure("import numpy as np, time\nblock = np.ones((200 << 20) // 8)\ntime.sleep(0.5)\n")
+    """The measurement itself: 150 MB held by the worker shows in the peak."""
+    reply, meter = _measure("import numpy as np, time\nblock = np.ones((150 << 20) // 8)\ntime.sleep(0.5)\n")
     assert reply.get("error") is None, reply
-    assert meter.peak >= 200 << 20
+    assert meter.peak >= 150 << 20

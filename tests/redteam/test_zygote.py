@@ -1,0 +1,191 @@
+"""Zygotes (:mod:`autograder.isolation.zygote`): notebooks whose sandboxes are forked from the same pristine one
+cannot reach each other or the zygote, whatever the first leaves behind; a zygote that cannot be trusted to be
+clean is replaced by a fresh sandbox; and a notebook scores the same forked or fresh."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder.isolation import grader, sandbox, stubs, zygote
+from autograder.isolation.protocol import pack, unpack
+
+ROOT = Path(__file__).resolve().parents[2]
+BWRAP = sandbox.isolation_mode()[0] == "bwrap"
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (BWRAP and sandbox.drops_to_own_user()),
+                                 reason="zygotes are used only with bubblewrap as root")]
+LIMITS = sandbox.Limits()
+
+
+@pytest.fixture
+def zygotes():
+    zygote.enable()
+    try:
+        yield
+    finally:
+        zygote.enable(False)
+        zygote.stop_all()
+
+
+def _forked() -> zygote.ForkedSandbox:
+    box = sandbox.start(stubs.layout(), "scratch", "bwrap", LIMITS)
+    assert isinstance(box, zygote.ForkedSandbox), "the sandbox was not forked from a zygote"
+    return box
+
+
+def _run(box: sandbox.Sandbox, source: str) -> dict:
+    """Execute ``source`` as a student cell; what it printed last, as JSON."""
+    box.channel.send(pack({"op": "exec", "name": "probe", "source": source, "trusted": False}),
+                     time.monotonic() + 30)
+    reply = unpack(*box.channel.receive(time.monotonic() + 30))
+    assert reply.get("error") is None, reply
+    return json.loads(reply["stdout"].strip().splitlines()[-1])
+
+
+def _only_zygote() -> zygote.Zygote:
+    (known,) = zygote._ZYGOTES.values()
+    return known
+
+
+LEAVE_BEHIND = r'''
+import json, os, time
+# files, a directory its owner made unreadable, a deep tree, a link out of the sandbox's working directory
+for i in range(300):
+    open(f"left-{i}", "w").close()
+os.makedirs("locked/inner")
+open("locked/inner/secret-name", "w").close()
+os.chmod("locked/inner", 0); os.chmod("locked", 0)
+deep = "d"
+for _ in range(60):
+    os.mkdir(deep); deep += "/d"
+os.symlink("/etc", "etc-link")
+# a detached process (double fork, new session) that would wait for the next notebook
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(60)
+    os._exit(0)
+os.wait()
+print(json.dumps({"uid": os.getuid(), "zygote": os.getppid()}))
+'''
+
+LOOK_AROUND = r'''
+import json, os
+procs = {}
+for entry in os.listdir("/proc"):
+    if entry.isdigit():
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                procs[entry] = int(dict(l.split(":", 1) for l in fh if ":" in l)["Uid"].split()[0])
+        except OSError:
+            pass
+open("mine", "w").close()
+print(json.dumps({"uid": os.getuid(), "files": sorted(os.listdir(".")), "procs": procs, "zygote": os.getppid()}))
+'''
+
+
+def test_the_next_notebook_finds_nothing_of_the_last(zygotes):
+    first = _forked()
+    left = _run(first, LEAVE_BEHIND)
+    sandbox.stop(first)
+    second = _forked()
+    try:
+        seen = _run(second, LOOK_AROUND)
+    finally:
+        sandbox.stop(second)
+    assert seen["zygote"] == left["zygote"], "not forked from the same zygote"
+    assert seen["uid"] != left["uid"] and left["uid"] != 0
+    assert seen["files"] == ["mine"], "the last notebook's files are still there"
+    # bubblewrap's init and the zygote (root), and this worker: nothing of the first notebook's user
+    assert set(seen["procs"].values()) == {0, seen["uid"]}, seen["procs"]
+    assert left["uid"] not in seen["procs"].values()
+
+
+ATTACK_ZYGOTE = r'''
+import json, os, signal
+z, tried = os.getppid(), {}
+
+
+def zygote_socket():
+    """Whether this process still holds the zygote's socket (it would send fork requests of its own)."""
+    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")]
+    if not any(h.startswith("socket:") for h in held):
+        raise FileNotFoundError("no socket held")
+
+
+for name, act in [("kill", lambda: os.kill(z, signal.SIGKILL)), ("stop", lambda: os.kill(z, signal.SIGSTOP)),
+                  ("environ", lambda: open(f"/proc/{z}/environ", "rb").read()),
+                  ("mem", lambda: open(f"/proc/{z}/mem", "rb").read(1)),
+                  ("fds", lambda: os.listdir(f"/proc/{z}/fd")),
+                  ("socket", zygote_socket),
+                  ("setuid", lambda: os.setuid(0))]:
+    try:
+        act()
+        tried[name] = "done"
+    except OSError as e:
+        tried[name] = type(e).__name__
+print(json.dumps(tried))
+'''
+
+
+def test_a_notebook_cannot_touch_the_zygote(zygotes):
+    box = _forked()
+    try:
+        tried = _run(box, ATTACK_ZYGOTE)
+    finally:
+        sandbox.stop(box)
+    assert "done" not in tried.values(), tried
+    assert zygote._ZYGOTES, "the zygote was stopped: something went wrong with it"
+    again = _forked()
+    sandbox.stop(again)
+
+
+def test_a_zygote_that_is_not_clean_is_replaced(zygotes):
+    box = _forked()
+    sandbox.stop(box)
+    stale = _only_zygote()
+    os.kill(stale.pid, signal.SIGSTOP)          # a zygote that cannot answer (stopped, from the host)
+    try:
+        fresh = sandbox.start(stubs.layout(), "scratch", "bwrap", LIMITS)
+        try:
+            assert not isinstance(fresh, zygote.ForkedSandbox)
+            fresh.channel.send(pack({"op": "echo", "value": "here"}), time.monotonic() + 10)
+            assert unpack(*fresh.channel.receive(time.monotonic() + 10))["value"] == "here"
+        finally:
+            sandbox.stop(fresh)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stale.pid, signal.SIGCONT)
+    assert not stale.box.alive, "the suspicious zygote is still running"
+    assert stale not in zygote._ZYGOTES.values()
+    sandbox.stop(_forked())                       # the next notebook: a new zygote
+    assert _only_zygote() is not stale
+
+
+def _graded(path: Path, forked: bool) -> list:
+    """Every part's report of a notebook graded by a process that uses zygotes (its second notebook is forked) or
+    not."""
+    zygote.enable(forked)
+    try:
+        options = grader.Options(course=ROOT)
+        grader.grade([path], options)                   # the first notebook starts the zygotes
+        result = grader.grade([path], options).notebooks[0]
+    finally:
+        zygote.enable(False)
+        zygote.stop_all()
+    return [part.to_json() for ex in result.exercises for part in ex.parts]
+
+
+@pytest.mark.parametrize("student, assignment", [("mallory", "01-single-channel"), ("bob", "06-conv-bn-fusion")])
+def test_a_notebook_scores_the_same_forked_or_fresh(student, assignment):
+    """mallory attacks the sandbox; bob's 06 has wrong answers (feedback with failing cases)."""
+    path = ROOT / "examples" / "submitted" / student / assignment / f"{assignment}.ipynb"
+    forked, fresh = _graded(path, forked=True), _graded(path, forked=False)
+    assert forked == fresh
+    assert any(part["score"] < part["max_score"] for part in fresh)
