@@ -571,6 +571,16 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def subtree(pid: int) -> list[int]:
+    """The live descendants of ``pid``, found by walking its children's links (no scan of every process)."""
+    found, todo = [], [pid]
+    while todo:
+        children = _children(todo.pop())
+        found += children
+        todo += children
+    return found
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system, plus those of reaped children) of ``pid`` and its live descendants."""
     total, todo = 0, [pid]

@@ -93,8 +93,7 @@ class ForkedSandbox(sandbox.Sandbox):
         self.note_cpu()
         self.channel.close()
         self._let_exit()
-        self.process.kill()
-        for pid in sandbox.descendants(self.process.pid):
+        for pid in [self.process.pid, *sandbox.subtree(self.process.pid)]:
             sandbox._kill(pid)
         if self.zygote is not None:
             self.zygote.finished()
@@ -116,6 +115,7 @@ class Zygote:
         self.sock = mine
         self.ready = False
         self.busy = threading.Lock()
+        self.init: int | None = None      # bubblewrap's init in the sandbox (every process there descends from it)
         self.pid: int | None = None       # the zygote's worker, as the host sees it
         self.charged = 0.0                # its own CPU seconds, already counted in sandbox.cpu_seconds()
 
@@ -128,10 +128,11 @@ class Zygote:
         reply = unpack(*self.box.channel.receive(deadline))
         if not reply.get("ok"):
             raise RuntimeError(f"the worker did not become a zygote: {reply.get('error')}")
-        workers = [p for p in sandbox.descendants(self.box.process.pid) if not sandbox._children(p)]
+        inside = sandbox._children(self.box.process.pid)            # bubblewrap's init in the sandbox
+        workers = sandbox._children(inside[0]) if len(inside) == 1 else []
         if len(workers) != 1:
             raise RuntimeError("the zygote's process is not where it should be")
-        self.pid, self.ready = workers[0], True
+        self.init, self.pid, self.ready = inside[0], workers[0], True
 
     def stop(self) -> None:
         self._charge()
@@ -192,15 +193,13 @@ class Zygote:
         return json.loads(data)
 
     def clean(self) -> bool:
-        """Nothing but the zygote left in its sandbox (checked from the host) and the zygote not stopped."""
+        """Nothing but the zygote left in its sandbox (checked from the host: every process of the sandbox's pid
+        namespace descends from bubblewrap's init there) and the zygote not stopped."""
         if not self.box.alive or self.pid is None:
             return False
-        stat = sandbox._proc_stat(self.pid)
-        if stat is None or _state(self.pid) not in ("S", "R"):
+        if _state(self.pid) not in ("S", "R"):
             return False
-        outer = self.box.process.pid
-        bwrap = {p for p in sandbox.descendants(outer) if self.pid in sandbox.descendants(p)}
-        return set(sandbox.descendants(outer)) == bwrap | {self.pid}
+        return sandbox._children(self.box.process.pid) == [self.init] and sandbox.subtree(self.init) == [self.pid]
 
 
 def _state(pid: int) -> str:
