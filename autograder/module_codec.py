@@ -245,10 +245,12 @@ def _tensor(arr: Any, like: torch.Tensor, what: str, device: str, budget: list) 
     budget[0] += arr.size
     _expect(budget[0] <= MAX_ELEMENTS, f"the model has more than {MAX_ELEMENTS} numbers")
     if like.dtype.is_floating_point:
-        _expect(arr.dtype in _FLOAT_DTYPES, f"{what} has dtype {arr.dtype}; expected float32 or float64")
-        _expect(bool(np.all(np.isfinite(arr))), f"{what} contains NaN or Inf")
+        if arr.dtype not in _FLOAT_DTYPES:     # messages are written only when needed (a dtype's str is slow)
+            raise ValueError(f"{what} has dtype {arr.dtype}; expected float32 or float64")
+        _expect(bool(np.isfinite(arr).all()), f"{what} contains NaN or Inf")
     else:
-        _expect(arr.dtype.kind in "iu", f"{what} has dtype {arr.dtype}; expected integers")
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"{what} has dtype {arr.dtype}; expected integers")
         arr = arr.astype(np.int64)
     return _torch().from_numpy(np.array(arr, copy=True, order="C")).to(device)
 
@@ -283,7 +285,7 @@ def _uninitialised(cls):
 
 #: pristine layers already built, by (type, hyper-parameters): :func:`_fresh_layer` copies them
 _PROTOTYPES: dict = {}
-MAX_PROTOTYPES = 256
+MAX_PROTOTYPES = 2048   # 06's answers alone have over 256 kinds of layers: a cleared cache rebuilt them
 
 
 def _fresh_copy(prototype: nn.Module) -> nn.Module:
@@ -324,7 +326,7 @@ def _fresh_layer(cls, kwargs: dict, factory: bool, name: str, where: str):
         if not _copyable(layer):
             return layer
         if len(_PROTOTYPES) >= MAX_PROTOTYPES:
-            _PROTOTYPES.clear()
+            del _PROTOTYPES[next(iter(_PROTOTYPES))]     # the oldest
         _PROTOTYPES[key] = prototype = layer
     return _fresh_copy(prototype)
 
@@ -353,9 +355,11 @@ def _load_tensors(kind: str, table: dict, given: Any, name: str, where: str, dev
     got = dict(_pairs(given, f"{kind}s of {name}{where}"))
     need = {k for k, v in table.items() if v is not None}
     have = {k for k, v in got.items() if v is not None}
-    _expect(need == have, f"{name}{where} has {kind}s {sorted(have)}, but a {name} with these hyper-parameters "
-                          f"has {sorted(need)}")
-    _expect(set(got) <= set(table), f"{name}{where} has unexpected {kind}s {sorted(set(got) - set(table))}")
+    if need != have:
+        raise ValueError(f"{name}{where} has {kind}s {sorted(have)}, but a {name} with these hyper-parameters "
+                         f"has {sorted(need)}")
+    if not set(got) <= set(table):
+        raise ValueError(f"{name}{where} has unexpected {kind}s {sorted(set(got) - set(table))}")
     for k in need:
         tensor = _tensor(got[k], table[k], f"{name}.{k}{where}", device, budget)
         table[k] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if kind == "parameter" else tensor
@@ -376,8 +380,8 @@ def _decode_tree(tree: Any, device: str, depth: int, count: list, budget: list, 
     nn = _torch().nn
     cls = getattr(nn, name)
     kwargs = dict(_pairs(hyper, f"hyper-parameters of {name}{where}"))
-    _expect(set(kwargs) == set(hyper_names), f"{name}{where} needs exactly the hyper-parameters "
-                                             f"{', '.join(hyper_names)}")
+    if set(kwargs) != set(hyper_names):
+        raise ValueError(f"{name}{where} needs exactly the hyper-parameters {', '.join(hyper_names)}")
     for k, v in kwargs.items():
         _check_hyper_value(v, f"{name}.{k}{where}")
     _expect(type(training) is bool, f"malformed training flag{where}")
