@@ -6,9 +6,9 @@ memory; ``/``, ``/dev``, ``/proc`` and ``/tmp`` are read-only). So the budget bi
 
 - processes are few: ``RLIMIT_NPROC`` caps the tasks of the sandbox's user (threads included) at the worker, the
   exercise child it forks, and :attr:`Limits.spare_tasks` more; a zygote (root, which forked the worker:
-  :mod:`.zygote`) may be one more, and the budget counts it in every sandbox. The limit binds a user other than root: under
-  bubblewrap as root the worker drops to a user id of its own (:func:`sandbox_uid`), so that the count is this
-  sandbox's alone; without root, bubblewrap's user namespace already runs it as the grader's (non-root) user;
+  :mod:`.zygote`) may be one more, and the budget counts it in every sandbox. The limit binds a user other than
+  root: under bubblewrap as root the worker drops to a user id of its own (:func:`sandbox_uid`), so that the count
+  is this sandbox's alone; without root, bubblewrap's user namespace already runs it as the grader's (non-root) user;
 - each process holds at most its share: ``RLIMIT_DATA`` (every private writable byte: heap, arrays, anonymous
   mappings, thread stacks) plus ``RLIMIT_STACK`` is the budget less the writable tmpfs, divided by the most
   processes there can be;

@@ -508,25 +508,9 @@ class Worker:
             self.reply({"ok": True, "pid": os.getpid()})
             self.serve()
             os._exit(0)
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except ChildProcessError:
-                status = 0
-                break
-            except InterruptedError:
-                continue
+        status = _waited(pid)
         self._sweep()
-        if os.WIFSIGNALED(status):
-            how = f"killed by signal {os.WTERMSIG(status)}"
-            try:
-                how = f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-            except ValueError:
-                pass
-        else:
-            how = f"exit status {os.WEXITSTATUS(status)}"
-        self.reply({"op": "joined", "how": how, "clean": os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0})
+        self.reply({"op": "joined", "how": _how(status), "clean": status == 0})
 
     def op_zygote(self, m: dict):
         """Become this sandbox's zygote (:class:`Zygote`): only a worker that has run nothing but hello, started
@@ -741,7 +725,7 @@ class Zygote:
         for fd in fds:
             os.close(fd)
         self.send({"pid": pid})
-        how = _wait_for(pid)
+        how = _how(_waited(pid))
         self.send({"joined": how, "clean": self._cleaned(uid)})
 
     def _become_worker(self, uid: int, room: int, fds: list) -> None:
@@ -776,22 +760,28 @@ class Zygote:
                     code = 0 if not os.listdir(os.getcwd()) else 1
             finally:
                 os._exit(code)
-        return _wait_for(pid) == "exit status 0"
+        return _waited(pid) == 0
 
 
-def _wait_for(pid: int) -> str:
-    """Wait for child ``pid``; how it ended."""
+def _waited(pid: int) -> int:
+    """Wait for child ``pid``; its wait status (0 if it was already collected)."""
     while True:
         try:
-            _, status = os.waitpid(pid, 0)
-            break
+            return os.waitpid(pid, 0)[1]
         except ChildProcessError:
-            return "gone"
+            return 0
         except InterruptedError:
             continue
-    if os.WIFSIGNALED(status):
+
+
+def _how(status: int) -> str:
+    """How a child ended, from its wait status."""
+    if not os.WIFSIGNALED(status):
+        return f"exit status {os.WEXITSTATUS(status)}"
+    try:
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    except ValueError:
         return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.WEXITSTATUS(status)}"
 
 
 def _silence_forked_copy(pid: int) -> None:
