@@ -189,3 +189,22 @@ def test_a_notebook_scores_the_same_forked_or_fresh(student, assignment):
     forked, fresh = _graded(path, forked=True), _graded(path, forked=False)
     assert forked == fresh
     assert any(part["score"] < part["max_score"] for part in fresh)
+
+
+def test_a_batch_forks_its_sandboxes_and_stops_its_zygotes(monkeypatch):
+    """In a batch's grading process notebooks are forked from zygotes (here the batch process itself, one worker);
+    when the batch ends, its zygotes end with it and `grade` starts fresh sandboxes again."""
+    from autograder.isolation import executors
+
+    seen = []
+
+    def grade_task(task, options_plain, seed, expect=None):
+        box = sandbox.start(stubs.layout(), "scratch", "bwrap", LIMITS)
+        seen.append(type(box).__name__)
+        sandbox.stop(box)
+        return {}
+
+    monkeypatch.setattr(executors, "grade_task", grade_task)
+    done = list(executors.SerialExecutor().map([{"student": "a"}, {"student": "b"}], {}, 0, None, 2))
+    assert len(done) == 2 and seen == ["ForkedSandbox", "ForkedSandbox"]
+    assert not zygote._ZYGOTES and not zygote.used_for("bwrap")
