@@ -438,21 +438,49 @@ def rebuild_argument(plain: Any, device: str = "cpu") -> nn.Module:
     return module
 
 
-def _rebuilt(tree: tuple, device: str) -> nn.Module:
-    """:func:`_decode_tree` of a tree the grader encoded (every tensor the layer needs, of the right shape)."""
+def rebuild_message(tree: Any, array: Callable[[Any], np.ndarray], decode: Callable[[Any], Any]) -> nn.Module:
+    """:func:`rebuild_argument` of a call argument as its message carries it (the sandbox's ``$module``:
+    ``protocol.MessageTree``): JSON arrays where the encoding has tuples, ``{"$npy": i}`` where it has arrays
+    (``array(i)`` decodes one). The layers are rebuilt from that directly, without first decoding the whole tree
+    (~60 us of ~350 per argument of 06's ``fuse_sequential``); anything else goes through ``decode`` and
+    :func:`rebuild_argument`: the same model either way (tested)."""
+    try:
+        if tree[0] != FORMAT:
+            raise ValueError("not a module")
+        module = _rebuilt(tree[1], "cpu", lambda ref: array(ref["$npy"]))
+        tag = decode(tree[2])
+        meta = tuple(tag[2]) if tag is not None else ()
+    except Exception:  # noqa: BLE001 - the grader's encoding always rebuilds: anything else is checked
+        return rebuild_argument(decode(tree))
+    if tag is not None:
+        _received_argument(module, tag[0], tag[1], meta)
+    return module
+
+
+def _plain_array(value: Any) -> np.ndarray:
+    return value
+
+
+def _rebuilt(tree: Any, device: str, array: Callable[[Any], np.ndarray] = _plain_array) -> nn.Module:
+    """:func:`_decode_tree` of a tree the grader encoded (every tensor the layer needs, of the right shape), its
+    tuples possibly JSON lists (made tuples again) and its arrays whatever ``array`` turns into one."""
     torch = _torch()
     _, name, hyper, params, buffers, _device, training, children = tree
     _, factory = LAYERS[name]
-    module = _fresh_layer(getattr(torch.nn, name), dict(hyper), factory, name, "")
+    kwargs = {k: tuple(v) if type(v) is list else v for k, v in hyper}
+    module = _fresh_layer(getattr(torch.nn, name), kwargs, factory, name, "")
     for table, given, parameter in ((module._parameters, params, True), (module._buffers, buffers, False)):
-        for k, arr in given:
+        for k, ref in given:
             if table[k] is None:
                 continue
+            arr = array(ref)
             arr = arr if arr.dtype.kind == "f" else arr.astype(np.int64)
             tensor = torch.from_numpy(np.array(arr, copy=True, order="C")).to(device)
             table[k] = torch.nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if parameter else tensor
     for k, child in children:
-        module.add_module(k, _rebuilt(child, device))
+        module.add_module(k, _rebuilt(child, device, array))
+    if type(training) is not bool:
+        raise ValueError("malformed training flag")
     module.training = training
     return module
 

@@ -84,9 +84,26 @@ def _layers(model: nn.Module) -> list:
             for name, m in model.named_modules()]
 
 
+def _as_message(plain):
+    """``plain`` sent as a call argument and rebuilt by the sandbox's resolver (``protocol.MessageTree``)."""
+    import json
+
+    from autograder.isolation import protocol
+
+    blobs: list = []
+    tree = json.loads(protocol.json_text({"$module": protocol.to_tree(plain, blobs)}))
+    return protocol.from_tree(tree, blobs, lambda kind, payload: mc.rebuild_message(*payload))
+
+
+def _settings(model: nn.Module) -> list:
+    """Every layer's plain attributes (hyper-parameters as torch keeps them: a tuple stays a tuple)."""
+    return [(name, {k: v for k, v in vars(m).items() if not k.startswith("_")}) for name, m in model.named_modules()]
+
+
 def test_the_sandbox_rebuilds_the_graders_arguments_like_the_checked_decode():
-    """``rebuild_argument`` (the sandbox's shortcut for the grader's own encodings) gives the very model, tag and
-    registration that ``decode_module`` gives, on every module argument of 06's grading cases."""
+    """``rebuild_message`` and ``rebuild_argument`` (the sandbox's shortcuts for the grader's own encodings, from
+    the message and from plain data) give the very model, tag and registration that ``decode_module`` gives, on
+    every module argument of 06's grading cases."""
     from autograder import registry
     from autograder.compare import to_plain
     from autograder.isolation.grader import grading_cases
@@ -98,14 +115,18 @@ def test_the_sandbox_rebuilds_the_graders_arguments_like_the_checked_decode():
                 if not isinstance(value, nn.Module):
                     continue
                 plain = to_plain(mc.encode_module(value))
+                message = _as_message(plain)        # what the sandbox rebuilds from the message itself
                 fast, slow = mc.rebuild_argument(plain), mc.decode_module(plain)
-                assert mc.fingerprint(fast) == mc.fingerprint(slow) == mc.fingerprint(value)
-                assert _layers(fast) == _layers(slow)
+                assert mc.fingerprint(message) == mc.fingerprint(fast) == mc.fingerprint(slow) == \
+                    mc.fingerprint(value)
+                assert _layers(message) == _layers(fast) == _layers(slow)
+                assert _settings(message) == _settings(fast) == _settings(slow)
                 tags = [m.__dict__[mc.TAG_ATTR] for m in (fast, slow)]
                 assert [(t.name, t.token, t.state, t.meta) for t in tags] == \
                     [(t.name, t.token, t.state, t.meta) for t in tags[::-1]] and tags[0].state == "argument"
-                registered = [(name, token, ref()) for name, token, ref, _ in mc._ARGUMENTS[-2:]]
-                assert registered == [(tags[0].name, tags[0].token, fast), (tags[0].name, tags[0].token, slow)]
+                registered = [(name, token, ref()) for name, token, ref, _ in mc._ARGUMENTS[-3:]]
+                assert registered == [(tags[0].name, tags[0].token, module) for module in (message, fast, slow)]
+                assert message.__dict__[mc.TAG_ATTR].meta == tags[0].meta
                 checked += 1
     assert checked > 150
 
@@ -116,6 +137,8 @@ def test_what_the_grader_did_not_encode_gets_the_checked_decode_and_its_message(
     tree[1] = "Bilinear"
     with pytest.raises(ValueError, match="not allowed"):
         mc.rebuild_argument((mc.FORMAT, tuple(tree), None))
+    with pytest.raises(ValueError, match="not allowed"):
+        _as_message((mc.FORMAT, tuple(tree), None))
     bad = ("module", "Conv2d", plain[1][7][0][1][2], (("weight", np.zeros((1, 1))), ("bias", None)), (), "cpu",
            False, ())
     with pytest.raises(ValueError):
@@ -150,3 +173,12 @@ def test_layers_built_without_random_initialisation_are_otherwise_what_the_const
         return out
 
     assert described(fast) == described(plain)
+
+
+def test_a_message_rebuilds_tuples_as_tuples():
+    """JSON has no tuples: a pooling layer keeps its hyper-parameters as given, so the message's lists must become
+    tuples again (``kernel_size == (2, 2)`` in the student's code)."""
+    model = nn.Sequential(nn.MaxPool2d((2, 2), stride=(2, 1)), nn.AvgPool2d((1, 2)), nn.AdaptiveAvgPool2d((1, 1)))
+    plain = mc.encode_module(model)
+    assert _settings(_as_message(plain)) == _settings(mc.decode_module(plain)) == _settings(model)
+    assert _as_message(plain)[0].kernel_size == (2, 2)

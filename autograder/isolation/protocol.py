@@ -30,7 +30,7 @@ import secrets
 import select
 import struct
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -245,18 +245,33 @@ def _decode_dict(payload: Any, blobs: list, decode: Callable[[Any], Any]) -> Any
 _TAGGED = {"$npy": _decode_npy, "$float": _decode_float, "$list": _decode_list, "$dict": _decode_dict}
 
 
+class MessageTree(NamedTuple):
+    """A ``$module`` payload as the message carries it (JSON arrays for tuples, ``{"$npy": i}`` for arrays), for a
+    resolver that rebuilds it without decoding it first: ``array(i)`` decodes blob ``i``, ``decode(tree)`` decodes
+    any part of it as :func:`from_tree` would."""
+
+    tree: Any
+    array: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+
+
 def _decode_reference(key: str, payload: Any, resolve: Callable[[str, Any], Any] | None,
-                      decode: Callable[[Any], Any]) -> Any:
+                      decode: Callable[[Any], Any], blobs: list) -> Any:
     if resolve is None:
         raise ProtocolError(f"unexpected reference {key}")
-    return resolve(key, payload if key == "$fn" else decode(payload))
+    if key == "$fn":
+        return resolve(key, payload)
+    if key == "$module":
+        return resolve(key, MessageTree(payload, lambda i: _decode_npy(i, blobs, decode), decode))
+    return resolve(key, decode(payload))
 
 
 _JSON_ATOMS = frozenset((str, int, float, bool, type(None)))
 
 
 def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None = None, depth: int = 0) -> Any:
-    """Decode a message tree. ``resolve(kind, payload)`` handles ``$fn`` / ``$module`` / ``$tensor`` references."""
+    """Decode a message tree. ``resolve(kind, payload)`` handles ``$fn`` / ``$module`` / ``$tensor`` references (a
+    ``$fn`` payload as it is, a ``$module`` one as a :class:`MessageTree`, a ``$tensor`` one decoded)."""
     t = type(tree)
     if t is str or t is int or t is float or t is bool or tree is None:
         return tree
@@ -275,7 +290,7 @@ def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None 
         if key in _TAGGED:
             return _TAGGED[key](payload, blobs, decode)
         if key in ("$fn", "$module", "$tensor"):
-            return _decode_reference(key, payload, resolve, decode)
+            return _decode_reference(key, payload, resolve, decode, blobs)
     out = {}
     for k, v in tree.items():
         if k[:1] == "$":

@@ -218,8 +218,8 @@ def _resolve_ref(ref: str):
 def _resolve(kind: str, payload):
     if kind == "$fn":
         return _resolve_ref(str(payload))
-    if kind == "$module":
-        return _resolve_ref("autograder.module_codec:rebuild_argument")(payload)
+    if kind == "$module":   # a protocol.MessageTree
+        return _resolve_ref("autograder.module_codec:rebuild_message")(*payload)
     if kind == "$tensor":
         return _resolve_ref("autograder.module_codec:decode_tensor")(payload)
     raise protocol.ProtocolError(kind)
