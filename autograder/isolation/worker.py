@@ -342,7 +342,7 @@ class Worker:
         self.deferred: list = []
         self.sweep = False  # kill every other process of the sandbox around each exercise (bubblewrap only)
         self.request_id = None
-        self.pristine = True  # nothing but hello has run here (only then may it become a zygote)
+        self.pristine = True  # no cell, call or exercise has run here (only then may it become a zygote)
         self.zygote_fd: int | None = None
 
     # -- messages
@@ -363,7 +363,6 @@ class Worker:
                 return
             self.request_id = tree.get("id") if type(tree) is dict else None
             if type(tree) is dict and tree.get("op") == "calls" and type(tree.get("calls")) is list:
-                self.pristine = False
                 self.calls(tree, blobs)  # decoded call by call: one reply per call, whatever fails
                 continue
             try:
@@ -373,7 +372,6 @@ class Worker:
                                      f"{_safe_str(exc)}"})
                 continue
             op = message.get("op")
-            self.pristine = self.pristine and op in ("hello", "zygote")
             handler = getattr(self, f"op_{op}", None)
             if handler is None:
                 self.reply({"error": f"unknown op {op!r}"})
@@ -394,6 +392,7 @@ class Worker:
                     "numpy": numpy.__version__, "removed": removed})
 
     def op_exec(self, m: dict):
+        self.pristine = False
         name, source, trusted = str(m.get("name", "cell")), str(m.get("source", "")), bool(m.get("trusted"))
         filename = f"<cell {name}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -496,6 +495,7 @@ class Worker:
 
     def op_fork(self, m: dict):
         """Serve one exercise in a child process; report when it is gone."""
+        self.pristine = False
         sys.stdout.flush()
         self._sweep()
         try:
@@ -580,6 +580,7 @@ class Worker:
         return {"value": value, "warnings": notes}
 
     def op_call(self, m: dict):
+        self.pristine = False
         self.reply(self._call(str(m.get("fn")), m.get("args", ()), m.get("kwargs", {}), m.get("encode")))
 
     def calls(self, tree: dict, blobs: list) -> None:
@@ -590,6 +591,7 @@ class Worker:
         are lost with the process; the grader then grades that exercise again with one reply per frame
         (``"group": false``). Each call is decoded on its own, so an argument that cannot be rebuilt costs that
         call only."""
+        self.pristine = False
         fn, encode = str(tree.get("fn")), tree.get("encode")
         encode = encode if isinstance(encode, str) else None
         most = GROUP_MAX if tree.get("group") is not False else 1    # one reply per frame when asked

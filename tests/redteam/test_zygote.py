@@ -208,3 +208,21 @@ def test_a_batch_forks_its_sandboxes_and_stops_its_zygotes(monkeypatch):
     done = list(executors.SerialExecutor().map([{"student": "a"}, {"student": "b"}], {}, 0, None, 2))
     assert len(done) == 2 and seen == ["ForkedSandbox", "ForkedSandbox"]
     assert not zygote._ZYGOTES and not zygote.used_for("bwrap")
+
+
+def test_only_a_pristine_worker_becomes_a_zygote():
+    """Once a cell has run in a worker, it refuses to become a zygote (whatever ran would be in every fork)."""
+    import socket
+
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    box = sandbox.launch(stubs.layout(), "scratch", "bwrap", LIMITS, zygote_fd=theirs.fileno())
+    theirs.close()
+    try:
+        sandbox.ready(box, LIMITS)
+        _run(box, "import json\nsecret = 42\nprint(json.dumps(secret))")
+        box.channel.send(pack({"op": "zygote", "id": "z"}), time.monotonic() + 10)
+        reply = unpack(*box.channel.receive(time.monotonic() + 10))
+        assert "pristine" in reply.get("error", ""), reply
+    finally:
+        mine.close()
+        sandbox.stop(box)
