@@ -401,6 +401,7 @@ class Channel:
         self._buf = bytearray()
         self._start = 0                 # bytes of _buf already taken (removed in bulk, not per frame)
         self._read_closed = False
+        self.closed = False
 
     def _wait(self, fd: int, events: int, deadline: float) -> None:
         left = deadline - time.monotonic()
@@ -509,6 +510,10 @@ class Channel:
         raise ProtocolError(f"more than {max_stale} unexpected messages")
 
     def close(self) -> None:
+        """Close both ends, once (a second close could hit a descriptor number reused meanwhile)."""
+        if self.closed:
+            return
+        self.closed = True
         for fd in (self.read_fd, self.write_fd):
             try:
                 os.close(fd)

@@ -135,9 +135,11 @@ class Zygote:
         self.init, self.pid, self.ready = inside[0], workers[0], True
 
     def stop(self) -> None:
+        """Stop the zygote's sandbox (idempotent)."""
         self._charge()
         self.sock.close()
-        sandbox.stop(self.box)
+        if self.box.process.poll() is None or not self.box.channel.closed:
+            sandbox.stop(self.box)
 
     def _charge(self) -> None:
         """Count the zygote's own CPU seconds so far (its start: ``import torch``) in the sandboxes' account."""
@@ -158,13 +160,17 @@ class Zygote:
         request = {"uid": sandbox_uid(), "tasks": 1 + self.limits.spare_tasks}
         try:
             socket.send_fds(self.sock, [json.dumps(request).encode()], [req_r, rep_w, out_w])
+            reply = self._answer()
+            workers = sandbox._children(self.pid)
+            if "pid" not in reply or len(workers) != 1:
+                raise RuntimeError(f"the zygote did not fork: {reply.get('error', reply)}")
+        except BaseException:
+            for fd in (req_w, rep_r, out_r):
+                os.close(fd)
+            raise
         finally:
             for fd in (req_r, rep_w, out_w):
                 os.close(fd)
-        reply = self._answer()
-        workers = sandbox._children(self.pid)
-        if "pid" not in reply or len(workers) != 1:
-            raise RuntimeError(f"the zygote did not fork: {reply.get('error', reply)}")
         self._charge()
         box = ForkedSandbox("bwrap", _Forked(workers[0]), Channel(rep_r, req_w), b"", None, zygote=self)
         box._drain = threading.Thread(target=sandbox._drain_output, args=(out_r, box, self.limits.output_bytes),
@@ -183,14 +189,16 @@ class Zygote:
         _release(self, keep=ok)
 
     def _answer(self) -> dict:
+        """The zygote's next message (RuntimeError when none comes within :data:`ANSWER_TIMEOUT` or it is not one)."""
         self.sock.settimeout(ANSWER_TIMEOUT)
         try:
             data = self.sock.recv(1 << 12)
-        except OSError as exc:
+            reply = json.loads(data) if data else None
+        except (OSError, ValueError) as exc:
             raise RuntimeError(f"the zygote did not answer ({exc})") from None
-        if not data:
+        if not isinstance(reply, dict):
             raise RuntimeError("the zygote ended")
-        return json.loads(data)
+        return reply
 
     def clean(self) -> bool:
         """Nothing but the zygote left in its sandbox (checked from the host: every process of the sandbox's pid

@@ -146,11 +146,12 @@ def test_a_notebook_cannot_touch_the_zygote(zygotes):
     sandbox.stop(again)
 
 
-def test_a_zygote_that_is_not_clean_is_replaced(zygotes):
+@pytest.mark.parametrize("how", [signal.SIGSTOP, signal.SIGKILL], ids=["stopped", "dead"])
+def test_a_zygote_that_is_not_clean_is_replaced(zygotes, how):
     box = _forked()
     sandbox.stop(box)
     stale = _only_zygote()
-    os.kill(stale.pid, signal.SIGSTOP)          # a zygote that cannot answer (stopped, from the host)
+    os.kill(stale.pid, how)                     # a zygote that cannot answer (stopped or killed, from the host)
     try:
         fresh = sandbox.start(stubs.layout(), "scratch", "bwrap", LIMITS)
         try:
