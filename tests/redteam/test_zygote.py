@@ -227,3 +227,17 @@ def test_only_a_pristine_worker_becomes_a_zygote():
     finally:
         mine.close()
         sandbox.stop(box)
+
+
+def test_a_working_directory_the_cleaner_cannot_empty_retires_the_zygote(zygotes):
+    """A tree deeper than a path can name (PATH_MAX): the cleaner fails, so the zygote is stopped and the next
+    notebook gets a fresh sandbox, with an empty working directory."""
+    first = _forked()
+    _run(first, "import json, os\nfor _ in range(1500):\n    os.mkdir('ddd'); os.chdir('ddd')\nprint(json.dumps(1))")
+    sandbox.stop(first)
+    assert not zygote._ZYGOTES, "a zygote whose working directory could not be emptied was kept"
+    second = sandbox.start(stubs.layout(), "scratch", "bwrap", LIMITS)
+    try:
+        assert _run(second, "import json, os\nprint(json.dumps(os.listdir('.')))") == []
+    finally:
+        sandbox.stop(second)
