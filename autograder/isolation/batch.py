@@ -32,7 +32,7 @@ from typing import Callable
 
 from .. import registry
 from .. import seeds as seed_policy
-from . import report, resume, scratch, selection, stubs
+from . import report, resume, scratch, selection
 from .executors import make_executor, options_to_plain
 from .grader import Options
 from .jobs import Job, empty_result, grade_job, job_seed  # noqa: F401 - Job and grade_job are part of this module's API
@@ -286,8 +286,6 @@ def _start_engine(executor: str, workers: int | None, scheduler, lock, options: 
         raise
     for line in engine.warnings:
         say(f"warning: {line}")
-    if executor == "local":
-        stubs.layout()                      # one sandbox layout for the whole run (removed at exit)
     return engine
 
 

@@ -200,9 +200,12 @@ def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1, feed=N
 
 def _load_before_fork() -> None:
     """What every grading process loads for its first notebook, loaded once here (the pool is forked from this
-    process, after the oracle process): IPython's cell parser (:mod:`.magics`, ~0.2 CPU-s per process)."""
+    process, after the oracle process, which imports torch meanwhile): the run's one sandbox layout (removed at
+    exit; ~0.13 s) and IPython's cell parser (:mod:`.magics`, ~0.2 CPU-s per process)."""
+    from . import stubs
     from .magics import transformer
 
+    stubs.layout()
     transformer()
 
 
