@@ -116,13 +116,19 @@ def _system_binds() -> list[str]:
 
 # ------------------------------------------------------------------------------------------ processes
 
-def _proc_stat(pid: int) -> tuple[int, int, int, int] | None:
-    """``(ppid, pgrp, session, starttime)`` of a live (not zombie) process, or None."""
+def stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (``[0]`` the state, ``[11:15]`` the CPU ticks:
+    utime stime cutime cstime), or ``[]`` when there is no such process."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2:].split()
+        return []
+    return raw[raw.rfind(")") + 2:].split()
+
+
+def _proc_stat(pid: int) -> tuple[int, int, int, int] | None:
+    """``(ppid, pgrp, session, starttime)`` of a live (not zombie) process, or None."""
+    fields = stat_fields(pid)
     if not fields or fields[0] in ("Z", "X"):
         return None
     try:
@@ -199,6 +205,15 @@ class Sandbox:
         self.note_cpu()
         self.channel.close()
         self._let_exit()
+        self._kill_processes()
+        if self._drain is not None:
+            self._drain.join(timeout=2)
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def _kill_processes(self) -> None:
+        """Kill the worker's process and everything it started, and reap it."""
         if self.mode == "bwrap":
             _kill(self.process.pid)  # bwrap's init dies with it (--die-with-parent), and the pid namespace too
             self._reap()
@@ -208,11 +223,6 @@ class Sandbox:
         else:
             self._kill_reduced()
         self._reap()
-        if self._drain is not None:
-            self._drain.join(timeout=2)
-        if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
 
     def _let_exit(self) -> None:
         """Give an idle worker a moment to end by itself (its request pipe is closed: it exits at once), so that
@@ -583,15 +593,12 @@ def subtree(pid: int) -> list[int]:
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system, plus those of reaped children) of ``pid`` and its live descendants."""
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
+    total = 0
+    for current in [pid, *subtree(pid)]:
         try:
-            raw = Path(f"/proc/{current}/stat").read_text()
-            total += sum(int(v) for v in raw[raw.rfind(")") + 2:].split()[11:15])  # utime stime cutime cstime
-        except (OSError, ValueError, IndexError):
+            total += sum(int(v) for v in stat_fields(current)[11:15])  # utime stime cutime cstime
+        except ValueError:
             continue
-        todo += _children(current)
     return total / os.sysconf("SC_CLK_TCK")
 
 

@@ -481,17 +481,8 @@ class Worker:
         """Kill every other process of this sandbox (whatever the cells or the last exercise left running, which
         would hold its memory and its share of the task limit), and wait until they are gone. Only inside
         bubblewrap's pid namespace, where ``kill(-1)`` reaches nothing else."""
-        if not self.sweep:
-            return
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except OSError:
-            return
-        for _ in range(400):
-            _reap_children()
-            if _tasks_of(os.getuid(), exclude=(1, os.getpid())) == 0:
-                return
-            time.sleep(0.005)
+        if self.sweep:
+            _kill_own_user()
 
     def op_fork(self, m: dict):
         """Serve one exercise in a child process; report when it is gone."""
@@ -518,7 +509,7 @@ class Worker:
         if not self.pristine or self.zygote_fd is None or self.child:
             self.reply({"error": "only a pristine worker started with --zygote can become a zygote"})
             return
-        self.reply({"ok": True, "pid": os.getpid()})
+        self.reply({"ok": True})
         sock = socket.socket(fileno=self.zygote_fd)
         for fd in (self.fd_in, self.fd_out):
             os.close(fd)

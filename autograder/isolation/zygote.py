@@ -89,17 +89,13 @@ class ForkedSandbox(sandbox.Sandbox):
 
     zygote: "Zygote | None" = field(default=None, repr=False)
 
-    def kill(self) -> None:
-        self.note_cpu()
-        self.channel.close()
-        self._let_exit()
+    def _kill_processes(self) -> None:
+        """The forked worker and everything below it; then the zygote cleans up (:meth:`Zygote.finished`)."""
         for pid in [self.process.pid, *sandbox.subtree(self.process.pid)]:
             sandbox._kill(pid)
         if self.zygote is not None:
             self.zygote.finished()
             self.zygote = None
-        if self._drain is not None:
-            self._drain.join(timeout=2)
 
 
 class Zygote:
@@ -113,10 +109,9 @@ class Zygote:
         finally:
             theirs.close()
         self.sock = mine
-        self.ready = False
         self.busy = threading.Lock()
         self.init: int | None = None      # bubblewrap's init in the sandbox (every process there descends from it)
-        self.pid: int | None = None       # the zygote's worker, as the host sees it
+        self.pid: int | None = None       # the zygote's worker, as the host sees it (once it became one)
         self.charged = 0.0                # its own CPU seconds, already counted in sandbox.cpu_seconds()
 
     # -- life cycle
@@ -132,7 +127,7 @@ class Zygote:
         workers = sandbox._children(inside[0]) if len(inside) == 1 else []
         if len(workers) != 1:
             raise RuntimeError("the zygote's process is not where it should be")
-        self.init, self.pid, self.ready = inside[0], workers[0], True
+        self.init, self.pid = inside[0], workers[0]
 
     def stop(self) -> None:
         """Stop the zygote's sandbox (idempotent)."""
@@ -150,7 +145,7 @@ class Zygote:
     # -- one notebook
     def fork(self) -> ForkedSandbox:
         """A fresh worker for one notebook (RuntimeError, the zygote unusable, when that fails)."""
-        if not self.ready:
+        if self.pid is None:
             self._become()
         if not self.clean():
             raise RuntimeError("something is left in the zygote's sandbox")
@@ -205,26 +200,16 @@ class Zygote:
         namespace descends from bubblewrap's init there) and the zygote not stopped."""
         if not self.box.alive or self.pid is None:
             return False
-        if _state(self.pid) not in ("S", "R"):
+        if sandbox.stat_fields(self.pid)[:1] not in (["S"], ["R"]):
             return False
         return sandbox._children(self.box.process.pid) == [self.init] and sandbox.subtree(self.init) == [self.pid]
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "?"
 
 
 def _own_cpu_seconds(pid: int) -> float:
     """User + system seconds of ``pid`` itself (not of its children: each notebook's are counted with it)."""
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
+        return sum(int(v) for v in sandbox.stat_fields(pid)[11:13]) / os.sysconf("SC_CLK_TCK")
+    except ValueError:
         return 0.0
 
 
