@@ -12,7 +12,8 @@ class in memory, and an interrupted batch leaves little work in flight.
 ``SerialExecutor``: one submission after the other in this process (``--workers 1``).
 ``PoolExecutor``: a local ``ProcessPoolExecutor`` (``fork`` where available). Its processes ignore SIGINT (the
 batch handles Ctrl-C and kills them) and die with the batch (``PR_SET_PDEATHSIG``), so ``kill -9`` of the batch
-leaves no grader running; their sandboxes die with them (bubblewrap's ``--die-with-parent``).
+leaves no grader running; their sandboxes die with them (bubblewrap's ``--die-with-parent``), their zygotes with the
+batch, which launched them before forking the pool (:mod:`.head_start`).
 ``DaskExecutor``: a Dask distributed cluster (``--executor dask --scheduler ADDRESS``). Before the first task,
 every worker reports its convlab environment (grader code and course hashes, isolation level, devices); a worker
 whose checkout differs from this one is refused, and each task checks it again.
@@ -31,6 +32,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
+
+from . import head_start
 
 EXECUTORS = ("local", "dask")
 
@@ -172,7 +175,7 @@ def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1, feed=N
     """In each pool process: die with the batch, leave Ctrl-C to it, drop inherited descriptors (the output
     folder's lock must end with the batch, not with its last grader), know how many graders share the machine
     (:mod:`.cores`), take its pipes of the batch's oracle process (``feed``: :mod:`autograder.expected_feed`), and
-    fork its notebooks' sandboxes from zygotes (:mod:`.zygote`; they die with it: ``--die-with-parent``)."""
+    fork its notebooks' sandboxes from zygotes (:mod:`.zygote`: the set the batch launched for it, if any)."""
     from .cores import graders_here
 
     graders_here(graders)
@@ -195,18 +198,16 @@ def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1, feed=N
     from . import zygote
 
     expected_feed.attach(feed)
+    zygote.adopt()      # the zygotes the batch launched for this process (:mod:`.head_start`)
     zygote.enable()     # this process grades many notebooks: their sandboxes are forked from zygotes
 
 
-def _load_before_fork() -> None:
-    """What every grading process loads for its first notebook, loaded once here (the pool is forked from this
-    process, after the oracle process, which imports torch meanwhile): the run's one sandbox layout (removed at
-    exit; ~0.13 s) and IPython's cell parser (:mod:`.magics`, ~0.2 CPU-s per process)."""
-    from . import stubs
-    from .magics import transformer
+def _start_method(device: str) -> str:
+    """``fork`` where available (cheap, shares what the batch has prepared: :mod:`.head_start`); ``spawn`` when
+    grading on a GPU, since CUDA cannot be used in a process forked from one that has probed it."""
+    import multiprocessing
 
-    stubs.layout()
-    transformer()
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() and device == "cpu" else "spawn"
 
 
 class PoolExecutor(SerialExecutor):
@@ -241,8 +242,7 @@ class PoolExecutor(SerialExecutor):
         since CUDA cannot be used in a process forked from one that has probed it (``--device cuda`` does)."""
         import multiprocessing
 
-        methods = multiprocessing.get_all_start_methods()
-        method = "fork" if "fork" in methods and device == "cpu" else "spawn"
+        method = _start_method(device)
         close = self.close_fds if method == "fork" else ()   # spawned processes inherit no descriptor
         feed = self.feed if method == "fork" else None
         return ProcessPoolExecutor(max(1, min(self.workers, count)), mp_context=multiprocessing.get_context(method),
@@ -255,7 +255,7 @@ class PoolExecutor(SerialExecutor):
         pending: dict = {}
         device = str(options_plain.get("device", "cpu"))
         self.feed = self._new_feed(plan, options_plain, device, count)
-        _load_before_fork()
+        head_start.before_fork(plan, options_plain, min(self.workers, count), _start_method(device) == "fork")
         self.pool = self._new_pool(count, device)
         interrupted = True
         try:
@@ -275,6 +275,7 @@ class PoolExecutor(SerialExecutor):
             fill()
             if self.feed is not None:
                 self.feed.release()           # every pool process has its pipe now
+            head_start.after_fork()
             while pending:
                 done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                 for future in done:
@@ -288,6 +289,7 @@ class PoolExecutor(SerialExecutor):
             interrupted = False
         finally:
             self._stop(kill=interrupted)
+            head_start.end()
 
     def _stop(self, kill: bool) -> None:
         feed, self.feed = self.feed, None

@@ -39,7 +39,7 @@ from ..expected import expected_values, prefetch
 from ..oracle import torch as oracle_torch
 from ..spec import Exercise
 from . import cores, sandbox, scratch, selection, stubs, submission
-from .remote import RepliesLost, SessionFailed, Settings, WorkerSession
+from .remote import RepliesLost, SessionFailed, Settings, WorkerSession, encode_ahead
 from .submission import NotebookError, Program
 
 
@@ -187,6 +187,15 @@ def prefetch_expected(exercises: Sequence[Exercise], seed: int | None, options: 
     todo = [ex for ex in todo if not expected_feed.covers(ex, seed, options.case_factor)]   # a batch's feed brings
     if todo:
         prefetch(todo, lambda ex: grading_cases(ex, seed, options.case_factor), options.device, before=oracle_torch)
+
+
+def ready_ahead(exercises: Sequence[Exercise], seed: int, options: Options) -> None:
+    """Draw the exercises' grading cases, compute their expected values and encode their calls' messages now, in
+    this process (a batch does, before it forks the grading processes that find them: :mod:`.head_start`)."""
+    for ex in exercises:
+        cases = grading_cases(ex, seed, options.case_factor)
+        expected_values(ex, cases, options.device).fill()
+        encode_ahead([case.call for case in cases])
 
 
 def _expected(ex: Exercise, cases: list[Case], seed: int, options: Options):

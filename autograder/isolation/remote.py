@@ -168,6 +168,17 @@ def encoded_chunk(calls: Sequence[Call]) -> tuple[str, list[bytes]]:
     return entry[4], entry[3]
 
 
+def encode_ahead(calls: Sequence[Call]) -> None:
+    """Encode the chunks in which :class:`RemoteAnswer` will send ``calls`` (a correctness check's, in order:
+    :data:`FIRST_CHUNK`, then doubling up to :data:`MAX_CHUNK`) into the cache now."""
+    start, size = 0, FIRST_CHUNK
+    while start < len(calls):
+        chunk = calls[start:start + size]
+        if len(chunk) > 1:       # a single call travels as a plain ``call``
+            encoded_chunk(chunk)
+        start, size = start + size, min(2 * size, MAX_CHUNK)
+
+
 def _chunk(calls: Sequence[Call]) -> list:
     """The cache entry of a chunk: ``[calls, module versions, tree, blobs, JSON text or None]``."""
     key = tuple(map(id, calls))

@@ -502,6 +502,12 @@ def stop(box: Sandbox) -> None:
     _ACCOUNTS["cpu"] += box.cpu_seconds
 
 
+def disown(box: Sandbox) -> None:
+    """Forget ``box``'s process as one of this process's children (it was started by the process this one was
+    forked from, which reaps it); the caller watches it by pid from now on."""
+    _LIVE.discard(box.process)
+
+
 # ------------------------------------------------------------------------------------------ ahead of need
 
 _PRESTARTED: dict[tuple, Sandbox] = {}

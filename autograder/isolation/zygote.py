@@ -23,6 +23,10 @@ Why nothing crosses from one notebook to the next (the red-team tests in ``tests
   built itself. Each child has its own pipes (passed to the zygote over a socket) and closes the zygote's socket
   before anything runs.
 
+A local batch launches its grading processes' zygotes itself, just before it forks them (:func:`launch_for_pool`,
+:mod:`.head_start`), so that they start while it prepares the run; each process takes a set of its own
+(:func:`adopt`) and watches its bubblewrap by pid (:class:`_Unowned`).
+
 The budget counts the zygote as one more process of the sandbox (:class:`budget.Limits`), so the limits are the
 same whether a notebook's sandbox was forked or started: so are the scores (tested).
 """
@@ -51,15 +55,20 @@ def enable(on: bool = True) -> None:
     _STATE["enabled"] = bool(on)
 
 
+def usable(mode: str) -> bool:
+    """Whether zygotes can serve sandboxes of ``mode`` here (bubblewrap as root; not ``CONVLAB_ZYGOTE=0``)."""
+    return mode == "bwrap" and os.environ.get("CONVLAB_ZYGOTE", "1") != "0" and sandbox.drops_to_own_user()
+
+
 def used_for(mode: str) -> bool:
     """Whether this process forks notebooks' sandboxes from zygotes (enabled, bubblewrap as root)."""
-    return _STATE["enabled"] and mode == "bwrap" and os.environ.get("CONVLAB_ZYGOTE", "1") != "0" \
-        and sandbox.drops_to_own_user()
+    return _STATE["enabled"] and usable(mode)
 
 
-class _Forked:
-    """The host's handle on a worker the zygote forked (not the grader's child: it is never waited for here);
-    identified by pid and start time, so a reused pid is never mistaken for it."""
+class _Unowned:
+    """The host's handle on a sandbox process this grading process did not start (a worker the zygote forked; a
+    zygote's bubblewrap that the batch launched for it): never waited for here, identified by pid and start time,
+    so a reused pid is never mistaken for it (a zombie counts as ended)."""
 
     def __init__(self, pid: int):
         self.pid = pid
@@ -74,7 +83,7 @@ class _Forked:
         deadline = time.monotonic() + (timeout if timeout is not None else 3600)
         while self.poll() is None:
             if time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired("forked worker", timeout)
+                raise subprocess.TimeoutExpired("sandbox process", timeout)
             time.sleep(0.002)
         return 0
 
@@ -113,6 +122,18 @@ class Zygote:
         self.init: int | None = None      # bubblewrap's init in the sandbox (every process there descends from it)
         self.pid: int | None = None       # the zygote's worker, as the host sees it (once it became one)
         self.charged = 0.0                # its own CPU seconds, already counted in sandbox.cpu_seconds()
+
+    # -- launched by the batch for a grading process (:func:`launch_for_pool`)
+    def adopt(self) -> None:
+        """In the grading process that takes it: its bubblewrap is the batch's child, not this process's, so it is
+        watched by pid (the batch reaps it)."""
+        sandbox.disown(self.box)
+        self.box.process = _Unowned(self.box.process.pid)
+
+    def let_go(self) -> None:
+        """Close this process's copies of the zygote's socket and pipes (they belong to one grading process)."""
+        self.sock.close()
+        self.box.channel.close()
 
     # -- life cycle
     def _become(self) -> None:
@@ -167,7 +188,7 @@ class Zygote:
             for fd in (req_r, rep_w, out_w):
                 os.close(fd)
         self._charge()
-        box = ForkedSandbox("bwrap", _Forked(workers[0]), Channel(rep_r, req_w), b"", None, zygote=self)
+        box = ForkedSandbox("bwrap", _Unowned(workers[0]), Channel(rep_r, req_w), b"", None, zygote=self)
         box._drain = threading.Thread(target=sandbox._drain_output, args=(out_r, box, self.limits.output_bytes),
                                       daemon=True)
         box._drain.start()
@@ -271,3 +292,73 @@ def stop_all() -> None:
     for zygote in idle:
         zygote.stop()
         zygote.busy.release()
+
+
+# ------------------------------------------------------------------------------------------ launched before the fork
+
+#: the batch's process: the zygotes it launched for its grading processes, one dict (key -> Zygote) per process
+_HANDED: list[dict] = []
+_NEXT: list = []      # [a shared counter]: the index of the next grading process to take its set
+
+
+def launch_for_pool(layout: stubs.Layout, profiles: list[str], limits: Limits, graders: int) -> None:
+    """In a batch's process, just before it forks ``graders`` grading processes: launch a zygote of each of
+    ``profiles`` for each of them, so that they start (``import torch``) while this process prepares the run (the
+    oracle's work, :mod:`.head_start`) instead of after the fork, in the grading processes' own time. Each grading
+    process takes one set (:func:`adopt`); this process stops them all when the batch ends (:func:`stop_launched`:
+    their bubblewrap is its child, and dies with it)."""
+    import multiprocessing
+
+    _NEXT[:] = [multiprocessing.get_context("fork").Value("i", 0)]
+    for _ in range(graders):
+        mine = {}
+        for profile in profiles:
+            try:
+                mine[_key(layout, profile, limits)] = Zygote(layout, profile, limits)
+            except Exception:  # noqa: BLE001 - the grading process launches its own
+                continue
+        _HANDED.append(mine)
+
+
+def adopt() -> None:
+    """In a grading process forked after :func:`launch_for_pool`: take the next set of zygotes as this process's
+    own, and close its copies of the other sets' descriptors (a later process, past the sets, launches its own)."""
+    if not _NEXT:
+        return
+    with _NEXT[0].get_lock():
+        index = _NEXT[0].value
+        _NEXT[0].value += 1
+    mine = _HANDED[index] if index < len(_HANDED) else {}
+    for handed in _HANDED:
+        if handed is not mine:
+            for zygote in handed.values():
+                zygote.let_go()
+    for key, zygote in mine.items():
+        try:
+            zygote.adopt()
+        except Exception:  # noqa: BLE001 - not usable here: a zygote of its own is launched when needed
+            zygote.let_go()
+            continue
+        with _LOCK:
+            _ZYGOTES[key] = zygote
+    _HANDED.clear()
+    _NEXT.clear()
+
+
+def release_launched() -> None:
+    """In the batch's process, once the pool has forked: drop its copies of the zygotes' descriptors (each
+    grading process holds its own: a zygote whose grading process has ended sees its socket close, and exits)."""
+    _NEXT.clear()         # a pool started again after a crash forks processes that launch their own
+    for handed in _HANDED:
+        for zygote in handed.values():
+            zygote.let_go()
+
+
+def stop_launched() -> None:
+    """In the batch's process, when the batch ends: stop every zygote it launched (idempotent)."""
+    handed, _HANDED[:] = list(_HANDED), []
+    _NEXT.clear()
+    for zygotes in handed:
+        for zygote in zygotes.values():
+            zygote.let_go()
+            sandbox.stop(zygote.box)

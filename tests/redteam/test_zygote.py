@@ -241,3 +241,38 @@ def test_a_working_directory_the_cleaner_cannot_empty_retires_the_zygote(zygotes
         assert _run(second, "import json, os\nprint(json.dumps(os.listdir('.')))") == []
     finally:
         sandbox.stop(second)
+
+
+def _report_sandbox(task, options_plain, seed, expect=None):
+    """A pool's task (in place of ``grade_task``): which zygote forked this grading process's sandbox."""
+    box = sandbox.start(stubs.layout(), "scratch", "bwrap", LIMITS)
+    time.sleep(0.2)                 # long enough for both grading processes to take tasks
+    try:
+        (own,) = zygote._ZYGOTES.values()
+        bwrap = own.box.process.pid
+        return {"forked": isinstance(box, zygote.ForkedSandbox), "grader": os.getpid(), "bwrap": bwrap,
+                "launched_by": int(sandbox.stat_fields(bwrap)[1]),
+                "uid": _run(box, "import json, os\nprint(json.dumps(os.getuid()))")}
+    finally:
+        sandbox.stop(box)
+
+
+def test_each_grading_process_takes_the_zygotes_the_batch_launched(monkeypatch):
+    """The batch launches each grading process's zygotes before it forks them (:mod:`.head_start`): every process
+    forks its notebooks from a set of its own (never another's), and the batch stops them all at the end."""
+    from autograder.isolation import executors
+
+    monkeypatch.setattr(executors, "grade_task", _report_sandbox)
+    options = grader.Options(case_factor=1)
+    plan = [("02-channels-batch", 1234)]
+    done = list(executors.PoolExecutor(2).map([{"student": f"s{i}"} for i in range(6)],
+                                              executors.options_to_plain(options), 1234, None, 6, plan))
+    reports = [outcome for _task, outcome in done]
+    assert len(reports) == 6 and all(r["forked"] and r["launched_by"] == os.getpid() for r in reports)
+    zygote_of = {}
+    for r in reports:
+        assert zygote_of.setdefault(r["grader"], r["bwrap"]) == r["bwrap"]    # one zygote per grading process
+    assert len(zygote_of) == 2 and len(set(zygote_of.values())) == 2          # never another's
+    assert len({r["uid"] for r in reports}) == 6 and all(r["uid"] > 0 for r in reports)
+    assert not zygote._HANDED
+    assert all(sandbox._proc_stat(pid) is None for pid in zygote_of.values())  # stopped with the batch

@@ -1,0 +1,99 @@
+"""A batch prepares once, before it forks its grading processes, what each would otherwise make for its first
+notebook (:mod:`autograder.isolation.head_start`): the grading cases, their expected values and their encoded
+messages. A notebook graded after that preparation draws, computes and encodes nothing again, and gets exactly the
+grades and feedback it gets without it."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+
+from autograder import expected
+from autograder.isolation import executors, grader, head_start, remote
+
+from redteam import support
+
+A02 = "02-channels-batch"
+
+
+def _counted(monkeypatch) -> dict:
+    """Count what a grading process makes itself: cases drawn, expected values computed, chunks of calls encoded
+    (single calls, e.g. a property's, are encoded as they are sent, prepared or not)."""
+    counts = {"drawn": 0, "computed": 0, "encoded": 0}
+
+    def counting(name, real):
+        def wrapper(*args, **kwargs):
+            counts[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(grader, "_draw", counting("drawn", grader._draw))
+    monkeypatch.setattr(expected.Expected, "_compute", counting("computed", expected.Expected._compute))
+    real_chunk = remote._chunk
+
+    def chunk(calls):
+        counts["encoded"] += tuple(map(id, calls)) not in remote._CHUNKS
+        return real_chunk(calls)
+
+    monkeypatch.setattr(remote, "_chunk", chunk)
+    return counts
+
+
+def _fresh_caches(monkeypatch) -> None:
+    monkeypatch.setattr(grader, "_CASES", {})
+    monkeypatch.setattr(expected, "_STORES", {})
+    monkeypatch.setattr(remote, "_CHUNKS", OrderedDict())
+
+
+def _graded(path, options) -> list:
+    """Every part's points and feedback (a speed part's feedback holds its timings: its points only)."""
+    result = grader.grade([path], options)
+    return [(p.name, p.score, p.passed, p.total, "" if p.name.endswith(": speed") else p.output)
+            for _aid, p in result.parts]
+
+
+@pytest.mark.parametrize("student, assignment", [("alice", A02), ("bob", "07-efficient-conv")])
+def test_a_prepared_batch_grades_without_drawing_again(student, assignment, monkeypatch):
+    """alice's 02 is right; bob's 07 has mistakes (feedback, shrunk cases: computed on the spot either way).
+    Both assignments use torch in the grading process (views, speed parts): the batch prepares them."""
+    monkeypatch.setenv("CONVLAB_ZYGOTE", "0")            # the cases only: zygotes are tested in redteam/
+    path = support.REPO / "examples" / "submitted" / student / assignment / f"{assignment}.ipynb"
+    options = grader.Options(case_factor=1)
+    seed = grader.seeds.grading_seed(options.course, assignment)
+
+    _fresh_caches(monkeypatch)
+    counts = _counted(monkeypatch)
+    alone = _graded(path, options)
+    assert counts["drawn"] and counts["computed"] and counts["encoded"], counts     # what the preparation saves
+
+    _fresh_caches(monkeypatch)
+    head_start.before_fork([(assignment, seed)], executors.options_to_plain(options), graders=2, forking=True)
+    counts.update(drawn=0, computed=0, encoded=0)
+    prepared = _graded(path, options)
+    head_start.end()
+    assert prepared == alone
+    assert counts["drawn"] == 0 and counts["encoded"] == 0
+    if student == "alice":
+        assert counts["computed"] == 0                  # a wrong answer's shrunk cases are computed on the spot
+
+
+def test_chunks_encoded_ahead_are_the_ones_sent(monkeypatch):
+    """``encode_ahead`` follows ``RemoteAnswer``'s chunk sizes (8, 16, ... up to ``MAX_CHUNK``): every chunk the
+    correctness check sends is found in the cache."""
+    from autograder import registry
+    from autograder.isolation.remote import RemoteAnswer
+
+    monkeypatch.setattr(remote, "_CHUNKS", OrderedDict())
+    ex = registry.get("corr2d")
+    cases = grader.hidden_cases(ex, 7, count=600)
+    remote.encode_ahead([case.call for case in cases])
+    cached = {key for key in remote._CHUNKS}
+    sent = []
+    answer = RemoteAnswer.__new__(RemoteAnswer)
+    answer._batch = __import__("collections").deque(case.call for case in cases)
+    answer._queued, answer._held, answer._chunk = [], [], remote.FIRST_CHUNK
+    answer._send = lambda chunk: sent.append(tuple(map(id, chunk))) or True
+    while answer._batch:
+        answer._queued.clear()
+        answer._send_more()
+    assert len(sent) > 4 and set(sent) <= cached
