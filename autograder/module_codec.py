@@ -766,6 +766,13 @@ def _templates(call: Any) -> list:
     return out
 
 
+def fingerprint_templates(call: Any) -> None:
+    """Compute (and keep: :func:`template_fingerprint`) the fingerprint of each module argument of ``call`` that
+    the grader marked as a template, ahead of the answers compared with them."""
+    for _name, _token, template in _templates(call):
+        template_fingerprint(template)
+
+
 def argument_verdicts(states: Any, call: Any) -> list[tuple[str, str, str | None]]:
     """Trusted side: for each module argument of ``call`` that the grader marked as a template, in call order,
     ``(name, problem, device)`` from the argument states sent back with an answer: ``problem`` is ``""`` when the

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import expected_feed, registry, scoring, seeds
+from .. import expected_feed, module_codec, registry, scoring, seeds
 from ..attribution import attribute_report
 from ..cases import Case, hidden_cases, visible_cases
 from ..course import course_root
@@ -190,12 +190,15 @@ def prefetch_expected(exercises: Sequence[Exercise], seed: int | None, options: 
 
 
 def ready_ahead(exercises: Sequence[Exercise], seed: int, options: Options) -> None:
-    """Draw the exercises' grading cases, compute their expected values and encode their calls' messages now, in
-    this process (a batch does, before it forks the grading processes that find them: :mod:`.head_start`)."""
+    """Draw the exercises' grading cases, compute their expected values, encode their calls' messages and
+    fingerprint their module arguments now, in this process (a batch does, before it forks the grading processes
+    that find them all: :mod:`.head_start`)."""
     for ex in exercises:
         cases = grading_cases(ex, seed, options.case_factor)
         expected_values(ex, cases, options.device).fill()
         encode_ahead([case.call for case in cases])
+        for case in cases:
+            module_codec.fingerprint_templates(case.call)
 
 
 def _expected(ex: Exercise, cases: list[Case], seed: int, options: Options):
