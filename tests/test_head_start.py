@@ -97,3 +97,18 @@ def test_chunks_encoded_ahead_are_the_ones_sent(monkeypatch):
         answer._queued.clear()
         answer._send_more()
     assert len(sent) > 4 and set(sent) <= cached
+
+
+def test_module_arguments_are_fingerprinted_with_the_cases(monkeypatch):
+    """06's cases hand models to the student's function: their fingerprints (compared with the states sent back
+    with each answer) are computed when the batch prepares the cases, not again in each grading process."""
+    from autograder import module_codec, registry
+
+    _fresh_caches(monkeypatch)
+    ex = registry.get("fuse_conv_bn_module")
+    grader.ready_ahead([ex], 5, grader.Options(case_factor=1))
+    templates = [t for case in grader.grading_cases(ex, 5, 1) for _n, _k, t in module_codec._templates(case.call)]
+    computed = []
+    monkeypatch.setattr(module_codec, "fingerprint", lambda m: computed.append(m) or "")
+    assert len(templates) > 20 and all(module_codec.template_fingerprint(t) for t in templates)
+    assert not computed
