@@ -10,8 +10,9 @@ the course. Then, per assignment, two separate processes are timed end to end (s
 1. ``nbgrader autograde ASSIGNMENT --force`` (after ``generate_assignment``, not counted): every notebook executed
    in a Jupyter kernel with its own visible and hidden test cells;
 2. ``python -m autograder batch CLASS --out ... --workers W``: every notebook in its own bubblewrap sandboxes (forked
-   from each grading process's zygote where bubblewrap runs as root: docs/SANDBOX.md), with the isolated grader's
-   ``--cases-factor`` times more hidden cases.
+   from each grading process's zygote where bubblewrap runs as root: docs/SANDBOX.md; the batch launches the zygotes
+   and prepares the first assignment's cases before it forks its grading processes: ``isolation/head_start.py``),
+   with the isolated grader's ``--cases-factor`` times more hidden cases.
 
 Printed per assignment and overall: notebooks per minute of each and their ratio; the cases each checks per
 notebook (nbgrader: the notebook's own checks, fixed + visible + hidden for each exercise; batch: the cases it
