@@ -292,6 +292,49 @@ def send_values(send: Callable[[tuple], Any], head: tuple, ex: Exercise, cases: 
             send((*head, start, [], list(range(start, start + len(values)))))
 
 
+def fill_forked(stores: Sequence["Expected"]) -> Callable[[], None]:
+    """Start computing the missing values of ``stores`` in a forked process (it inherits their cases: nothing is
+    pickled but the values), on another core while this process does something else; returns the function that
+    collects them into the stores and computes itself whatever did not come (the process failed, a value could not
+    be pickled). Used once per batch, before its grading processes are forked (:mod:`.isolation.head_start`)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, send, and leave without running the parent's exit handlers
+        code = 1
+        try:
+            close_all_but(write_fd)
+            conn = Connection(write_fd, readable=False)
+            with oracle_numerics():
+                for k, store in enumerate(stores):
+                    send_values(conn.send, (k,), store.ex, store.cases, store.device)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+
+    def read() -> None:     # at once, in a thread: the child never waits on a full pipe
+        conn = Connection(read_fd, writable=False)
+        try:
+            while True:
+                k, start, values, unknown = conn.recv()
+                stores[k].put(start, values, unknown)
+        except (EOFError, OSError, IndexError, ValueError, TypeError, pickle.UnpicklingError):
+            pass
+        finally:
+            conn.close()
+            os.waitpid(pid, 0)
+
+    reader = threading.Thread(target=read, name="convlab-values", daemon=True)
+    reader.start()
+
+    def collect() -> None:
+        reader.join()
+        for store in stores:
+            store.fill()
+
+    return collect
+
+
 def _child(exercises, cases_of, device, conn, given: Connection) -> None:
     """The forked process: ``(exercise index, start, values, unknown indices)`` messages, chunk by chunk, then
     ``(exercise index, None, None, None)`` when an exercise is done. Each exercise's cases come from the grader

@@ -112,3 +112,43 @@ def test_module_arguments_are_fingerprinted_with_the_cases(monkeypatch):
     monkeypatch.setattr(module_codec, "fingerprint", lambda m: computed.append(m) or "")
     assert len(templates) > 20 and all(module_codec.template_fingerprint(t) for t in templates)
     assert not computed
+
+
+def _stores(monkeypatch, names=("corr2d", "conv2d_multi")):
+    from autograder import registry
+
+    _fresh_caches(monkeypatch)
+    return [expected.expected_values(ex, grader.grading_cases(ex, 11, 2), "cpu")
+            for ex in map(registry.get, names)]
+
+
+def _values(stores) -> list:
+    return [[store(case) for case in store.cases] for store in stores]
+
+
+@pytest.mark.parametrize("child", ["works", "dies after one chunk"])
+def test_values_computed_in_a_forked_process_are_the_oracles(child, monkeypatch):
+    """The batch computes the expected values in a forked process while it encodes the messages; whatever that
+    process does not deliver (it died) is computed here: the stores end complete, with the oracle's values."""
+    import numpy as np
+
+    local = _values(_stores(monkeypatch))
+    if child != "works":
+        real = expected.send_values
+
+        def send_then_die(send, head, ex, cases, device):
+            real(lambda message: (send(message), __import__("os")._exit(3)), head, ex, cases, device)
+
+        monkeypatch.setattr(expected, "send_values", send_then_die)
+    stores = _stores(monkeypatch)
+    computed_here = []
+    real_compute = expected.Expected._compute
+    monkeypatch.setattr(expected.Expected, "_compute", lambda self, i: computed_here.append(i) or real_compute(self, i))
+    expected.fill_forked(stores)()
+    assert all(store.complete for store in stores)
+    assert bool(computed_here) == (child != "works")
+    forked = _values(stores)
+    assert [len(v) for v in forked] == [len(v) for v in local] and len(forked[0]) > 16
+    for got, want in zip(forked, local):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -35,7 +35,7 @@ from ..engine import ExerciseResult, PartResult, grade_exercise, zero_result
 from ..forbidden import scan_source
 from ..outcome import EXCEPTION, GRADER_ERROR, NOT_IMPLEMENTED, NOTEBOOK_UNREADABLE, TIMEOUT
 from ..integrity import notebook_flags
-from ..expected import expected_values, prefetch
+from ..expected import expected_values, fill_forked, prefetch
 from ..oracle import torch as oracle_torch
 from ..spec import Exercise
 from . import cores, sandbox, scratch, selection, stubs, submission
@@ -190,15 +190,16 @@ def prefetch_expected(exercises: Sequence[Exercise], seed: int | None, options: 
 
 
 def ready_ahead(exercises: Sequence[Exercise], seed: int, options: Options) -> None:
-    """Draw the exercises' grading cases, compute their expected values, encode their calls' messages and
-    fingerprint their module arguments now, in this process (a batch does, before it forks the grading processes
-    that find them all: :mod:`.head_start`)."""
-    for ex in exercises:
-        cases = grading_cases(ex, seed, options.case_factor)
-        expected_values(ex, cases, options.device).fill()
+    """Draw the exercises' grading cases, compute their expected values (in a forked process, on the other core),
+    encode their calls' messages and fingerprint their module arguments (here, meanwhile) now: a batch does,
+    before it forks the grading processes that find them all (:mod:`.head_start`)."""
+    drawn = [grading_cases(ex, seed, options.case_factor) for ex in exercises]
+    collect = fill_forked([expected_values(ex, cases, options.device) for ex, cases in zip(exercises, drawn)])
+    for cases in drawn:
         encode_ahead([case.call for case in cases])
         for case in cases:
             module_codec.fingerprint_templates(case.call)
+    collect()
 
 
 def _expected(ex: Exercise, cases: list[Case], seed: int, options: Options):

@@ -10,7 +10,9 @@ inherit it (copy-on-write: ~0.1-0.3 CPU-s of page faults each instead).
 
 The order matters on 2 cores: the zygotes are launched first, so that they import torch on the other core while this
 process does the rest (launched after the fork, they kept the grading processes waiting while this process had
-worked alone). Each grading process takes one set of zygotes (:func:`.zygote.adopt`); their bubblewrap is this
+worked alone); once the cases are drawn, a forked process computes their expected values (the other core again)
+while this one encodes the messages (:func:`autograder.expected.fill_forked`; its values are read by a thread at
+once, so it never waits on a full pipe). Each grading process takes one set of zygotes (:func:`.zygote.adopt`); their bubblewrap is this
 process's child, so they die with the batch and it stops them at the end (:func:`end`).
 
 Nothing changes what is graded: the same cases from the same seed (the batch's plan), the same oracle, the same
