@@ -135,9 +135,10 @@ def test_only_complete_matching_results_count(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ end to end
 
-def _class(root: Path, fast: int, slow: int) -> dict[str, Path]:
+def _class(root: Path, fast: int, slow: int, sleep: float = 1.0) -> dict[str, Path]:
     """``fast`` students cycling over correct / buggy / cheating answers, then ``slow`` correct ones whose added
-    cell sleeps (sorted after the fast ones, so a batch is still busy with them when the first results appear)."""
+    cell sleeps ``sleep`` seconds (sorted after the fast ones, so a batch is still busy with them when the first
+    results appear)."""
     from redteam.support import examples_module
 
     students = examples_module()._students()
@@ -146,7 +147,7 @@ def _class(root: Path, fast: int, slow: int) -> dict[str, Path]:
     paths = {}
     for i in range(fast):
         paths[f"a{i:02d}"] = support.write(variants[i % 3], root / f"a{i:02d}" / A01 / f"{A01}.ipynb")
-    slow_nb = support.submission(added=[("corr2d", SLOW_CELL)])
+    slow_nb = support.submission(added=[("corr2d", SLOW_CELL.replace("1.0", str(sleep)))])
     for i in range(slow):
         paths[f"z{i:02d}"] = support.write(slow_nb, root / f"z{i:02d}" / A01 / f"{A01}.ipynb")
     return paths
@@ -257,7 +258,7 @@ def test_a_second_batch_on_the_same_folder_is_refused_while_the_first_keeps_goin
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_stops_the_graders_and_says_how_to_resume(tmp_path, sig):
     submitted, out = tmp_path / "submitted", tmp_path / "out"
-    paths = _class(submitted, fast=1, slow=3)
+    paths = _class(submitted, fast=1, slow=3, sleep=6.0)    # still busy when a loaded machine gets to signal it
     first = start("batch", str(submitted), "--out", str(out), "--workers", "2", *FAST)
     try:
         assert support.wait_until(lambda: _complete(out, paths), timeout=120), "no result appeared"
