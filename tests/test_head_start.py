@@ -152,3 +152,20 @@ def test_values_computed_in_a_forked_process_are_the_oracles(child, monkeypatch)
     for got, want in zip(forked, local):
         for a, b in zip(got, want):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_preparation_that_fails_is_only_a_missed_head_start(monkeypatch):
+    """A fault while preparing (an oracle that raises, no process left to fork) never stops the batch: its grading
+    processes make what is missing themselves, and report what fails again there, notebook by notebook."""
+    monkeypatch.setenv("CONVLAB_ZYGOTE", "0")
+    _fresh_caches(monkeypatch)
+
+    def broken(*args, **kwargs):
+        raise OSError("no process left to fork")
+
+    monkeypatch.setattr(expected, "fill_forked", broken)
+    monkeypatch.setattr(grader, "fill_forked", broken)
+    options = grader.Options(case_factor=1)
+    head_start.before_fork([(A02, 3)], executors.options_to_plain(options), graders=2, forking=True)
+    assert grader._CASES          # what was drawn before the fault stays useful
+    head_start.end()

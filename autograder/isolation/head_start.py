@@ -26,7 +26,8 @@ from typing import Sequence
 
 def before_fork(plan: Sequence[tuple[str, int]], options_plain: dict, graders: int, forking: bool) -> None:
     """Prepare the first assignment of ``plan`` (``(assignment, seed)`` in grading order) for ``graders`` processes
-    about to be forked (``forking``: False when they are spawned, and inherit nothing)."""
+    about to be forked (``forking``: False when they are spawned, and inherit nothing). Never raises: what it
+    could not prepare, the grading processes make themselves."""
     from . import stubs
     from .magics import transformer
 
@@ -43,10 +44,13 @@ def before_fork(plan: Sequence[tuple[str, int]], options_plain: dict, graders: i
     options = options_from_plain(options_plain)
     assignment, seed = plan[0]
     exercises = registry.assignments().get(assignment, [])
-    if exercises and zygote.usable(isolation_mode(options.isolation)[0]):
-        zygote.launch_for_pool(stubs.layout(), profiles_of(exercises), options.settings.limits, graders)
-    if exercises and options.device == "cpu" and not expected_feed.pays(assignment, options.device):
-        ready_ahead(exercises, seed, options)
+    try:
+        if exercises and zygote.usable(isolation_mode(options.isolation)[0]):
+            zygote.launch_for_pool(stubs.layout(), profiles_of(exercises), options.settings.limits, graders)
+        if exercises and options.device == "cpu" and not expected_feed.pays(assignment, options.device):
+            ready_ahead(exercises, seed, options)
+    except Exception:  # noqa: BLE001 - only a head start: each grading process makes what is missing (and
+        pass           # reports, per notebook, whatever fails again there)
 
 
 def after_fork() -> None:
