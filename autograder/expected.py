@@ -298,18 +298,15 @@ def fill_forked(stores: Sequence["Expected"]) -> Callable[[], None]:
     collects them into the stores and computes itself whatever did not come (the process failed, a value could not
     be pickled). Used once per batch, before its grading processes are forked (:mod:`.isolation.head_start`)."""
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: compute, send, and leave without running the parent's exit handlers
-        code = 1
-        try:
-            close_all_but(write_fd)
-            conn = Connection(write_fd, readable=False)
-            with oracle_numerics():
-                for k, store in enumerate(stores):
-                    send_values(conn.send, (k,), store.ex, store.cases, store.device)
-            code = 0
-        finally:
-            os._exit(code)
+
+    def compute() -> None:
+        close_all_but(write_fd)
+        conn = Connection(write_fd, readable=False)
+        with oracle_numerics():
+            for k, store in enumerate(stores):
+                send_values(conn.send, (k,), store.ex, store.cases, store.device)
+
+    pid = forked(compute)
     os.close(write_fd)
 
     def read() -> None:     # at once, in a thread: the child never waits on a full pipe
@@ -372,19 +369,29 @@ def _fork_child(exercises, cases_of, device) -> tuple[int, Connection, Connectio
     """``(pid, its values, its cases)``: the forked process and the two pipes to it."""
     read_fd, write_fd = os.pipe()
     cases_read, cases_write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: compute, send, and leave without running the parent's exit handlers
-        code = 1
-        try:
-            close_all_but(write_fd, cases_read)     # nothing of the parent's (a sandbox's pipes) stays open here
-            _child(exercises, cases_of, device, Connection(write_fd, readable=False),
-                   Connection(cases_read, writable=False))
-            code = 0
-        finally:
-            os._exit(code)
+    def compute() -> None:
+        close_all_but(write_fd, cases_read)     # nothing of the parent's (a sandbox's pipes) stays open here
+        _child(exercises, cases_of, device, Connection(write_fd, readable=False),
+               Connection(cases_read, writable=False))
+
+    pid = forked(compute)
     os.close(write_fd)
     os.close(cases_read)
     return pid, Connection(read_fd, writable=False), Connection(cases_write, readable=False)
+
+
+def forked(work: Callable[[], Any]) -> int:
+    """The pid of a child that runs ``work()`` and leaves at once, without the parent's exit handlers: exit status
+    0 when it returned, 1 when it raised (the caller reads its pipes and waits for it)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
 
 
 def close_all_but(*keep: int) -> None:

@@ -87,17 +87,12 @@ class Feed:
         return self
 
     def _fork(self, k: int, write_fds: list[int]) -> int:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                expected.close_all_but(*write_fds)   # nothing of the parent's (the output lock, the pool's pipes)
-                _die_with_parent()
-                _serve(self.items[k::self.oracles], self, [Connection(fd, readable=False) for fd in write_fds])
-                code = 0
-            finally:
-                os._exit(code)
-        return pid
+        def serve() -> None:
+            expected.close_all_but(*write_fds)   # nothing of the parent's (the output lock, the pool's pipes)
+            _die_with_parent()
+            _serve(self.items[k::self.oracles], self, [Connection(fd, readable=False) for fd in write_fds])
+
+        return expected.forked(serve)
 
     def release(self) -> None:
         """The pool has started (each process holds its pipes): the parent's copies go, so that a pipe whose process
@@ -157,16 +152,13 @@ def _serve(items: list, feed: Feed, conns: list[Connection]) -> None:
     cases once the last one has gone to the grading processes, and sends their values by chunks (one writer per
     pipe at a time)."""
     given, to_child = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(to_child)
-            _die_with_parent()
-            _send_values(items, feed, Connection(given, writable=False), _sender(conns))
-            code = 0
-        finally:
-            os._exit(code)
+
+    def values_child() -> None:
+        os.close(to_child)
+        _die_with_parent()
+        _send_values(items, feed, Connection(given, writable=False), _sender(conns))
+
+    pid = expected.forked(values_child)
     os.close(given)
     child = Connection(to_child, readable=False)
     try:

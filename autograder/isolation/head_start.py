@@ -31,8 +31,8 @@ def before_fork(plan: Sequence[tuple[str, int]], options_plain: dict, graders: i
     from . import stubs
     from .magics import transformer
 
-    stubs.layout()          # the run's one sandbox layout (removed at exit; ~0.13 s)
-    transformer()           # IPython's cell parser (~0.2 CPU-s per process)
+    layout = stubs.layout()     # the run's one sandbox layout (removed at exit; ~0.13 s)
+    transformer()               # IPython's cell parser (~0.2 CPU-s per process)
     if not (forking and plan):
         return
     from .. import expected_feed, registry
@@ -46,7 +46,7 @@ def before_fork(plan: Sequence[tuple[str, int]], options_plain: dict, graders: i
     exercises = registry.assignments().get(assignment, [])
     try:
         if exercises and zygote.usable(isolation_mode(options.isolation)[0]):
-            zygote.launch_for_pool(stubs.layout(), profiles_of(exercises), options.settings.limits, graders)
+            zygote.launch_for_pool(layout, profiles_of(exercises), options.settings.limits, graders)
         if exercises and options.device == "cpu" and not expected_feed.pays(assignment, options.device):
             ready_ahead(exercises, seed, options)
     except Exception:  # noqa: BLE001 - only a head start: each grading process makes what is missing (and
