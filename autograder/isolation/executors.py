@@ -176,8 +176,10 @@ def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1, feed=N
     folder's lock must end with the batch, not with its last grader), know how many graders share the machine
     (:mod:`.cores`), take its pipes of the batch's oracle process (``feed``: :mod:`autograder.expected_feed`), and
     fork its notebooks' sandboxes from zygotes (:mod:`.zygote`: the set the batch launched for it, if any)."""
+    from ..collector import tune
     from .cores import graders_here
 
+    tune()                  # inherited when forked; a spawned process starts with Python's setting
     graders_here(graders)
     try:
         import ctypes
