@@ -283,20 +283,28 @@ def _uninitialised(cls):
     return sub
 
 
-#: pristine layers already built, by (type, hyper-parameters): :func:`_fresh_layer` copies them
+#: pristine layers already built and the keys of their containers, by (type, hyper-parameters): :func:`_fresh_layer`
+#: copies them
 _PROTOTYPES: dict = {}
 MAX_PROTOTYPES = 2048   # 06's answers alone have over 256 kinds of layers: a cleared cache rebuilt them
 
 
-def _fresh_copy(prototype: nn.Module) -> nn.Module:
+def _fresh_copy(prototype: nn.Module, containers: tuple[str, ...]) -> nn.Module:
     """A new layer object equal to ``prototype`` (a pristine layer that no one else holds): every container of its
-    ``__dict__`` (parameter and buffer tables, hook tables, padding lists) is a new one, so nothing done to the copy
-    reaches the prototype or another copy. Its tensors are still the prototype's (``meta``): the caller replaces
-    them all."""
+    ``__dict__`` (``containers``: the parameter and buffer tables, hook tables, padding lists) is a new one, so
+    nothing done to the copy reaches the prototype or another copy. Its tensors are still the prototype's
+    (``meta``): the caller replaces them all."""
     fresh = object.__new__(type(prototype))
-    fresh.__dict__.update({k: type(v)(v) if isinstance(v, (dict, list, set)) else v
-                           for k, v in prototype.__dict__.items()})
+    state = fresh.__dict__
+    state.update(prototype.__dict__)
+    for k in containers:
+        state[k] = type(state[k])(state[k])
     return fresh
+
+
+def _containers(layer: nn.Module) -> tuple[str, ...]:
+    """The keys of ``layer.__dict__`` that hold a dict, list or set (:func:`_fresh_copy` copies those)."""
+    return tuple(k for k, v in layer.__dict__.items() if isinstance(v, (dict, list, set)))
 
 
 _ATOMS = (type(None), bool, int, float, str)
@@ -320,15 +328,15 @@ def _fresh_layer(cls, kwargs: dict, factory: bool, name: str, where: str):
     values equal in Python but not to torch (``True``, ``1``, ``1.0``; ``0.0``, ``-0.0``) never share a
     prototype."""
     key = (name, repr(sorted(kwargs.items())))
-    prototype = _PROTOTYPES.get(key)
-    if prototype is None:
+    entry = _PROTOTYPES.get(key)
+    if entry is None:
         layer = _construct(cls, kwargs, factory, name, where)
         if not _copyable(layer):
             return layer
         if len(_PROTOTYPES) >= MAX_PROTOTYPES:
             del _PROTOTYPES[next(iter(_PROTOTYPES))]     # the oldest
-        _PROTOTYPES[key] = prototype = layer
-    return _fresh_copy(prototype)
+        _PROTOTYPES[key] = entry = (layer, _containers(layer))
+    return _fresh_copy(*entry)
 
 
 def layer_with(name: str, hyper: dict, tensors: dict) -> nn.Module:
@@ -619,8 +627,7 @@ class ArgumentTag:
 
 def _tensor_versions(module: nn.Module) -> tuple:
     """Identity and in-place version counter of every parameter and buffer of ``module`` and its children."""
-    return tuple((id(t), t._version) for m in module.modules() for table in (m._parameters, m._buffers)
-                 for t in table.values() if t is not None)
+    return tuple((id(t), t._version) for t in tensors_of(module))
 
 
 def template_tree(module: nn.Module) -> tuple:
@@ -665,8 +672,25 @@ def argument_meta(module: nn.Module) -> dict:
 _ARGUMENTS: list = []
 
 
+def tensors_of(module: nn.Module) -> list:
+    """Every parameter and buffer (``None`` slots left out) of ``module`` and of the modules under it, each module
+    once, in a fixed order: what ``parameters()`` and ``buffers()`` list, gathered ~2x faster (a walk of the
+    ``_modules`` tables without their generators)."""
+    seen: set = set()
+    stack, tensors = [module], []
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        tensors += (t for t in m._parameters.values() if t is not None)
+        tensors += (t for t in m._buffers.values() if t is not None)
+        stack += (child for child in reversed(m._modules.values()) if child is not None)
+    return tensors
+
+
 def _module_device(module: nn.Module) -> str | None:
-    return _device_of(list(module.parameters()) + list(module.buffers()))
+    return _device_of(tensors_of(module))
 
 
 def _register(token: str, name: str, module: nn.Module, device: str | None = None) -> None:
@@ -675,17 +699,26 @@ def _register(token: str, name: str, module: nn.Module, device: str | None = Non
     _ARGUMENTS.append((name, token, weakref.ref(module), device))
 
 
-def _tensor_bytes(t: Any) -> bytes:
+def _hash_tensor(h: Any, t: Any) -> None:
+    """Feed a parameter or buffer slot to the digest ``h``: ``None``, a non-tensor's ``repr``, or the tensor's
+    dtype, shape and bytes (of a ``meta`` tensor: its dtype and shape)."""
     torch = _torch()
     if t is None:
-        return b"None"
+        h.update(b"None")
+        return
     if not isinstance(t, torch.Tensor):
-        return repr(t).encode()
-    head = f"{t.dtype}{tuple(t.shape)}".encode()
+        h.update(repr(t).encode())
+        return
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
     if t.device.type == "meta":
-        return head + b"meta"
-    flat = t.detach().to("cpu").contiguous().reshape(-1)
-    return head + flat.view(torch.uint8).numpy().tobytes()
+        h.update(b"meta")
+        return
+    t = t.detach()
+    try:    # a contiguous tensor in memory: its bytes as they are (a dtype NumPy lacks raises)
+        data = t.numpy() if t.device.type == "cpu" and t.is_contiguous() else None
+    except (TypeError, RuntimeError):
+        data = None
+    h.update(t.to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy() if data is None else data)
 
 
 def fingerprint(module: nn.Module) -> str:
@@ -701,7 +734,7 @@ def fingerprint(module: nn.Module) -> str:
         for table in (m._parameters, m._buffers):
             for k, v in table.items():
                 h.update(k.encode())
-                h.update(_tensor_bytes(v))
+                _hash_tensor(h, v)
     return h.hexdigest()
 
 

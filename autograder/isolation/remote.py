@@ -149,8 +149,9 @@ def _module_versions(calls: Sequence[Call]) -> tuple:
         return ()
     import torch
 
-    return tuple((id(t), t._version) for a in args if isinstance(a, torch.nn.Module)
-                 for t in (*a.parameters(), *a.buffers()))
+    from ..module_codec import tensors_of
+
+    return tuple((id(t), t._version) for a in args if isinstance(a, torch.nn.Module) for t in tensors_of(a))
 
 
 def encoded_calls(calls: Sequence[Call]) -> tuple[Any, list[bytes]]:
