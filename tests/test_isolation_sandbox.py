@@ -296,3 +296,13 @@ def test_the_budget_adds_up(memory, spare):
     data, stack, address_space, *_ = (int(v) for v in limits.argv()[1].split(","))
     assert (data, stack, address_space) == (limits.data_bytes, limits.stack_bytes, memory)
     assert limits.tasks_argv() == ["--tasks", str(1 + spare)] and limits.file_bytes == 0
+
+
+@pytest.mark.parametrize("mode", ["reduced", pytest.param("bwrap", marks=needs_bwrap)])
+def test_the_startup_objects_are_out_of_the_collectors_reach_before_any_student_code(mode):
+    """torch's and NumPy's objects are frozen after hello: a collection in a forked exercise neither walks them nor
+    copies the pages that hold them (it cost ~0.1 CPU-second per collection and exercise)."""
+    out, err = run("import gc\nprint(gc.get_freeze_count(), len(gc.get_objects()))", profile="torch", mode=mode)
+    assert err is None, err
+    frozen, walked = map(int, out.split())
+    assert frozen > 100_000 and walked < frozen / 4, (frozen, walked)

@@ -372,12 +372,21 @@ def _read_exact(fd: int, n: int) -> bytes:
 
 
 def read_frame(fd: int, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Any, list]:
-    """Blocking read of one frame: ``(tree, blobs)``."""
+    """Blocking read of one frame: ``(tree, blobs)``. The blobs are read together and cut apart here (a chunk of
+    06's calls has ~3,000 arrays: one ``read`` each cost the sandbox ~0.1 CPU-second per exercise)."""
     magic, size = _HEAD.unpack(_read_exact(fd, _HEAD.size))
     if magic != MAGIC or size > MAX_HEADER:
         raise ProtocolError("bad frame")
     tree, sizes = _parse_header(_read_exact(fd, size), max_bytes)
-    return tree, [_read_exact(fd, n) for n in sizes]
+    return tree, _cut(_read_exact(fd, sum(sizes)), sizes)
+
+
+def _cut(payload: bytes, sizes: list[int]) -> list[bytes]:
+    blobs, start = [], 0
+    for n in sizes:
+        blobs.append(payload[start:start + n])
+        start += n
+    return blobs
 
 
 def write_all(fd: int, data: bytes) -> None:

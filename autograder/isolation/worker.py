@@ -280,6 +280,19 @@ def _refusal(dotted: str):
     return refuse
 
 
+def _freeze_heap() -> None:
+    """Move every object this process holds now (NumPy's, torch's, ~400,000 of them) out of the garbage collector's
+    reach, once they are all in place and before any student code exists. A full collection in a process forked
+    from this one then neither walks them nor writes their headers: with them in reach, the first one in each
+    forked exercise (the ~100,000 objects of a chunk's message were enough to start it) copied ~48 MB of shared
+    pages and cost ~0.12 CPU-second, every later one ~0.1. Collections still run as usual for everything made from
+    here on; nothing of the removed functions is left to find (:func:`remove_ready_made` ran first)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def remove_ready_made(names) -> list:
     """Remove the objects ``names`` designate from this process: every module attribute and dict entry that holds
     one now holds a function that raises, and every set or list drops it (NumPy keeps its public functions in a
@@ -388,6 +401,7 @@ class Worker:
         import numpy  # noqa: F401 - imported once, shared by every cell and every forked exercise
 
         removed = remove_ready_made(m.get("remove") or ())
+        _freeze_heap()
         self.reply({"ok": True, "pid": os.getpid(), "python": sys.version.split()[0],
                     "numpy": numpy.__version__, "removed": removed})
 

@@ -170,8 +170,8 @@ class Zygote:
             self._become()
         if not self.clean():
             raise RuntimeError("something is left in the zygote's sandbox")
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
+        req_r, req_w = sandbox.pipe()
+        rep_r, rep_w = sandbox.pipe()
         out_r, out_w = os.pipe()
         request = {"uid": sandbox_uid(), "tasks": 1 + self.limits.spare_tasks}
         try:

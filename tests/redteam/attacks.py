@@ -118,6 +118,7 @@ def convolve2d(x, k):
             if isinstance(value, np.ndarray) and value.shape == shape and value is not x:
                 return value
         frame = frame.f_back
+    gc.unfreeze()   # the sandbox froze its startup objects (a speed-up, not a barrier): walk them all
     for obj in gc.get_objects():
         if isinstance(obj, np.ndarray) and obj.shape == shape and obj is not x and obj is not k:
             return obj
@@ -316,6 +317,7 @@ FROM_SCRATCH = [
     Attack("gc-walk-correlate", "corr2d", '''def corr2d(x, k):
     import gc
     kH = k.shape[0]
+    gc.unfreeze()   # the sandbox froze its startup objects (a speed-up, not a barrier): walk them all
     for f in gc.get_objects():
         if callable(f) and getattr(f, "__name__", "") == "correlate2":
             try:

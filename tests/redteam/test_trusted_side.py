@@ -105,6 +105,7 @@ FORGER = '''def convolve2d(x, k):
     import gc
     import os
     import sys
+    gc.unfreeze()   # the sandbox froze its startup objects (a speed-up, not a barrier)
     worker = next(o for o in gc.get_objects() if type(o).__name__ == "Worker")
     protocol = sys.modules.get("protocol") or sys.modules["autograder.isolation.protocol"]
     frames = [protocol.pack({"op": "joined", "how": "forged", "clean": True, "re": worker.request_id})]
@@ -154,6 +155,7 @@ def _frame_writer(name: str, frame_code: str) -> str:
     import struct
     import sys
     import time
+    gc.unfreeze()   # the sandbox froze its startup objects (a speed-up, not a barrier)
     worker = next(o for o in gc.get_objects() if type(o).__name__ == "Worker")
     protocol = sys.modules.get("protocol") or sys.modules["autograder.isolation.protocol"]
 {frame_code}
