@@ -424,10 +424,11 @@ def decode_module(plain: Any, device: str = "cpu", arguments: bool = True) -> nn
     return module
 
 
-def _received_argument(module: nn.Module, name: str, token: str, meta: tuple) -> None:
-    """Tag ``module``, rebuilt where the student's code runs, as call argument ``name`` and register it."""
+def _received_argument(module: nn.Module, name: str, token: str, meta: tuple, device: Any = ...) -> None:
+    """Tag ``module``, rebuilt where the student's code runs, as call argument ``name`` and register it (on
+    ``device``, the type of every tensor it holds, ``None`` for none; found by a walk when not given)."""
     module.__dict__[TAG_ATTR] = ArgumentTag(name, token, "argument", meta)
-    _register(token, name, module)
+    _register(token, name, module, _module_device(module) if device is ... else device)
 
 
 def rebuild_argument(plain: Any, device: str = "cpu") -> nn.Module:
@@ -455,23 +456,31 @@ def rebuild_message(tree: Any, array: Callable[[Any], np.ndarray], decode: Calla
     try:
         if tree[0] != FORMAT:
             raise ValueError("not a module")
-        module = _rebuilt(tree[1], "cpu", lambda ref: array(ref["$npy"]))
+        module = _rebuilt(tree[1], "cpu", lambda ref: array(ref["$npy"]), fresh=True)
         tag = decode(tree[2])
         meta = tuple(tag[2]) if tag is not None else ()
     except Exception:  # noqa: BLE001 - the grader's encoding always rebuilds: anything else is checked
         return rebuild_argument(decode(tree))
     if tag is not None:
-        _received_argument(module, tag[0], tag[1], meta)
+        _received_argument(module, tag[0], tag[1], meta, "cpu" if _holds_tensors(tree[1]) else None)
     return module
+
+
+def _holds_tensors(tree: Any) -> bool:
+    """Whether a layer tree the grader encoded gives any parameter or buffer (its device is then the one it was
+    rebuilt on: no walk of the rebuilt model needed)."""
+    return bool(tree[3] or tree[4]) or any(_holds_tensors(child) for _, child in tree[7])
 
 
 def _plain_array(value: Any) -> np.ndarray:
     return value
 
 
-def _rebuilt(tree: Any, device: str, array: Callable[[Any], np.ndarray] = _plain_array) -> nn.Module:
+def _rebuilt(tree: Any, device: str, array: Callable[[Any], np.ndarray] = _plain_array,
+             fresh: bool = False) -> nn.Module:
     """:func:`_decode_tree` of a tree the grader encoded (every tensor the layer needs, of the right shape), its
-    tuples possibly JSON lists (made tuples again) and its arrays whatever ``array`` turns into one."""
+    tuples possibly JSON lists (made tuples again) and its arrays whatever ``array`` turns into one (``fresh``:
+    arrays no one else holds, writable and C-contiguous, which the tensors may then keep without a copy)."""
     torch = _torch()
     _, name, hyper, params, buffers, _device, training, children = tree
     _, factory = LAYERS[name]
@@ -483,10 +492,12 @@ def _rebuilt(tree: Any, device: str, array: Callable[[Any], np.ndarray] = _plain
                 continue
             arr = array(ref)
             arr = arr if arr.dtype.kind == "f" else arr.astype(np.int64)
-            tensor = torch.from_numpy(np.array(arr, copy=True, order="C")).to(device)
+            kept = fresh and arr.flags.c_contiguous and arr.flags.writeable
+            tensor = torch.from_numpy(arr if kept else np.array(arr, copy=True, order="C"))
+            tensor = tensor if device == "cpu" else tensor.to(device)
             table[k] = torch.nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if parameter else tensor
     for k, child in children:
-        module.add_module(k, _rebuilt(child, device, array))
+        module.add_module(k, _rebuilt(child, device, array, fresh))
     if type(training) is not bool:
         raise ValueError("malformed training flag")
     module.training = training

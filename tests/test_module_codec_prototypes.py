@@ -126,9 +126,22 @@ def test_the_sandbox_rebuilds_the_graders_arguments_like_the_checked_decode():
                     [(t.name, t.token, t.state, t.meta) for t in tags[::-1]] and tags[0].state == "argument"
                 registered = [(name, token, ref()) for name, token, ref, _ in mc._ARGUMENTS[-3:]]
                 assert registered == [(tags[0].name, tags[0].token, module) for module in (message, fast, slow)]
+                assert len({device for *_, device in mc._ARGUMENTS[-3:]}) == 1     # "cpu" (None: no tensor)
                 assert message.__dict__[mc.TAG_ATTR].meta == tags[0].meta
                 checked += 1
     assert checked > 150
+
+
+def test_an_argument_rebuilt_from_its_message_owns_its_tensors():
+    from autograder.compare import to_plain
+
+    plain = to_plain(mc.encode_module(_model()))
+    a, b = _as_message(plain), _as_message(plain)
+    for ta, tb in zip(mc.tensors_of(a), mc.tensors_of(b)):
+        assert ta.is_contiguous() and ta.data_ptr() != tb.data_ptr()
+    with torch.no_grad():
+        a[0].weight.add_(1.0)
+    assert mc.fingerprint(b) == mc.fingerprint(_as_message(plain)) != mc.fingerprint(a)
 
 
 def test_what_the_grader_did_not_encode_gets_the_checked_decode_and_its_message():
