@@ -490,11 +490,7 @@ def _rebuilt(tree: Any, device: str, array: Callable[[Any], np.ndarray] = _plain
         for k, ref in given:
             if table[k] is None:
                 continue
-            arr = array(ref)
-            arr = arr if arr.dtype.kind == "f" else arr.astype(np.int64)
-            kept = fresh and arr.flags.c_contiguous and arr.flags.writeable
-            tensor = torch.from_numpy(arr if kept else np.array(arr, copy=True, order="C"))
-            tensor = tensor if device == "cpu" else tensor.to(device)
+            tensor = _rebuilt_tensor(array(ref), device, fresh)
             table[k] = torch.nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if parameter else tensor
     for k, child in children:
         module.add_module(k, _rebuilt(child, device, array, fresh))
@@ -502,6 +498,15 @@ def _rebuilt(tree: Any, device: str, array: Callable[[Any], np.ndarray] = _plain
         raise ValueError("malformed training flag")
     module.training = training
     return module
+
+
+def _rebuilt_tensor(arr: np.ndarray, device: str, fresh: bool) -> torch.Tensor:
+    """A tensor of its own on ``device`` holding ``arr`` (integers as int64); ``fresh`` (see :func:`_rebuilt`): a
+    writable C-contiguous array is kept as the tensor's memory instead of copied."""
+    arr = arr if arr.dtype.kind == "f" else arr.astype(np.int64)
+    kept = fresh and arr.flags.c_contiguous and arr.flags.writeable
+    tensor = _torch().from_numpy(arr if kept else np.array(arr, copy=True, order="C"))
+    return tensor if device == "cpu" else tensor.to(device)
 
 
 def _pair(value: Any) -> tuple[int, int]:
