@@ -1,5 +1,6 @@
-"""The cyclic garbage collector's setting for the grader's own processes (the command line's and its grading
-processes'; never a sandbox's, never a student's kernel).
+"""The cyclic garbage collector's setting for the grader's own processes (the command line's, set by
+``python -m autograder``, and every grading process's, set by ``executors.grade_task``: forked, spawned or on a
+Dask worker; never a sandbox's, never a student's kernel).
 
 A grading process builds data that lives as long as the run (torch's modules, the drawn cases, their expected
 values, the encoded messages): hundreds of thousands of objects that all survive. With Python's default thresholds

@@ -90,10 +90,12 @@ def worker_environment(options_plain: dict) -> dict:
 
 def grade_task(task: dict, options_plain: dict, seed: int, expect: dict | None = None) -> dict:
     """Grade one submission given as plain data; returns ``{"results", "instructor", "errors", "graded_by"}``,
-    plain JSON-able data. Runs in a pool process or on a Dask worker."""
+    plain JSON-able data. Runs in a pool process or on a Dask worker (both with the grader's collector setting)."""
+    from ..collector import tune
     from .jobs import Job, grade_job
     from .resume import environment
 
+    tune()
     options = options_from_plain(options_plain)
     if expect:
         mine = environment(options.course)
@@ -176,10 +178,8 @@ def _pool_init(parent: int, close_fds: tuple[int, ...], graders: int = 1, feed=N
     folder's lock must end with the batch, not with its last grader), know how many graders share the machine
     (:mod:`.cores`), take its pipes of the batch's oracle process (``feed``: :mod:`autograder.expected_feed`), and
     fork its notebooks' sandboxes from zygotes (:mod:`.zygote`: the set the batch launched for it, if any)."""
-    from ..collector import tune
     from .cores import graders_here
 
-    tune()                  # inherited when forked; a spawned process starts with Python's setting
     graders_here(graders)
     try:
         import ctypes
