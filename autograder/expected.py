@@ -369,6 +369,7 @@ def _fork_child(exercises, cases_of, device) -> tuple[int, Connection, Connectio
     """``(pid, its values, its cases)``: the forked process and the two pipes to it."""
     read_fd, write_fd = os.pipe()
     cases_read, cases_write = os.pipe()
+
     def compute() -> None:
         close_all_but(write_fd, cases_read)     # nothing of the parent's (a sandbox's pipes) stays open here
         _child(exercises, cases_of, device, Connection(write_fd, readable=False),

@@ -424,11 +424,11 @@ def decode_module(plain: Any, device: str = "cpu", arguments: bool = True) -> nn
     return module
 
 
-def _received_argument(module: nn.Module, name: str, token: str, meta: tuple, device: Any = ...) -> None:
+def _received_argument(module: nn.Module, name: str, token: str, meta: tuple, device: str | None = None) -> None:
     """Tag ``module``, rebuilt where the student's code runs, as call argument ``name`` and register it (on
-    ``device``, the type of every tensor it holds, ``None`` for none; found by a walk when not given)."""
+    ``device`` when the caller knows it; else :func:`_register` finds it)."""
     module.__dict__[TAG_ATTR] = ArgumentTag(name, token, "argument", meta)
-    _register(token, name, module, _module_device(module) if device is ... else device)
+    _register(token, name, module, device)
 
 
 def rebuild_argument(plain: Any, device: str = "cpu") -> nn.Module:
