@@ -715,6 +715,25 @@ def _register(token: str, name: str, module: nn.Module, device: str | None = Non
     _ARGUMENTS.append((name, token, weakref.ref(module), device))
 
 
+def rebuilt_aside(build: Callable[[], Any]) -> tuple[Any, list]:
+    """``(build(), registrations)``: the call arguments ``build`` rebuilds are not registered as live
+    (:func:`argument_states` does not see them) until :func:`hand_over` gets their ``registrations``, when they are
+    given to the student's function. A zygote's arguments, rebuilt before any notebook exists
+    (``isolation/worker.py``), wait like this."""
+    saved = _ARGUMENTS[:]
+    _ARGUMENTS.clear()
+    try:
+        return build(), _ARGUMENTS[:]
+    finally:
+        _ARGUMENTS[:] = saved
+
+
+def hand_over(registrations: list) -> None:
+    """Register arguments that :func:`rebuilt_aside` rebuilt, now that they are handed to the student's function:
+    the same registry as if they had been rebuilt now."""
+    _ARGUMENTS[:] = [entry for entry in _ARGUMENTS if entry[2]() is not None] + list(registrations)
+
+
 def _hash_tensor(h: Any, t: Any) -> None:
     """Feed a parameter or buffer slot to the digest ``h``: ``None``, a non-tensor's ``repr``, or the tensor's
     dtype, shape and bytes (of a ``meta`` tensor: its dtype and shape)."""

@@ -18,6 +18,14 @@ memory; ``/``, ``/dev``, ``/proc`` and ``/tmp`` are read-only). So the budget bi
 
 Worst case: ``processes * (data + stack) + tmp <= memory``. A forked child shares its parent's pages until it
 writes them; each copy it makes is within its own ``RLIMIT_DATA``, so the sum holds.
+
+A zygote (:mod:`.zygote`) may hold its children's call arguments, rebuilt once (``added`` bytes of private memory
+that every notebook's processes inherit). So that a forked notebook has exactly the room of a fresh one, its
+processes' ``RLIMIT_DATA`` and ``RLIMIT_AS`` are ``added`` higher (the zygote's hard limits allow up to
+:attr:`Limits.preload_bytes` more). The sum still holds when :meth:`Limits.preload_fits`: the zygote, which runs no
+student code, holds ``before + added``; each other process at most ``data + added``; so
+``before + added + (processes - 1) * (data + added) <= processes * data`` when ``before + processes * added <=
+data``. A zygote whose preload does not fit is never used.
 """
 from __future__ import annotations
 
@@ -55,11 +63,27 @@ class Limits:
         """Each process's private memory (``RLIMIT_DATA``): its share of the budget, less its stack."""
         return max(64 << 20, (self.memory_bytes - self.tmp_bytes) // self.processes - self.stack_bytes)
 
+    @property
+    def preload_bytes(self) -> int:
+        """The most a zygote's preloaded arguments may add to its private memory (its hard limits allow that much
+        more, for its children's raised limits)."""
+        return self.memory_bytes // 32
+
+    def preload_fits(self, before: int, added: int) -> bool:
+        """Whether a zygote that held ``before`` bytes of private memory (``VmData``) before its preload, which
+        added ``added``, keeps the sandbox within its budget with every process's limit ``added`` higher (the
+        module docstring)."""
+        return 0 <= added <= self.preload_bytes and before + self.processes * added <= self.data_bytes
+
     def argv(self) -> list[str]:
         """The worker's ``--limits``: data, stack, address space, cpu seconds, file size, open files."""
         values = (self.data_bytes, self.stack_bytes, self.memory_bytes, self.cpu_seconds, self.file_bytes,
                   self.open_files)
         return ["--limits", ",".join(str(v) for v in values)]
+
+    def zygote_argv(self) -> list[str]:
+        """A zygote's ``--preload``: how much higher its hard memory limits are (:attr:`preload_bytes`)."""
+        return ["--preload", str(self.preload_bytes)]
 
     def tasks_argv(self) -> list[str]:
         """The worker's ``--tasks``: how many tasks its user may add to those it has at start."""

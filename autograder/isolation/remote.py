@@ -164,9 +164,14 @@ def encoded_calls(calls: Sequence[Call]) -> tuple[Any, list[bytes]]:
 def encoded_chunk(calls: Sequence[Call]) -> tuple[str, list[bytes]]:
     """The JSON text of :func:`encoded_calls`' tree (written once per cached chunk) and the chunk's blobs."""
     entry = _chunk(calls)
+    return _text_of(entry), entry[3]
+
+
+def _text_of(entry: list) -> str:
+    """The JSON text of a cached chunk's tree, written once."""
     if entry[4] is None:
         entry[4] = json_text(entry[2])
-    return entry[4], entry[3]
+    return entry[4]
 
 
 def encode_ahead(calls: Sequence[Call]) -> None:
@@ -180,8 +185,21 @@ def encode_ahead(calls: Sequence[Call]) -> None:
         start, size = start + size, min(2 * size, MAX_CHUNK)
 
 
+def preloadable(most_bytes: int) -> list[tuple[str, str, list[bytes]]]:
+    """``(key, JSON text, blobs)`` of the cached chunks whose calls have models (the arguments a sandbox takes
+    longest to rebuild), oldest first, their blobs at most ``most_bytes`` in all: what a zygote may preload."""
+    out, total = [], 0
+    for entry in list(_CHUNKS.values()):
+        size = sum(map(len, entry[3]))
+        if not entry[1] or total + size > most_bytes:
+            continue
+        total += size
+        out.append((entry[5], _text_of(entry), entry[3]))
+    return out
+
+
 def _chunk(calls: Sequence[Call]) -> list:
-    """The cache entry of a chunk: ``[calls, module versions, tree, blobs, JSON text or None]``."""
+    """The cache entry of a chunk: ``[calls, module versions, tree, blobs, JSON text or None, key]``."""
     key = tuple(map(id, calls))
     hit = _CHUNKS.get(key)
     same_calls = hit is not None and all(a is b for a, b in zip(hit[0], calls))
@@ -192,7 +210,7 @@ def _chunk(calls: Sequence[Call]) -> list:
     blobs: list[bytes] = []
     tree = to_tree(tuple({"args": tuple(c.args), "kwargs": dict(c.kwargs)} for c in calls), blobs,
                    _argument_encoder(blobs))
-    _CHUNKS[key] = [tuple(calls), versions, tree, blobs, None]
+    _CHUNKS[key] = [tuple(calls), versions, tree, blobs, None, new_id()]
     while len(_CHUNKS) > MAX_CHUNKS:
         _CHUNKS.popitem(last=False)
     return _CHUNKS[key]
@@ -422,9 +440,9 @@ class RemoteAnswer:
             c = calls[0]
             return pack_call({"op": "call", "id": rid, "fn": self.fn, "args": tuple(c.args),
                               "kwargs": dict(c.kwargs), "encode": self.encode})
-        text, blobs = encoded_chunk(calls)
-        return frame_with({"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode, "group": self.grouped},
-                          "calls", text, blobs)
+        entry = _chunk(calls)    # its key: a zygote that preloaded this encoding has its calls (``preloadable``)
+        return frame_with({"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode, "group": self.grouped,
+                           "chunk": entry[5]}, "calls", _text_of(entry), entry[3])
 
     def _send(self, calls: Sequence[Call]) -> bool:
         box = self.handle.box

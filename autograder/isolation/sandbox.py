@@ -334,7 +334,7 @@ def _bwrap_command(layout: stubs.Layout, profile: str, limits: Limits, fds: tupl
     args += ["--", *worker_command(f"{SANDBOX_ROOT}/lib"),
              "--in", str(fds[0]), "--out", str(fds[1]), "--path", path, *limits.argv()]
     if zygote_fd is not None:
-        return args + ["--zygote", str(zygote_fd)]
+        return args + ["--zygote", str(zygote_fd), *limits.zygote_argv()]
     args += limits.tasks_argv()
     if variant == _DROP_TO_SANDBOX_USER:
         args += ["--uid", str(sandbox_uid())]

@@ -23,7 +23,8 @@ bubblewrap as root) and caps its user's tasks (``--tasks``).
 Or, right after ``hello`` and before anything else, ``zygote`` (``--zygote FD``, bubblewrap as root only): the
 worker becomes a pristine parent (:class:`Zygote`) that forks one notebook's worker at a time, each under a user id
 of its own, and wipes what that notebook left before the next (``autograder/isolation/zygote.py`` says why nothing
-crosses from one notebook to the next).
+crosses from one notebook to the next). Before it does, ``preload`` requests may give it chunks of calls whose
+arguments it rebuilds once for all its notebooks (:meth:`Worker.preload`).
 """
 from __future__ import annotations
 
@@ -357,6 +358,10 @@ class Worker:
         self.request_id = None
         self.pristine = True  # no cell, call or exercise has run here (only then may it become a zygote)
         self.zygote_fd: int | None = None
+        self.limits: tuple[int, int, int] | None = None   # --limits' data and address space; --preload's room
+        self.prebuilt: dict = {}   # chunk key -> [(call, registrations) or None]: a zygote's preloaded calls
+        self.preload_base: int | None = None   # VmData before the first preload
+        self.preload_added = 0     # what the preloads added to VmData (a notebook's limits are this much higher)
 
     # -- messages
     def reply(self, message: dict) -> None:
@@ -375,8 +380,9 @@ class Worker:
             except protocol.Closed:
                 return
             self.request_id = tree.get("id") if type(tree) is dict else None
-            if type(tree) is dict and tree.get("op") == "calls" and type(tree.get("calls")) is list:
-                self.calls(tree, blobs)  # decoded call by call: one reply per call, whatever fails
+            if type(tree) is dict and tree.get("op") in ("calls", "preload") and type(tree.get("calls")) is list:
+                # decoded call by call: one reply per call, whatever fails
+                (self.calls if tree["op"] == "calls" else self.preload)(tree, blobs)
                 continue
             try:
                 message = protocol.unpack(tree, blobs, _resolve)
@@ -588,6 +594,37 @@ class Worker:
         self.pristine = False
         self.reply(self._call(str(m.get("fn")), m.get("args", ()), m.get("kwargs", {}), m.get("encode")))
 
+    def preload(self, tree: dict, blobs: list) -> None:
+        """A zygote-to-be (pristine, ``--zygote`` and ``--preload``) rebuilds a chunk of calls that every notebook's
+        exercise will receive (``tree["key"]`` names it; the same chunk, with its key, comes in its ``calls``
+        request): each exercise process then takes them as they are (a private copy-on-write copy of what the
+        zygote built) instead of rebuilding them. They are not live arguments until handed over
+        (``module_codec.rebuilt_aside``); a call that cannot be rebuilt here is rebuilt, and fails, there. Replies
+        with the zygote's ``VmData`` before its first preload and what the preloads added (the grader keeps the
+        zygote only if that fits its budget: ``budget.Limits.preload_fits``); then everything is frozen
+        (:func:`_freeze_heap`)."""
+        if not self.pristine or self.zygote_fd is None or self.child or self.limits is None:
+            self.reply({"error": "only a pristine worker started with --zygote and --preload preloads calls"})
+            return
+        if self.preload_base is None:
+            self.preload_base = _memory()
+        aside = _resolve_ref("autograder.module_codec:rebuilt_aside")
+        built = []
+        for sub in tree["calls"]:
+            try:
+                built.append(aside(lambda sub=sub: protocol.from_tree(sub, blobs, _resolve)))
+            except Exception:  # noqa: BLE001 - rebuilt again when called: the error is that call's
+                built.append(None)
+        self.prebuilt[str(tree.get("key"))] = built
+        _freeze_heap()
+        self.preload_added = _memory() - self.preload_base
+        self.reply({"ok": True, "calls": len(built), "before": self.preload_base, "added": self.preload_added})
+
+    def _prebuilt_chunk(self, tree: dict) -> list | None:
+        """The preloaded calls of the chunk ``tree`` sends, taken out (they serve one chunk of one process)."""
+        calls = self.prebuilt.pop(tree.get("chunk"), None) if type(tree.get("chunk")) is str else None
+        return calls if calls is not None and len(calls) == len(tree["calls"]) else None
+
     def calls(self, tree: dict, blobs: list) -> None:
         """Several calls of one function, their replies sent in groups (``{"replies": [...]}``, each reply with
         its index ``i``). A group leaves as soon as it is :data:`GROUP_HOLD` seconds old, a call took that long,
@@ -600,16 +637,19 @@ class Worker:
         fn, encode = str(tree.get("fn")), tree.get("encode")
         encode = encode if isinstance(encode, str) else None
         most = GROUP_MAX if tree.get("group") is not False else 1    # one reply per frame when asked
+        prebuilt = self._prebuilt_chunk(tree)
         with Capture() as chunk:
-            self._calls(fn, encode, tree["calls"], blobs, most, chunk)
+            self._calls(fn, encode, tree["calls"], blobs, most, chunk, prebuilt)
 
-    def _calls(self, fn: str, encode: str | None, calls: list, blobs: list, most: int, chunk: Capture) -> None:
+    def _calls(self, fn: str, encode: str | None, calls: list, blobs: list, most: int, chunk: Capture,
+               prebuilt: list | None = None) -> None:
         group: list = []
         oldest, copied = 0, COPIED[0]
         for i, sub in enumerate(calls):
             started = _perf()
             try:
-                call = protocol.from_tree(sub, blobs, _resolve)
+                call = _taken(prebuilt, i)
+                call = protocol.from_tree(sub, blobs, _resolve) if call is None else call
                 out = self._call(fn, call.get("args", ()), call.get("kwargs", {}), encode, chunk)
             except Exception as exc:  # noqa: BLE001
                 out = {"error": f"the grader's arguments could not be rebuilt in the sandbox: {_safe_str(exc)}"}
@@ -639,6 +679,27 @@ class Worker:
                                 "i": out["i"]}
             data = protocol.pack({"replies": group, "re": self.request_id})
         protocol.write_all(self.fd_out, data)
+
+
+def _taken(prebuilt: list | None, i: int) -> dict | None:
+    """Call ``i`` of a preloaded chunk, handed over (registered as live arguments) and dropped from the chunk, so
+    that, as when rebuilt, nothing but the student's code keeps it once its call is over; None when there is none."""
+    entry = prebuilt[i] if prebuilt is not None else None
+    if entry is None:
+        return None
+    prebuilt[i] = None
+    call, registrations = entry
+    _resolve_ref("autograder.module_codec:hand_over")(registrations)
+    return call
+
+
+def _memory() -> int:
+    """This process's private writable memory (``VmData``, what ``RLIMIT_DATA`` limits), in bytes."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) << 10
+    raise OSError("no VmData in /proc/self/status")
 
 
 # ------------------------------------------------------------------------------------------ the zygote
@@ -743,9 +804,10 @@ class Zygote:
             os.dup2(output, 1)
             os.dup2(output, 2)
             os.close(output)
+            worker = self.worker
+            _room_for_preload(worker)
             become(uid)
             limit_tasks(room)
-            worker = self.worker
             worker.fd_in, worker.fd_out, worker.zygote_fd = fd_in, fd_out, None
             worker.serve()
         finally:
@@ -855,14 +917,16 @@ def _shim() -> None:
     os._exit(code)
 
 
-def apply_limits(spec: str) -> None:
+def apply_limits(spec: str, room: int = 0) -> tuple[int, int, int]:
     """Private memory, stack, address space, CPU seconds, file size, open files; no core dumps. Set before any student
-    code exists (the budget behind these numbers: ``budget.py``)."""
+    code exists (the budget behind these numbers: ``budget.py``). ``room``: a zygote's ``--preload``, by which its
+    hard memory limits are higher, for its notebooks' (:func:`_room_for_preload`). Returns (data, address space,
+    room)."""
     import resource
 
     data, stack, memory, cpu, fsize, nofile = (int(v) for v in spec.split(","))
-    wanted = [(resource.RLIMIT_DATA, data, data), (resource.RLIMIT_STACK, stack, stack),
-              (resource.RLIMIT_AS, memory, memory),
+    wanted = [(resource.RLIMIT_DATA, data, data + room), (resource.RLIMIT_STACK, stack, stack),
+              (resource.RLIMIT_AS, memory, memory + room),
               (resource.RLIMIT_CPU, cpu, cpu + 5), (resource.RLIMIT_FSIZE, fsize, fsize),
               (resource.RLIMIT_NOFILE, nofile, nofile), (resource.RLIMIT_CORE, 0, 0)]
     for res, soft, hard in wanted:
@@ -870,6 +934,21 @@ def apply_limits(spec: str) -> None:
         if cur_hard != resource.RLIM_INFINITY:
             soft, hard = min(soft, cur_hard), min(hard, cur_hard)
         resource.setrlimit(res, (soft, hard))
+    return data, memory, room
+
+
+def _room_for_preload(worker: "Worker") -> None:
+    """In a notebook's worker forked by a zygote: its memory limits, ``--limits``' own plus exactly what the
+    zygote's preload added (inherited here, and held by none of a fresh sandbox's processes), so that student code
+    has the same room either way (``budget.py`` says why the budget still holds)."""
+    import resource
+
+    if worker.limits is None:
+        return
+    data, memory, room = worker.limits
+    added = min(max(worker.preload_added, 0), room)
+    resource.setrlimit(resource.RLIMIT_DATA, (data + added, data + added))
+    resource.setrlimit(resource.RLIMIT_AS, (memory + added, memory + added))
 
 
 def become(uid: int) -> None:
@@ -907,8 +986,10 @@ def limit_tasks(room: int) -> None:
 
 def main(argv: list) -> None:
     fd_in, fd_out = int(argv[argv.index("--in") + 1]), int(argv[argv.index("--out") + 1])
+    limits = None
     if "--limits" in argv:
-        apply_limits(argv[argv.index("--limits") + 1])
+        room = int(argv[argv.index("--preload") + 1]) if "--preload" in argv else 0
+        limits = apply_limits(argv[argv.index("--limits") + 1], room)
     if "--uid" in argv:
         become(int(argv[argv.index("--uid") + 1]))
     if "--tasks" in argv:
@@ -924,6 +1005,7 @@ def main(argv: list) -> None:
     worker = Worker(fd_in, fd_out)
     if "--zygote" in argv:
         worker.zygote_fd = int(argv[argv.index("--zygote") + 1])
+        worker.limits = limits if "--preload" in argv else None
     worker.serve()
     os._exit(0)
 

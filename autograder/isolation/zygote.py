@@ -42,12 +42,12 @@ from dataclasses import dataclass, field
 
 from . import sandbox, stubs
 from .budget import Limits, sandbox_uid
-from .protocol import Channel, pack, unpack
+from .protocol import Channel, frame_with, pack, unpack
 
 #: seconds the zygote has to answer a request (fork, or the end of a notebook with its clean-up)
 ANSWER_TIMEOUT = 10.0
 
-_STATE = {"enabled": False}
+_STATE = {"enabled": False, "preload": True}
 
 
 def enable(on: bool = True) -> None:
@@ -111,7 +111,7 @@ class Zygote:
     """The grader's end of one zygote: its sandbox, its socket, whether a notebook is running in it."""
 
     def __init__(self, layout: stubs.Layout, profile: str, limits: Limits):
-        self.limits = limits
+        self.limits, self.profile = limits, profile
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.box = sandbox.launch(layout, profile, "bwrap", limits, zygote_fd=theirs.fileno())
@@ -122,6 +122,7 @@ class Zygote:
         self.init: int | None = None      # bubblewrap's init in the sandbox (every process there descends from it)
         self.pid: int | None = None       # the zygote's worker, as the host sees it (once it became one)
         self.charged = 0.0                # its own CPU seconds, already counted in sandbox.cpu_seconds()
+        self.preloaded: list[str] = []    # the keys of the chunks of calls it preloaded (:meth:`_preload`)
 
     # -- launched by the batch for a grading process (:func:`launch_for_pool`)
     def adopt(self) -> None:
@@ -139,6 +140,7 @@ class Zygote:
     def _become(self) -> None:
         """Wait for hello, then make the worker a zygote; find its host pid."""
         sandbox.ready(self.box, self.limits)
+        self._preload()
         deadline = time.monotonic() + ANSWER_TIMEOUT
         self.box.channel.send(pack({"op": "zygote", "id": "z"}), deadline)
         reply = unpack(*self.box.channel.receive(deadline))
@@ -149,6 +151,27 @@ class Zygote:
         if len(workers) != 1:
             raise RuntimeError("the zygote's process is not where it should be")
         self.init, self.pid = inside[0], workers[0]
+
+    def _preload(self) -> None:
+        """Give a torch zygote the chunks of calls with models that this process has encoded (a batch's grading
+        process: its assignment's, encoded before the fork), to rebuild once for all its notebooks
+        (``worker.Worker.preload``). RuntimeError, and no more preloads in this process, when what it then holds
+        does not fit the sandbox's budget (``budget.Limits.preload_fits``)."""
+        if self.profile != "torch" or not _STATE["preload"] or os.environ.get("CONVLAB_PRELOAD", "1") == "0":
+            return
+        from .remote import preloadable
+
+        for key, text, blobs in preloadable(self.limits.preload_bytes // 4):
+            deadline = time.monotonic() + ANSWER_TIMEOUT
+            self.box.channel.send(frame_with({"op": "preload", "id": "p", "key": key}, "calls", text, blobs),
+                                  deadline)
+            reply = unpack(*self.box.channel.receive(deadline))
+            if not reply.get("ok"):
+                raise RuntimeError(f"the zygote did not preload: {reply.get('error')}")
+            if not self.limits.preload_fits(int(reply["before"]), int(reply["added"])):
+                _STATE["preload"] = False
+                raise RuntimeError("the zygote's preloaded calls do not fit its budget")
+            self.preloaded.append(key)
 
     def stop(self) -> None:
         """Stop the zygote's sandbox (idempotent)."""

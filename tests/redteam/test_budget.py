@@ -63,12 +63,13 @@ class PeakMeter:
         self._thread.join()
 
 
-def _measure(source: str, timeout: float = 60.0, forked: bool = False) -> tuple[dict, PeakMeter]:
-    """Run ``source`` in a fresh sandbox, or (``forked``) in one forked from a zygote, whose whole sandbox (the
-    zygote too) is measured."""
+def _measure(source: str, timeout: float = 60.0, forked: bool = False, profile: str = "scratch",
+             budget: int = BUDGET) -> tuple[dict, PeakMeter]:
+    """Run ``source`` in a fresh sandbox of ``profile``, or (``forked``) in one forked from a zygote, whose whole
+    sandbox (the zygote too) is measured."""
     zygote.enable(forked)
     try:
-        box = sandbox.start(stubs.layout(), "scratch", "bwrap", sandbox.Limits(memory_bytes=BUDGET))
+        box = sandbox.start(stubs.layout(), profile, "bwrap", sandbox.Limits(memory_bytes=budget))
     finally:
         zygote.enable(False)
     assert isinstance(box, zygote.ForkedSandbox) == forked
@@ -181,3 +182,92 @@ def test_the_meter_sees_what_a_sandbox_holds():
     reply, meter = _measure("import numpy as np, time\nblock = np.ones((150 << 20) // 8)\ntime.sleep(0.5)\n")
     assert reply.get("error") is None, reply
     assert meter.peak >= 150 << 20
+
+
+ROOM = r'''
+import json
+import numpy as np
+blocks = []
+try:
+    while len(blocks) < 4096:
+        blocks.append(np.ones(1 << 17))           # 1 MiB at a time
+except MemoryError:
+    pass
+print(json.dumps(len(blocks)))
+'''
+
+
+@pytest.fixture
+def preloaded_models():
+    """06's ``fuse_sequential`` and ``feature_maps`` calls encoded, as a grading process has them before its zygote
+    becomes one: a torch zygote then preloads them (~20 MB of models that each notebook's processes inherit)."""
+    from autograder import registry
+    from autograder.isolation import grader, remote
+
+    for ex in registry.assignments()["06-conv-bn-fusion"]:
+        if ex.name in ("fuse_sequential", "feature_maps"):
+            remote.encode_ahead([case.call for case in grader.grading_cases(ex, 77, 10)])
+    yield
+    remote._CHUNKS.clear()
+    zygote.stop_all()
+
+
+def _preloaded_zygote() -> zygote.Zygote:
+    (known,) = zygote._ZYGOTES.values()
+    assert known.preloaded, "the zygote preloaded nothing"
+    return known
+
+
+@pytest.mark.skipif(not sandbox.drops_to_own_user(), reason="zygotes are used only with bubblewrap as root")
+def test_a_notebook_forked_after_a_preload_has_the_room_of_a_fresh_one(preloaded_models):
+    """Student code can allocate as much in a notebook forked from a zygote holding preloaded models as in a fresh
+    sandbox: its limits are higher by exactly what the preload added (``budget.py``)."""
+    budget = 2 << 30
+    fresh = _measure(ROOM, profile="torch", budget=budget)[0]
+    forked = _measure(ROOM, forked=True, profile="torch", budget=budget)[0]
+    fresh_mb, forked_mb = (int(reply["stdout"].strip().splitlines()[-1]) for reply in (fresh, forked))
+    print(f"room: fresh {fresh_mb} MiB, forked after a preload {forked_mb} MiB")
+    assert 100 < fresh_mb < 4096
+    assert abs(forked_mb - fresh_mb) <= 2, (fresh_mb, forked_mb)    # without the higher limits: ~20 MiB less
+
+
+@pytest.mark.skipif(not sandbox.drops_to_own_user(), reason="zygotes are used only with bubblewrap as root")
+def test_a_sandbox_forked_after_a_preload_stays_within_its_budget(preloaded_models):
+    """Every process may hold the preload's share more (copied on write): the zygote keeps a preload only when
+    that fits (``Limits.preload_fits``), so four processes holding all they can stay within the budget."""
+    budget = 2 << 30
+    source, success = ATTACKS["fork-hold"]
+    zygote.enable(True)
+    try:
+        sandbox.stop(sandbox.start(stubs.layout(), "torch", "bwrap", sandbox.Limits(memory_bytes=budget)))
+        assert _preloaded_zygote().preloaded
+    finally:
+        zygote.enable(False)
+    reply, meter = _measure(source, forked=True, profile="torch", budget=budget)
+    print(f"fork-hold after a preload: peak {meter.peak / 2**20:.0f} MiB; {reply.get('stdout', '').strip()}")
+    assert success not in reply.get("stdout", "") + str(reply.get("error"))
+    assert meter.peak <= budget, f"the sandbox held {meter.peak / 2**20:.0f} MiB"
+
+
+@pytest.mark.skipif(not sandbox.drops_to_own_user(), reason="zygotes are used only with bubblewrap as root")
+def test_a_preload_that_does_not_fit_is_never_used(preloaded_models, monkeypatch):
+    """A budget too small for every process to copy the preload: that zygote is stopped, the notebook gets a fresh
+    sandbox, and this process preloads nothing more."""
+    monkeypatch.setitem(zygote._STATE, "preload", True)
+    limits = sandbox.Limits(memory_bytes=1 << 30)
+    monkeypatch.setattr(type(limits), "preload_fits", lambda self, before, added: added == 0)
+    zygote.enable(True)
+    try:
+        box = sandbox.start(stubs.layout(), "torch", "bwrap", limits)
+        try:
+            assert not isinstance(box, zygote.ForkedSandbox)
+            assert zygote._STATE["preload"] is False
+        finally:
+            sandbox.stop(box)
+        again = sandbox.start(stubs.layout(), "torch", "bwrap", limits)     # a zygote without a preload
+        try:
+            assert isinstance(again, zygote.ForkedSandbox) and not again.zygote.preloaded
+        finally:
+            sandbox.stop(again)
+    finally:
+        zygote.enable(False)

@@ -169,18 +169,44 @@ def test_a_zygote_that_is_not_clean_is_replaced(zygotes, how):
     assert _only_zygote() is not stale
 
 
-def _graded(path: Path, forked: bool) -> list:
+def _graded(path: Path, forked: bool, preloaded: bool = False) -> list:
     """Every part's report of a notebook graded by a process that uses zygotes (its second notebook is forked) or
-    not."""
+    not; ``preloaded``: forked from a zygote that preloaded the calls the first notebook encoded, and took them."""
     zygote.enable(forked)
+    sent: list = []
     try:
         options = grader.Options(course=ROOT)
         grader.grade([path], options)                   # the first notebook starts the zygotes
-        result = grader.grade([path], options).notebooks[0]
+        if preloaded:
+            zygote.stop_all()                           # the next ones preload what the first encoded
+            with _chunks_sent(sent):
+                result = grader.grade([path], options).notebooks[0]
+            held = {key for z in zygote._ZYGOTES.values() for key in z.preloaded}
+            assert held and held <= set(sent), "the zygote preloaded nothing, or chunks that were never sent"
+        else:
+            result = grader.grade([path], options).notebooks[0]
     finally:
         zygote.enable(False)
         zygote.stop_all()
     return [part.to_json() for ex in result.exercises for part in ex.parts]
+
+
+@contextlib.contextmanager
+def _chunks_sent(sent: list):
+    """Record the key of every chunk of calls the grader sends (``"chunk"``: a preloaded one is taken as it is)."""
+    from autograder.isolation import remote
+
+    real = remote.frame_with
+
+    def recording(tree, key, text, blobs):
+        sent.append(tree.get("chunk"))
+        return real(tree, key, text, blobs)
+
+    remote.frame_with = recording
+    try:
+        yield
+    finally:
+        remote.frame_with = real
 
 
 @pytest.mark.parametrize("student, assignment", [("mallory", "01-single-channel"), ("bob", "06-conv-bn-fusion")])
@@ -190,6 +216,70 @@ def test_a_notebook_scores_the_same_forked_or_fresh(student, assignment):
     forked, fresh = _graded(path, forked=True), _graded(path, forked=False)
     assert forked == fresh
     assert any(part["score"] < part["max_score"] for part in fresh)
+
+
+@pytest.mark.parametrize("student", ["bob", "alice"])
+def test_a_notebook_scores_the_same_with_preloaded_calls(student):
+    """06's models, rebuilt once by the zygote and taken as they are: bob's wrong answers (one changes its argument
+    in place) and alice's right ones get the same reports as in a fresh sandbox."""
+    assignment = "06-conv-bn-fusion"
+    path = ROOT / "examples" / "submitted" / student / assignment / f"{assignment}.ipynb"
+    preloaded, fresh = _graded(path, forked=True, preloaded=True), _graded(path, forked=False)
+    assert preloaded == fresh
+    assert any(part["score"] < part["max_score"] for part in fresh) == (student == "bob")
+
+
+CHANGE_EVERY_MODEL = r'''
+import gc, json, torch
+gc.unfreeze()
+changed = 0
+for obj in gc.get_objects():
+    if isinstance(obj, torch.nn.Parameter):
+        with torch.no_grad():
+            obj.zero_()
+        changed += 1
+print(json.dumps(changed))
+'''
+
+COUNT_ZEROED_MODELS = r'''
+import gc, json, torch
+gc.unfreeze()
+params = [o for o in gc.get_objects() if isinstance(o, torch.nn.Parameter) and o.device.type == "cpu"]
+print(json.dumps([len(params), sum(1 for p in params if p.numel() and not p.any())]))
+'''
+
+
+def test_what_a_notebook_does_to_the_preloaded_calls_stays_in_it(zygotes):
+    """A cell finds every preloaded model (``gc``) and zeroes it: the next notebook, forked from the same zygote,
+    finds them as the zygote built them."""
+    from autograder.isolation import remote
+
+    _encode_models()
+    first = sandbox.start(stubs.layout(), "torch", "bwrap", LIMITS)
+    try:
+        assert _only_zygote().preloaded
+        built = _run(first, COUNT_ZEROED_MODELS)
+        assert built[0] > 100 and built[1] < built[0]
+        assert _run(first, CHANGE_EVERY_MODEL) >= built[0]
+        assert _run(first, COUNT_ZEROED_MODELS)[1] >= built[0]
+    finally:
+        sandbox.stop(first)
+    second = sandbox.start(stubs.layout(), "torch", "bwrap", LIMITS)
+    try:
+        assert _run(second, COUNT_ZEROED_MODELS) == built
+    finally:
+        sandbox.stop(second)
+        remote._CHUNKS.clear()
+
+
+def _encode_models() -> None:
+    """Encode the chunks of 06's ``fuse_sequential`` calls (models), as a grading process has before its zygote
+    becomes one."""
+    from autograder import registry
+    from autograder.isolation import remote
+
+    (ex,) = [e for e in registry.assignments()["06-conv-bn-fusion"] if e.name == "fuse_sequential"]
+    remote.encode_ahead([case.call for case in grader.grading_cases(ex, 99, 1)])
 
 
 def test_a_batch_forks_its_sandboxes_and_stops_its_zygotes(monkeypatch):
