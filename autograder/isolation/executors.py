@@ -152,9 +152,10 @@ class SerialExecutor:
             count: int, plan: Sequence[tuple[str, int]] = ()) -> Iterator[tuple[dict, Any]]:
         """``(task, outcome)`` for each task, as they finish. ``plan``: ``(assignment, seed)`` in the order the
         tasks come (a local pool shares one oracle process for them: :mod:`autograder.expected_feed`)."""
-        from . import zygote
+        from . import stubs, zygote
 
-        zygote.enable()     # many notebooks in this process: their sandboxes are forked from zygotes
+        stubs.layout()      # the run's one layout (each grade's own scratch folder would hold a new one, and its
+        zygote.enable()     # zygotes); many notebooks in this process: their sandboxes are forked from zygotes
         try:
             for task in tasks:
                 try:

@@ -366,3 +366,28 @@ def test_each_grading_process_takes_the_zygotes_the_batch_launched(monkeypatch):
     assert len({r["uid"] for r in reports}) == 6 and all(r["uid"] > 0 for r in reports)
     assert not zygote._HANDED
     assert all(sandbox._proc_stat(pid) is None for pid in zygote_of.values())  # stopped with the batch
+
+
+def test_a_serial_batch_forks_every_notebook_from_the_same_zygotes(monkeypatch):
+    """``batch --workers 1``: each ``grade`` has a scratch folder of its own, which a sandbox layout made there
+    would not outlive; the batch's layout does, so every notebook is forked from the same zygotes (one per
+    profile), not from new ones that pile up until the batch ends."""
+    from autograder.isolation import executors, scratch
+
+    launched: list[str] = []
+    real = zygote.Zygote.__init__
+
+    def counting(self, layout, profile, limits):
+        launched.append(profile)
+        real(self, layout, profile, limits)
+
+    monkeypatch.setattr(zygote.Zygote, "__init__", counting)
+    monkeypatch.setattr(stubs, "_LAYOUT", None)              # as in a new batch process
+    path = ROOT / "examples" / "submitted" / "alice" / "01-single-channel" / "01-single-channel.ipynb"
+    notebook = {"name": path.name, "data": path.read_bytes(), "size": path.stat().st_size}
+    tasks = [{"student": s, "assignment": "01-single-channel", "notebooks": [notebook]} for s in "abc"]
+    options = executors.options_to_plain(grader.Options(course=ROOT, case_factor=1))
+    with scratch.run_scratch():                              # the batch's own
+        done = list(executors.SerialExecutor().map(tasks, options, 7, None, len(tasks)))
+    assert [type(outcome) for _, outcome in done] == [dict] * 3 and not any(o["errors"] for _, o in done)
+    assert launched and sorted(launched) == sorted(set(launched)), launched
