@@ -19,16 +19,19 @@ Why nothing crosses from one notebook to the next (the red-team tests in ``tests
   zygote is left in the sandbox's pid namespace) and the working directory, the one writable place, is empty
   again. If any of that fails, or the zygote does not answer in time, it is stopped and the next notebook gets a
   fresh sandbox.
-- **Pristine**: the zygote has run nothing but hello; what a child inherits is what a fresh worker would have
-  built itself. Each child has its own pipes (passed to the zygote over a socket) and closes the zygote's socket
-  before anything runs.
+- **Pristine**: the zygote has run nothing but hello and, in a torch zygote, the grader's preload (the arguments
+  of the chunks of calls this grading process has encoded, rebuilt once: :meth:`Zygote._preload`); what a child
+  inherits is what a fresh worker would have built itself. Each child has its own pipes (passed to the zygote over
+  a socket) and closes the zygote's socket before anything runs.
 
 A local batch launches its grading processes' zygotes itself, just before it forks them (:func:`launch_for_pool`,
 :mod:`.head_start`), so that they start while it prepares the run; each process takes a set of its own
 (:func:`adopt`) and watches its bubblewrap by pid (:class:`_Unowned`).
 
 The budget counts the zygote as one more process of the sandbox (:class:`budget.Limits`), so the limits are the
-same whether a notebook's sandbox was forked or started: so are the scores (tested).
+same whether a notebook's sandbox was forked or started: so are the scores (tested). A notebook forked after a
+preload has limits higher by exactly what the preload added, so that its room is a fresh sandbox's
+(``budget.py`` says why the budget still holds).
 """
 from __future__ import annotations
 
