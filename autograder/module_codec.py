@@ -238,21 +238,32 @@ def _check_hyper_value(value: Any, what: str) -> None:
         _expect(type(v) is int and abs(v) <= 1 << 31, f"{what} has an unexpected value")
 
 
-def _tensor(arr: Any, like: torch.Tensor, what: str, device: str, budget: list) -> torch.Tensor:
-    _expect(isinstance(arr, np.ndarray), f"{what} is not an array")
-    _expect(tuple(arr.shape) == tuple(like.shape),
-            f"{what} has shape {tuple(arr.shape)}, but this layer needs {tuple(like.shape)}")
+def _tensor(arr: Any, like: torch.Tensor, what: tuple[str, str, str], device: str, budget: list) -> torch.Tensor:
+    """A new tensor on ``device`` from the untrusted array ``arr`` for the slot that holds ``like`` (its shape, a
+    float or integer dtype, finite; the model's element budget). ``what``: (layer, slot, where) for the messages,
+    written only when one is raised (an answer's decode checks thousands of tensors)."""
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"{_slot(what)} is not an array")
+    if arr.shape != like.shape:
+        raise ValueError(f"{_slot(what)} has shape {tuple(arr.shape)}, but this layer needs {tuple(like.shape)}")
     budget[0] += arr.size
     _expect(budget[0] <= MAX_ELEMENTS, f"the model has more than {MAX_ELEMENTS} numbers")
     if like.dtype.is_floating_point:
-        if arr.dtype not in _FLOAT_DTYPES:     # messages are written only when needed (a dtype's str is slow)
-            raise ValueError(f"{what} has dtype {arr.dtype}; expected float32 or float64")
-        _expect(bool(np.isfinite(arr).all()), f"{what} contains NaN or Inf")
+        if arr.dtype not in _FLOAT_DTYPES:     # a dtype's str is slow: only in the message
+            raise ValueError(f"{_slot(what)} has dtype {arr.dtype}; expected float32 or float64")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{_slot(what)} contains NaN or Inf")
     else:
         if arr.dtype.kind not in "iu":
-            raise ValueError(f"{what} has dtype {arr.dtype}; expected integers")
+            raise ValueError(f"{_slot(what)} has dtype {arr.dtype}; expected integers")
         arr = arr.astype(np.int64)
-    return _torch().from_numpy(np.array(arr, copy=True, order="C")).to(device)
+    tensor = _torch().from_numpy(np.array(arr, copy=True, order="C"))
+    return tensor if device == "cpu" else tensor.to(device)
+
+
+def _slot(what: tuple[str, str, str]) -> str:
+    layer, slot, where = what
+    return f"{layer}.{slot}{where}"
 
 
 def _construct(cls, kwargs: dict, factory: bool, name: str, where: str):
@@ -369,8 +380,33 @@ def _load_tensors(kind: str, table: dict, given: Any, name: str, where: str, dev
     if not set(got) <= set(table):
         raise ValueError(f"{name}{where} has unexpected {kind}s {sorted(set(got) - set(table))}")
     for k in need:
-        tensor = _tensor(got[k], table[k], f"{name}.{k}{where}", device, budget)
+        tensor = _tensor(got[k], table[k], (name, k, where), device, budget)
         table[k] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if kind == "parameter" else tensor
+
+
+#: (layer type, ``repr`` of its hyper-parameters) that :func:`_checked_hyper` has accepted: an answer's layers repeat
+#: (06: ~3,000 per notebook, of a few hundred kinds), and their checks were a fifth of decoding one
+_CHECKED_HYPER: set = set()
+MAX_CHECKED_HYPER = 4096
+
+
+def _checked_hyper(name: str, hyper: Any, hyper_names: tuple, where: str) -> dict:
+    """The hyper-parameters of a ``name`` layer (untrusted plain data) as a dict: exactly ``hyper_names``, each a
+    plain value in range. The same plain tuple is checked once (by its ``repr``, in which ``True``, ``1`` and
+    ``1.0`` differ, as they do to the checks)."""
+    key = (name, repr(hyper)) if type(hyper) is tuple and len(hyper) <= len(hyper_names) else None
+    if key is not None and key in _CHECKED_HYPER:
+        return dict(hyper)
+    kwargs = dict(_pairs(hyper, f"hyper-parameters of {name}{where}"))
+    if set(kwargs) != set(hyper_names):
+        raise ValueError(f"{name}{where} needs exactly the hyper-parameters {', '.join(hyper_names)}")
+    for k, v in kwargs.items():
+        _check_hyper_value(v, f"{name}.{k}{where}")
+    if key is not None:
+        if len(_CHECKED_HYPER) >= MAX_CHECKED_HYPER:
+            _CHECKED_HYPER.clear()
+        _CHECKED_HYPER.add(key)
+    return kwargs
 
 
 def _decode_tree(tree: Any, device: str, depth: int, count: list, budget: list, path: str) -> nn.Module:
@@ -387,11 +423,7 @@ def _decode_tree(tree: Any, device: str, depth: int, count: list, budget: list, 
     hyper_names, factory = LAYERS[name]
     nn = _torch().nn
     cls = getattr(nn, name)
-    kwargs = dict(_pairs(hyper, f"hyper-parameters of {name}{where}"))
-    if set(kwargs) != set(hyper_names):
-        raise ValueError(f"{name}{where} needs exactly the hyper-parameters {', '.join(hyper_names)}")
-    for k, v in kwargs.items():
-        _check_hyper_value(v, f"{name}.{k}{where}")
+    kwargs = _checked_hyper(name, hyper, hyper_names, where)
     _expect(type(training) is bool, f"malformed training flag{where}")
     _expect(_device is None or _device in DEVICE_KINDS, f"malformed device{where}")
     module = _fresh_layer(cls, kwargs, factory, name, where)

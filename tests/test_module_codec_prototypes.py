@@ -67,6 +67,28 @@ def test_rejected_hyper_parameters_are_rejected_every_time_and_the_cache_stays_b
     assert len(mc._PROTOTYPES) <= mc.MAX_PROTOTYPES
 
 
+def test_hyper_parameters_checked_once_are_still_checked_when_only_equal_in_python():
+    """Checks of an answer's hyper-parameters are skipped for a tuple already accepted, by its ``repr``: a tuple
+    equal to it in Python with a value the checks refuse (``True`` where an int must be, ``inf``) is refused."""
+    plain = mc.encode_module(nn.Conv2d(2, 3, (1, 3), dtype=torch.float64))
+    module, name, hyper, params, buffers, device, training, children = plain[1]
+
+    def decoded(new_hyper):
+        return mc.decode_module((mc.FORMAT, (module, name, new_hyper, params, buffers, device, training, children),
+                                 None))
+
+    for _ in range(2):
+        assert decoded(hyper).kernel_size == (1, 3)
+    sneaky = tuple((k, (True, 3) if k == "kernel_size" else v) for k, v in hyper)
+    assert sneaky == hyper and (name, repr(sneaky)) not in mc._CHECKED_HYPER
+    with pytest.raises(ValueError, match="kernel_size has an unexpected value"):
+        decoded(sneaky)
+    for i in range(mc.MAX_CHECKED_HYPER + 20):
+        tree = ("module", "Flatten", (("start_dim", 1), ("end_dim", -2 - i)), (), (), None, False, ())
+        mc.decode_module((mc.FORMAT, tree, None))
+    assert len(mc._CHECKED_HYPER) <= mc.MAX_CHECKED_HYPER
+
+
 def test_tensors_are_still_checked_against_the_prototype_shapes():
     plain = mc.encode_module(nn.Conv2d(2, 3, 3, dtype=torch.float64))
     module, name, hyper, params, buffers, device, training, children = plain[1]
