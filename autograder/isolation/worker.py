@@ -345,6 +345,10 @@ class _Blocker(importlib.abc.MetaPathFinder):
 
 # ------------------------------------------------------------------------------------------ the worker
 
+#: requests whose calls are decoded one by one (by the method named), not as a whole message
+_CHUNKED = {"calls": "calls", "preload": "preload"}
+
+
 class Worker:
     def __init__(self, fd_in: int, fd_out: int):
         self.fd_in, self.fd_out = fd_in, fd_out
@@ -380,9 +384,9 @@ class Worker:
             except protocol.Closed:
                 return
             self.request_id = tree.get("id") if type(tree) is dict else None
-            if type(tree) is dict and tree.get("op") in ("calls", "preload") and type(tree.get("calls")) is list:
-                # decoded call by call: one reply per call, whatever fails
-                (self.calls if tree["op"] == "calls" else self.preload)(tree, blobs)
+            chunked = _CHUNKED.get(tree.get("op")) if type(tree) is dict else None
+            if chunked and type(tree.get("calls")) is list:
+                getattr(self, chunked)(tree, blobs)  # decoded call by call: one reply per call, whatever fails
                 continue
             try:
                 message = protocol.unpack(tree, blobs, _resolve)
@@ -648,8 +652,7 @@ class Worker:
         for i, sub in enumerate(calls):
             started = _perf()
             try:
-                call = _taken(prebuilt, i)
-                call = protocol.from_tree(sub, blobs, _resolve) if call is None else call
+                call = _call_of(prebuilt, i, sub, blobs)
                 out = self._call(fn, call.get("args", ()), call.get("kwargs", {}), encode, chunk)
             except Exception as exc:  # noqa: BLE001
                 out = {"error": f"the grader's arguments could not be rebuilt in the sandbox: {_safe_str(exc)}"}
@@ -681,12 +684,16 @@ class Worker:
         protocol.write_all(self.fd_out, data)
 
 
-def _taken(prebuilt: list | None, i: int) -> dict | None:
-    """Call ``i`` of a preloaded chunk, handed over (registered as live arguments) and dropped from the chunk, so
-    that, as when rebuilt, nothing but the student's code keeps it once its call is over; None when there is none."""
+def _call_of(prebuilt: list | None, i: int, sub, blobs: list) -> dict:
+    """Call ``i`` of a chunk (``{"args": ..., "kwargs": ...}``): the preloaded one if there is one
+    (:func:`_taken`), else rebuilt from its message ``sub``."""
     entry = prebuilt[i] if prebuilt is not None else None
-    if entry is None:
-        return None
+    return protocol.from_tree(sub, blobs, _resolve) if entry is None else _taken(prebuilt, i, entry)
+
+
+def _taken(prebuilt: list, i: int, entry: tuple) -> dict:
+    """Call ``i`` of a preloaded chunk (``entry``), handed over (registered as live arguments) and dropped from the
+    chunk, so that, as when rebuilt, nothing but the student's code keeps it once its call is over."""
     prebuilt[i] = None
     call, registrations = entry
     _resolve_ref("autograder.module_codec:hand_over")(registrations)
@@ -984,12 +991,19 @@ def limit_tasks(room: int) -> None:
     resource.setrlimit(resource.RLIMIT_NPROC, (cap, cap))
 
 
+def _limits_from(argv: list) -> tuple[int, int, int] | None:
+    """Apply ``--limits`` (raised by ``--preload``'s room for a zygote); what a zygote's notebooks need of them
+    (:func:`_room_for_preload`), None without ``--preload``."""
+    if "--limits" not in argv:
+        return None
+    room = int(argv[argv.index("--preload") + 1]) if "--preload" in argv else None
+    limits = apply_limits(argv[argv.index("--limits") + 1], room or 0)
+    return limits if room is not None else None
+
+
 def main(argv: list) -> None:
     fd_in, fd_out = int(argv[argv.index("--in") + 1]), int(argv[argv.index("--out") + 1])
-    limits = None
-    if "--limits" in argv:
-        room = int(argv[argv.index("--preload") + 1]) if "--preload" in argv else 0
-        limits = apply_limits(argv[argv.index("--limits") + 1], room)
+    limits = _limits_from(argv)
     if "--uid" in argv:
         become(int(argv[argv.index("--uid") + 1]))
     if "--tasks" in argv:
@@ -1005,7 +1019,7 @@ def main(argv: list) -> None:
     worker = Worker(fd_in, fd_out)
     if "--zygote" in argv:
         worker.zygote_fd = int(argv[argv.index("--zygote") + 1])
-        worker.limits = limits if "--preload" in argv else None
+        worker.limits = limits
     worker.serve()
     os._exit(0)
 
