@@ -187,7 +187,9 @@ def encode_ahead(calls: Sequence[Call]) -> None:
 
 def preloadable(most_bytes: int) -> list[tuple[str, str, list[bytes]]]:
     """``(key, JSON text, blobs)`` of the cached chunks whose calls have models (the arguments a sandbox takes
-    longest to rebuild), oldest first, their blobs at most ``most_bytes`` in all: what a zygote may preload."""
+    longest to rebuild), oldest first, their blobs at most ``most_bytes`` in all: what a zygote may preload. Only a
+    correctness check's grading cases travel in chunks (:class:`RemoteAnswer`'s ``cases``); a speed part's fresh
+    inputs, like every other call, travel one by one and are never preloaded."""
     out, total = [], 0
     for entry in list(_CHUNKS.values()):
         size = sum(map(len, entry[3]))
