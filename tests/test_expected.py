@@ -213,6 +213,10 @@ def test_template_encoding_is_cached_until_a_tensor_changes():
     again = module_codec.template_tree(conv)
     assert again is not first and np.array_equal(dict(again[3])["weight"], conv.weight.detach().numpy())
     assert module_codec.same_state(again, module_codec._encode_tree(conv, "", 0, [0]))
+    conv.bias = nn.Parameter(torch().ones(2, dtype=torch().float64))         # replaced, not changed in place
+    replaced = module_codec.template_tree(conv)
+    assert replaced is not again and np.array_equal(dict(replaced[3])["bias"], np.ones(2))
+    assert module_codec.template_tree(conv) is replaced
 
 
 def test_fresh_to_plain_equals_copying_to_plain():

@@ -149,9 +149,10 @@ def _module_versions(calls: Sequence[Call]) -> tuple:
         return ()
     import torch
 
-    from ..module_codec import tensors_of
+    from ..module_codec import tensor_versions, tensors_of
 
-    return tuple((id(t), t._version) for a in args if isinstance(a, torch.nn.Module) for t in tensors_of(a))
+    versions = tensor_versions([t for a in args if isinstance(a, torch.nn.Module) for t in tensors_of(a)])
+    return versions if versions[0] else ()
 
 
 def encoded_calls(calls: Sequence[Call]) -> tuple[Any, list[bytes]]:
