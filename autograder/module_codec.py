@@ -779,6 +779,17 @@ def hand_over(registrations: list) -> None:
     _ARGUMENTS[:] = [entry for entry in _ARGUMENTS if entry[2]() is not None] + list(registrations)
 
 
+_DTYPE_TEXT: dict = {}
+
+
+def _dtype_text(dtype: Any) -> str:
+    """``str(dtype)``, kept (it is slow, and a fingerprint writes it for every tensor)."""
+    text = _DTYPE_TEXT.get(dtype)
+    if text is None:
+        text = _DTYPE_TEXT[dtype] = str(dtype)
+    return text
+
+
 def _hash_tensor(h: Any, t: Any) -> None:
     """Feed a parameter or buffer slot to the digest ``h``: ``None``, a non-tensor's ``repr``, or the tensor's
     dtype, shape and bytes (of a ``meta`` tensor: its dtype and shape)."""
@@ -789,13 +800,14 @@ def _hash_tensor(h: Any, t: Any) -> None:
     if not isinstance(t, torch.Tensor):
         h.update(repr(t).encode())
         return
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    if t.device.type == "meta":
+    h.update(f"{_dtype_text(t.dtype)}{tuple(t.shape)}".encode())
+    device = t.device.type
+    if device == "meta":
         h.update(b"meta")
         return
     t = t.detach()
     try:    # a contiguous tensor in memory: its bytes as they are (a dtype NumPy lacks raises)
-        data = t.numpy() if t.device.type == "cpu" and t.is_contiguous() else None
+        data = t.numpy() if device == "cpu" and t.is_contiguous() else None
     except (TypeError, RuntimeError):
         data = None
     h.update(t.to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy() if data is None else data)
