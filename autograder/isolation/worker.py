@@ -610,8 +610,11 @@ class Worker:
         if not self.pristine or self.zygote_fd is None or self.child or self.limits is None:
             self.reply({"error": "only a pristine worker started with --zygote and --preload preloads calls"})
             return
-        if self.preload_base is None:
-            self.preload_base = _memory()
+        try:
+            self.preload_base = _memory() if self.preload_base is None else self.preload_base
+        except (OSError, ValueError) as exc:
+            self.reply({"error": f"cannot measure the zygote's memory: {_safe_str(exc)}"})
+            return
         aside = _resolve_ref("autograder.module_codec:rebuilt_aside")
         built = []
         for sub in tree["calls"]:
@@ -954,8 +957,10 @@ def _room_for_preload(worker: "Worker") -> None:
         return
     data, memory, room = worker.limits
     added = min(max(worker.preload_added, 0), room)
-    resource.setrlimit(resource.RLIMIT_DATA, (data + added, data + added))
-    resource.setrlimit(resource.RLIMIT_AS, (memory + added, memory + added))
+    for res, value in ((resource.RLIMIT_DATA, data + added), (resource.RLIMIT_AS, memory + added)):
+        hard = resource.getrlimit(res)[1]     # the host's may be lower (apply_limits kept it)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(res, (value, value))
 
 
 def become(uid: int) -> None:

@@ -172,8 +172,12 @@ def test_a_zygote_that_is_not_clean_is_replaced(zygotes, how):
 def _graded(path: Path, forked: bool, preloaded: bool = False) -> list:
     """Every part's report of a notebook graded by a process that uses zygotes (its second notebook is forked) or
     not; ``preloaded``: forked from a zygote that preloaded the calls the first notebook encoded, and took them."""
+    from autograder.isolation import remote
+
     zygote.enable(forked)
     sent: list = []
+    if preloaded:
+        remote._CHUNKS.clear()                          # only this notebook's calls (not an earlier test's)
     try:
         options = grader.Options(course=ROOT)
         grader.grade([path], options)                   # the first notebook starts the zygotes
