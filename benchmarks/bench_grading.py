@@ -20,6 +20,10 @@ reports); CPU-seconds per notebook (nbgrader: its process and its kernels; batch
 sandboxes as measured by the grader from ``/proc`` when it stops them, since they are never reaped by it); and
 the exercises where either did not give every (perfect) notebook full marks. ``--json`` also writes the figures to a file. Results are recorded in
 benchmarks/REPORT.md.
+
+``--repeat R`` runs both R times per assignment, alternately (nbgrader, batch, nbgrader, batch, ...), and reports
+each one's median run (by wall time; all of them in the JSON): a machine whose speed drifts, or a transient right
+after one of nbgrader's runs, then moves neither figure by itself.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -138,13 +143,15 @@ def run_nbgrader(course: Path, assignment: str) -> tuple[float, float, dict]:
     return seconds, cpu, scores
 
 
-def run_batch(course: Path, assignment: str, workers: int, factor: int) -> dict:
-    """Time ``batch`` over the class of ``assignment``: seconds, CPU seconds (its processes, and its sandboxes as
-    the grader measured them), scores and cases per exercise."""
+def run_batch(course: Path, assignment: str, workers: int, factor: int, run: int = 0) -> dict:
+    """Time ``batch`` over the class of ``assignment`` (``run``: its own output folder, so nothing is reused):
+    seconds, CPU seconds (its processes, and its sandboxes as the grader measured them), scores and cases per
+    exercise."""
     submitted = course / "classes" / assignment
     for path in (course / "submitted").glob(f"*/{assignment}"):
-        shutil.copytree(path, submitted / path.parent.name / assignment)
-    out = course / "isolated" / assignment
+        if not (submitted / path.parent.name / assignment).exists():
+            shutil.copytree(path, submitted / path.parent.name / assignment)
+    out = course / "isolated" / f"{assignment}-{run}"
     seconds, cpu, _ = _timed([sys.executable, "-m", "autograder", "batch", str(submitted), "--out", str(out),
                               "--workers", str(workers), "--cases-factor", str(factor), "--quiet"], cwd=ROOT,
                              env=_env(), check=True)
@@ -190,19 +197,34 @@ def short_of_full_marks(scores: dict, exercises: dict, n: int) -> dict:
     return {name: count for name, count in short.items() if count}
 
 
+def _median_run(runs: list):
+    """The run of median wall time (the lower of the two middle ones for an even count)."""
+    middle = statistics.median_low([run[0] for run in runs])
+    return next(run for run in runs if run[0] == middle)
+
+
 def bench_assignment(course: Path, assignment: str, args) -> dict:
     n = args.notebooks
     exercises = exercises_of(assignment)
     row: dict = {"assignment": assignment, "notebooks": n,
                  "nbgrader_cases_per_notebook": sum(c for _, c in exercises.values())}
-    if not args.skip_nbgrader:
-        print(f"{assignment}: nbgrader autograde, {n} notebooks ...", flush=True)
-        seconds, cpu, scores = run_nbgrader(course, assignment)
+    nbgrader_runs, batch_runs = [], []
+    for run in range(args.repeat):
+        if not args.skip_nbgrader:
+            print(f"{assignment}: nbgrader autograde, {n} notebooks (run {run + 1}) ...", flush=True)
+            nbgrader_runs.append(run_nbgrader(course, assignment))
+        print(f"{assignment}: autograder batch, {n} notebooks, {args.workers} workers (run {run + 1}) ...",
+              flush=True)
+        outcome = run_batch(course, assignment, args.workers, args.cases_factor, run)
+        batch_runs.append((outcome["seconds"], outcome))
+    if nbgrader_runs:
+        seconds, cpu, scores = _median_run(nbgrader_runs)
         row.update(nbgrader_seconds=round(seconds, 2), nbgrader_per_minute=round(60 * n / seconds, 2),
                    nbgrader_cpu_per_notebook=round(cpu / n, 2),
-                   nbgrader_short_of_full_marks=short_of_full_marks(scores, exercises, n))
-    print(f"{assignment}: autograder batch, {n} notebooks, {args.workers} workers ...", flush=True)
-    batch = run_batch(course, assignment, args.workers, args.cases_factor)
+                   nbgrader_short_of_full_marks=short_of_full_marks(scores, exercises, n),
+                   nbgrader_runs_seconds=[round(r[0], 2) for r in nbgrader_runs])
+    batch = _median_run(batch_runs)[1]
+    row["batch_runs_seconds"] = [round(r[0], 2) for r in batch_runs]
     row.update(batch_seconds=round(batch["seconds"], 2), batch_per_minute=round(60 * n / batch["seconds"], 2),
                batch_cpu_per_notebook=round((batch["cpu"] + batch["sandbox_cpu"]) / n, 2),
                batch_sandbox_cpu_per_notebook=round(batch["sandbox_cpu"] / n, 2),
@@ -261,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases-factor", type=int, default=10)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--skip-nbgrader", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each per assignment, alternately; the median run is reported (1)")
     parser.add_argument("--nbgrader-without-demos", action="store_true",
                         help="strip the demonstration cells before nbgrader runs (its best case)")
     args = parser.parse_args(argv)
@@ -277,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(rows[-1]), flush=True)
     rows.append(overall(rows))
     figures = {"notebooks_per_assignment": args.notebooks, "workers": args.workers, "cores": os.cpu_count(),
+               "repeat": args.repeat,
                "cases_factor": args.cases_factor, "nbgrader_without_demos": args.nbgrader_without_demos,
                "rows": rows}
     print(json.dumps(figures, indent=2))
