@@ -940,11 +940,18 @@ def apply_limits(spec: str, room: int = 0) -> tuple[int, int, int]:
               (resource.RLIMIT_CPU, cpu, cpu + 5), (resource.RLIMIT_FSIZE, fsize, fsize),
               (resource.RLIMIT_NOFILE, nofile, nofile), (resource.RLIMIT_CORE, 0, 0)]
     for res, soft, hard in wanted:
-        _, cur_hard = resource.getrlimit(res)
-        if cur_hard != resource.RLIM_INFINITY:
-            soft, hard = min(soft, cur_hard), min(hard, cur_hard)
-        resource.setrlimit(res, (soft, hard))
+        _set_limit(res, soft, hard)
     return data, memory, room
+
+
+def _set_limit(res: int, soft: int, hard: int) -> None:
+    """``setrlimit``, within the hard limit this process already has (the host's may be lower)."""
+    import resource
+
+    _, cur_hard = resource.getrlimit(res)
+    if cur_hard != resource.RLIM_INFINITY:
+        soft, hard = min(soft, cur_hard), min(hard, cur_hard)
+    resource.setrlimit(res, (soft, hard))
 
 
 def _room_for_preload(worker: "Worker") -> None:
@@ -957,10 +964,8 @@ def _room_for_preload(worker: "Worker") -> None:
         return
     data, memory, room = worker.limits
     added = min(max(worker.preload_added, 0), room)
-    for res, value in ((resource.RLIMIT_DATA, data + added), (resource.RLIMIT_AS, memory + added)):
-        hard = resource.getrlimit(res)[1]     # the host's may be lower (apply_limits kept it)
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(res, (value, value))
+    _set_limit(resource.RLIMIT_DATA, data + added, data + added)
+    _set_limit(resource.RLIMIT_AS, memory + added, memory + added)
 
 
 def become(uid: int) -> None:
