@@ -61,12 +61,17 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+_TORCH: list = []
+
+
 def _torch():
     """torch, imported on first use: importing it costs over a second, and the grader's exercise specs (which
-    import this module) must load without it."""
-    import torch
+    import this module) must load without it. Kept once imported (decoding asks for it ~40 times an answer)."""
+    if not _TORCH:
+        import torch
 
-    return torch
+        _TORCH.append(torch)
+    return _TORCH[0]
 
 
 FORMAT = "convlab-module/1"
@@ -330,12 +335,13 @@ def _copyable(layer: nn.Module) -> bool:
                for v in layer.__dict__.values())
 
 
-def _fresh_layer(cls, kwargs: dict, factory: bool, name: str, where: str):
+def _fresh_layer(cls, kwargs: dict, factory: bool, name: str, where: str, key: tuple | None = None):
     """:func:`_construct`, at the cost of a copy when a layer of these exact hyper-parameters was built before
     (running a layer's constructor on ``meta`` costs ~0.2 ms). The key is the hyper-parameters' ``repr`` so that
     values equal in Python but not to torch (``True``, ``1``, ``1.0``; ``0.0``, ``-0.0``) never share a
-    prototype."""
-    key = (name, repr(sorted(kwargs.items())))
+    prototype: ``(name, repr of the sorted items)``, or ``key`` when the caller has one (:func:`_checked_hyper`'s,
+    the ``repr`` of the plain tuple they came from)."""
+    key = (name, repr(sorted(kwargs.items()))) if key is None else key
     entry = _PROTOTYPES.get(key)
     if entry is None:
         layer = _construct(cls, kwargs, factory, name, where)
@@ -365,9 +371,28 @@ def layer_with(name: str, hyper: dict, tensors: dict) -> nn.Module:
     return module
 
 
+def _in_order(given: Any, table: dict) -> bool:
+    """Whether ``given`` names exactly ``table``'s slots, in its order, each ``None`` where the layer has none:
+    what every encoder sends (:func:`_load_tensors` then needs no further check of the names)."""
+    if type(given) is not tuple or len(given) != len(table):
+        return False
+    for pair, (k, v) in zip(given, table.items()):
+        if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not str or pair[0] != k or \
+                (pair[1] is None) != (v is None):
+            return False
+    return True
+
+
 def _load_tensors(kind: str, table: dict, given: Any, name: str, where: str, device: str, budget: list) -> None:
     """Fill a freshly built layer's parameters or buffers (``table``) from the plain data ``given``."""
     nn = _torch().nn
+    if _in_order(given, table):
+        for k, arr in given:
+            if arr is not None:
+                tensor = _tensor(arr, table[k], (name, k, where), device, budget)
+                table[k] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) \
+                    if kind == "parameter" else tensor
+        return
     got = dict(_pairs(given, f"{kind}s of {name}{where}"))
     need = {k for k, v in table.items() if v is not None}
     have = {k for k, v in got.items() if v is not None}
@@ -387,13 +412,14 @@ _CHECKED_HYPER: set = set()
 MAX_CHECKED_HYPER = 4096
 
 
-def _checked_hyper(name: str, hyper: Any, hyper_names: tuple, where: str) -> dict:
-    """The hyper-parameters of a ``name`` layer (untrusted plain data) as a dict: exactly ``hyper_names``, each a
-    plain value in range. The same plain tuple is checked once (by its ``repr``, in which ``True``, ``1`` and
-    ``1.0`` differ, as they do to the checks)."""
+def _checked_hyper(name: str, hyper: Any, hyper_names: tuple, where: str) -> tuple[dict, tuple | None]:
+    """``(kwargs, key)``: the hyper-parameters of a ``name`` layer (untrusted plain data) as a dict, exactly
+    ``hyper_names``, each a plain value in range; ``key``, ``(name, repr of the plain tuple)`` (None when it is not
+    one), for :func:`_fresh_layer` too. The same plain tuple is checked once (by its ``repr``, in which ``True``,
+    ``1`` and ``1.0`` differ, as they do to the checks)."""
     key = (name, repr(hyper)) if type(hyper) is tuple and len(hyper) <= len(hyper_names) else None
     if key is not None and key in _CHECKED_HYPER:
-        return dict(hyper)
+        return dict(hyper), key
     kwargs = dict(_pairs(hyper, f"hyper-parameters of {name}{where}"))
     if set(kwargs) != set(hyper_names):
         raise ValueError(f"{name}{where} needs exactly the hyper-parameters {', '.join(hyper_names)}")
@@ -403,36 +429,44 @@ def _checked_hyper(name: str, hyper: Any, hyper_names: tuple, where: str) -> dic
         if len(_CHECKED_HYPER) >= MAX_CHECKED_HYPER:
             _CHECKED_HYPER.clear()
         _CHECKED_HYPER.add(key)
-    return kwargs
+    return kwargs, key
 
 
 def _decode_tree(tree: Any, device: str, depth: int, count: list, budget: list, path: str) -> nn.Module:
     count[0] += 1
     _expect(count[0] <= MAX_MODULES, f"the model has more than {MAX_MODULES} layers")
     _expect(depth <= MAX_DEPTH, f"the model is nested more than {MAX_DEPTH} levels deep")
-    _expect(isinstance(tree, tuple) and len(tree) == 8 and tree[0] == "module", "malformed module encoding")
+    _expect(type(tree) is tuple and len(tree) == 8 and tree[0] == "module", "malformed module encoding")
     _, name, hyper, params, buffers, _device, training, children = tree
     where = f" (at {path})" if path else ""
-    _expect(isinstance(name, str), "malformed layer type")
+    _expect(type(name) is str, "malformed layer type")
     if name not in LAYERS:
         raise ValueError(f"layer type {name[:80]!r}{where} is not allowed; the model may only contain: "
                          f"{allowed_layers()}")
     hyper_names, factory = LAYERS[name]
-    nn = _torch().nn
-    cls = getattr(nn, name)
-    kwargs = _checked_hyper(name, hyper, hyper_names, where)
-    _expect(type(training) is bool, f"malformed training flag{where}")
-    _expect(_device is None or _device in DEVICE_KINDS, f"malformed device{where}")
-    module = _fresh_layer(cls, kwargs, factory, name, where)
-    for kind, table, given in (("parameter", module._parameters, params), ("buffer", module._buffers, buffers)):
-        _load_tensors(kind, table, given, name, where, device, budget)
+    kwargs, key = _checked_hyper(name, hyper, hyper_names, where)
+    if type(training) is not bool:
+        raise ValueError(f"malformed training flag{where}")
+    if not (_device is None or _device in DEVICE_KINDS):
+        raise ValueError(f"malformed device{where}")
+    module = _fresh_layer(getattr(_torch().nn, name), kwargs, factory, name, where, key)
+    _load_tensors("parameter", module._parameters, params, name, where, device, budget)
+    _load_tensors("buffer", module._buffers, buffers, name, where, device, budget)
+    if type(children) is not tuple or children:
+        _decode_children(module, name, children, device, depth, count, budget, path)
+    module.training = training
+    return module
+
+
+def _decode_children(module: nn.Module, name: str, children: Any, device: str, depth: int, count: list,
+                     budget: list, path: str) -> None:
+    """Decode the sub-modules of ``module`` (only a ``Sequential`` has any) into it."""
+    where = f" (at {path})" if path else ""
     pairs = _pairs(children, f"children of {name}{where}")
     _expect(name == "Sequential" or not pairs, f"a {name}{where} cannot have sub-modules")
     for k, child in pairs:
         _expect(k.isidentifier() or k.isdigit(), f"invalid layer name {k[:40]!r}{where}")
         module.add_module(k, _decode_tree(child, device, depth + 1, count, budget, f"{path}.{k}" if path else k))
-    module.training = training
-    return module
 
 
 def decode_module(plain: Any, device: str = "cpu", arguments: bool = True) -> nn.Module:

@@ -602,6 +602,23 @@ def test_codec_rejects_malformed_or_hostile_data(plain, message):
         module_codec.decode_module(plain, "cpu", arguments=False)
 
 
+def test_codec_reads_a_layers_tensors_in_any_order_and_nothing_else():
+    """The decoder's fast path takes the slots in the layer's own order; any other order is read the long way, and
+    anything else (a duplicate, a name that is not a string, a tensor where the layer has none) is refused."""
+    weight, bias = GOOD[1][7][0][1][3]
+    swapped = module_codec.decode_module(_tamper(GOOD, CONV + (3,), (bias, weight)), "cpu", arguments=False)
+    straight = module_codec.decode_module(GOOD, "cpu", arguments=False)
+    assert all(torch.equal(a, b) for a, b in zip(swapped.state_dict().values(), straight.state_dict().values()))
+    for given, message in [((weight, weight), "duplicate names"), ((weight, (0, bias[1])), "malformed parameters"),
+                           ((weight, ("bias", None)), r"has parameters \['weight'\], but a Conv2d")]:
+        with pytest.raises(ValueError, match=message):
+            module_codec.decode_module(_tamper(GOOD, CONV + (3,), given), "cpu", arguments=False)
+    no_bias = module_codec.encode_module(nn.Sequential(nn.Conv2d(2, 3, 3, bias=False)))
+    extra = _tamper(no_bias, CONV + (3, 1), ("bias", np.zeros(3, np.float32)))
+    with pytest.raises(ValueError, match=r"has parameters \['bias', 'weight'\], but a Conv2d"):
+        module_codec.decode_module(extra, "cpu", arguments=False)
+
+
 def test_codec_limits_depth_and_size():
     deep = nn.Identity()
     for _ in range(module_codec.MAX_DEPTH + 2):
