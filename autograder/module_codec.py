@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import OrderedDict
 import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
@@ -140,17 +141,21 @@ def _plain_value(value: Any, what: str) -> Any:
     raise ValueError(f"{what} is a {type(value).__name__}, not a plain number, string or tuple")
 
 
-def _array(t: torch.Tensor | None, what: str) -> np.ndarray | None:
+def _array(t: torch.Tensor | None, what: tuple[str, str, str]) -> np.ndarray | None:
+    """A copy of tensor ``t`` (``None`` stays ``None``) as an array; ``what``: (layer, slot, where) for the
+    messages, written only when one is raised."""
     torch = _torch()
     if t is None:
         return None
     if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{what} is a {type(t).__name__}, not a tensor")
-    if t.device.type == "meta":
-        raise ValueError(f"{what} is on the meta device (it has no values)")
+        raise ValueError(f"{_slot(what)} is a {type(t).__name__}, not a tensor")
+    if t.is_meta:
+        raise ValueError(f"{_slot(what)} is on the meta device (it has no values)")
     if t.dtype not in (torch.float32, torch.float64, torch.int64, torch.int32):
-        raise ValueError(f"{what} has dtype {t.dtype}; only float32, float64 and integer tensors can be graded")
-    return np.array(t.detach().cpu().numpy(), copy=True, order="C")
+        raise ValueError(f"{_slot(what)} has dtype {t.dtype}; only float32, float64 and integer tensors can be "
+                         "graded")
+    t = t.detach()
+    return np.array((t if t.is_cpu else t.cpu()).numpy(), copy=True, order="C")
 
 
 def _hyper(module: nn.Module, name: str) -> Any:
@@ -188,8 +193,8 @@ def _encode_tree(module: nn.Module, path: str, depth: int, count: list) -> tuple
                          f"the model may only contain: {allowed_layers()}")
     hyper_names, _ = LAYERS[name]
     hyper = tuple((h, _hyper_value(module, name, h, where)) for h in hyper_names)
-    params = tuple((k, _array(v, f"{name}.{k}{where}")) for k, v in module._parameters.items())
-    buffers = tuple((k, _array(v, f"{name}.{k}{where}")) for k, v in module._buffers.items())
+    params = tuple((k, _array(v, (name, k, where))) for k, v in module._parameters.items())
+    buffers = tuple((k, _array(v, (name, k, where))) for k, v in module._buffers.items())
     if name == "Sequential":
         children = tuple((str(k), _encode_tree(v, f"{path}.{k}" if path else str(k), depth + 1, count))
                          for k, v in module._modules.items() if v is not None)
@@ -302,22 +307,32 @@ _PROTOTYPES: dict = {}
 MAX_PROTOTYPES = 2048   # 06's answers alone have over 256 kinds of layers: a cleared cache rebuilt them
 
 
-def _fresh_copy(prototype: nn.Module, containers: tuple[str, ...]) -> nn.Module:
+def _fresh_copy(prototype: nn.Module, containers: tuple[tuple[str, ...], tuple[str, ...]]) -> nn.Module:
     """A new layer object equal to ``prototype`` (a pristine layer that no one else holds): every container of its
-    ``__dict__`` (``containers``: the parameter and buffer tables, hook tables, padding lists) is a new one, so
-    nothing done to the copy reaches the prototype or another copy. Its tensors are still the prototype's
-    (``meta``): the caller replaces them all."""
+    ``__dict__`` (``containers``, :func:`_containers`: the parameter and buffer tables, hook tables, padding lists)
+    is a new one, so nothing done to the copy reaches the prototype or another copy. Its tensors are still the
+    prototype's (``meta``): the caller replaces them all."""
     fresh = object.__new__(type(prototype))
     state = fresh.__dict__
     state.update(prototype.__dict__)
-    for k in containers:
+    plain, other = containers
+    for k in plain:
+        state[k] = state[k].copy()
+    for k in other:
         state[k] = type(state[k])(state[k])
     return fresh
 
 
-def _containers(layer: nn.Module) -> tuple[str, ...]:
-    """The keys of ``layer.__dict__`` that hold a dict, list or set (:func:`_fresh_copy` copies those)."""
-    return tuple(k for k, v in layer.__dict__.items() if isinstance(v, (dict, list, set)))
+#: containers whose ``copy()`` is a new one of the same type (twice as fast as calling the type)
+_COPIED_BY_METHOD = (dict, list, set, OrderedDict)
+
+
+def _containers(layer: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The keys of ``layer.__dict__`` that hold a dict, list or set (:func:`_fresh_copy` copies those): those of
+    exactly one of :data:`_COPIED_BY_METHOD`, then any other (a subclass: copied by calling its type)."""
+    keys = [k for k, v in layer.__dict__.items() if isinstance(v, (dict, list, set))]
+    plain = tuple(k for k in keys if type(layer.__dict__[k]) in _COPIED_BY_METHOD)
+    return plain, tuple(k for k in keys if k not in plain)
 
 
 _ATOMS = (type(None), bool, int, float, str)
@@ -821,6 +836,20 @@ def _dtype_text(dtype: Any) -> str:
     return text
 
 
+_HEADERS: dict = {}
+
+
+def _header(dtype: Any, shape: Any) -> bytes:
+    """A tensor's dtype and shape as a fingerprint writes them, kept (a fingerprint writes one for every tensor)."""
+    key = (dtype, shape)
+    text = _HEADERS.get(key)
+    if text is None:
+        if len(_HEADERS) >= 4096:
+            _HEADERS.clear()
+        text = _HEADERS[key] = f"{_dtype_text(dtype)}{tuple(shape)}".encode()
+    return text
+
+
 def _hash_tensor(h: Any, t: Any) -> None:
     """Feed a parameter or buffer slot to the digest ``h``: ``None``, a non-tensor's ``repr``, or the tensor's
     dtype, shape and bytes (of a ``meta`` tensor: its dtype and shape)."""
@@ -831,17 +860,20 @@ def _hash_tensor(h: Any, t: Any) -> None:
     if not isinstance(t, torch.Tensor):
         h.update(repr(t).encode())
         return
-    h.update(f"{_dtype_text(t.dtype)}{tuple(t.shape)}".encode())
-    device = t.device.type
-    if device == "meta":
+    h.update(_header(t.dtype, t.shape))
+    if t.is_meta:
         h.update(b"meta")
         return
     t = t.detach()
     try:    # a contiguous tensor in memory: its bytes as they are (a dtype NumPy lacks raises)
-        data = t.numpy() if device == "cpu" and t.is_contiguous() else None
+        data = t.numpy() if t.is_cpu and t.is_contiguous() else None
     except (TypeError, RuntimeError):
         data = None
     h.update(t.to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy() if data is None else data)
+
+
+#: ``module.qualname`` of each layer class met (a fingerprint writes it for every layer)
+_KINDS: dict = {}
 
 
 def fingerprint(module: nn.Module) -> str:
@@ -853,7 +885,9 @@ def fingerprint(module: nn.Module) -> str:
             extra = m.extra_repr()
         except Exception:  # noqa: BLE001 - a broken layer still gets a fingerprint
             extra = "?"
-        h.update(f"<{name}|{type(m).__module__}.{type(m).__qualname__}|{extra}>".encode())
+        cls = type(m)
+        kind = _KINDS.get(cls) or _KINDS.setdefault(cls, f"{cls.__module__}.{cls.__qualname__}")
+        h.update(f"<{name}|{kind}|{extra}>".encode())
         for table in (m._parameters, m._buffers):
             for k, v in table.items():
                 h.update(k.encode())
