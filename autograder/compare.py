@@ -61,11 +61,15 @@ def to_plain(value: Any, fresh: bool = False) -> Any:
     are kept instead of copied.
     """
     t = type(value)
-    if t is tuple:
-        for v in value:
+    if t is tuple:          # kept as it is while every element is plain already (immutable)
+        out = None
+        for i, v in enumerate(value):
             if type(v) not in _ATOMS:
-                return tuple([to_plain(v, fresh) for v in value])
-        return value        # plain already (immutable: kept as it is)
+                p = to_plain(v, fresh)
+                if p is not v:
+                    out = list(value) if out is None else out
+                    out[i] = p
+        return value if out is None else tuple(out)
     if value is None or t is bool or t is int or t is float or t is str:
         return value
     if t is np.ndarray and fresh and value.flags.c_contiguous and value.flags.owndata:

@@ -151,3 +151,62 @@ def test_a_preload_fits_only_when_every_process_may_copy_it():
     # the sum: the zygote holds before + added, every other process its limit, data + added
     added = min(most, limits.preload_bytes)
     assert before + added + (processes - 1) * (data + added) <= processes * data
+
+
+
+def _read(data: bytes) -> tuple:
+    """The ``(tree, blobs)`` of one frame's bytes, read as a worker reads its requests."""
+    r, w = os.pipe()
+    try:
+        os.write(w, data)
+        os.close(w)
+        return protocol.read_frame(r)
+    finally:
+        os.close(r)
+
+
+def _by_reference(name: str, key: str, count: int) -> dict:
+    """A ``calls`` request that names a preloaded chunk instead of carrying it (what the grader sends once to an
+    exercise process that holds it), as the worker reads it."""
+    request = {k: v for k, v in _request(name, key, []).items() if k != "calls"}
+    tree, _ = _read(protocol.pack({**request, "count": count}))
+    return tree
+
+
+def test_a_chunk_sent_by_reference_gets_the_replies_the_full_chunk_gets():
+    key, tree, blobs, calls = _chunk("fuse_sequential")
+    zygote = _zygote_to_be()
+    _serve(zygote, {"op": "preload", "key": key, "calls": tree}, blobs, {})
+    request = _by_reference("fuse_sequential", key, len(calls))
+    assert worker._by_reference(request) and not worker._by_reference({**request, "calls": tree})
+    referenced = _serve(zygote, request, [], {"fuse_sequential": _in_place})
+    full = _serve(worker.Worker(0, 1), _request("fuse_sequential", None, tree), blobs, {"fuse_sequential": _in_place})
+    assert len(referenced) == len(calls) and zygote.prebuilt == {}
+    np.testing.assert_equal(referenced, full)
+
+
+def test_a_chunk_named_but_not_held_fails_its_calls_one_by_one():
+    """Only the process's own code can take a preloaded chunk away (the grader names one only once, to a process
+    forked from a zygote that preloaded it): each of its calls then fails, and nothing else does."""
+    key, _, _, calls = _chunk("fuse_conv_bn_module", 5)
+    replies = _serve(worker.Worker(0, 1), _by_reference("fuse_conv_bn_module", key, len(calls)), [],
+                     {"fuse_conv_bn_module": _fused})
+    assert [r["i"] for r in replies] == list(range(5))
+    assert all("not in this process" in r["error"] for r in replies)
+    for count in (0, -1, worker.MAX_REFERENCED_CALLS + 1, "3"):
+        assert not worker._by_reference({"op": "calls", "chunk": key, "count": count})
+
+
+def test_the_grader_names_a_preloaded_chunk_once_per_exercise_process():
+    from types import SimpleNamespace
+
+    key, tree, _, calls = _chunk("fuse_sequential", 6)
+    session = SimpleNamespace(box=SimpleNamespace(zygote=SimpleNamespace(preloaded=[key])), settings=None)
+    handle = remote.ExerciseHandle(session, _exercise("fuse_sequential"))
+    answer = remote.RemoteAnswer(handle)
+    first, second = (_read(answer._frame(calls, "r"))[0] for _ in range(2))
+    assert first["chunk"] == second["chunk"] == key and handle.referenced == {key}
+    assert first["count"] == len(calls) and "calls" not in first                # by reference
+    assert len(second["calls"]) == len(calls) and "count" not in second         # then in full
+    elsewhere = SimpleNamespace(box=SimpleNamespace(zygote=None), settings=None)  # a sandbox started fresh
+    assert not remote.ExerciseHandle(elsewhere, _exercise("fuse_sequential")).holds(key)

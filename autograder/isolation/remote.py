@@ -351,6 +351,14 @@ class ExerciseHandle:
         self.child_alive = True
         self.poison: str | None = None
         self.spent = 0.0
+        self.referenced: set[str] = set()   # preloaded chunks sent by reference to this process (once each)
+
+    def holds(self, key: str) -> bool:
+        """Whether this exercise's process holds the preloaded chunk ``key``, not sent to it by reference yet: its
+        sandbox was forked from a zygote that preloaded it (``zygote.Zygote.preloaded``), and a process uses each
+        preloaded chunk once (``worker.Worker._prebuilt_chunk``)."""
+        zygote = getattr(self.box, "zygote", None)
+        return zygote is not None and key in zygote.preloaded and key not in self.referenced
 
     def __enter__(self) -> "ExerciseHandle":
         return self
@@ -444,8 +452,12 @@ class RemoteAnswer:
             return pack_call({"op": "call", "id": rid, "fn": self.fn, "args": tuple(c.args),
                               "kwargs": dict(c.kwargs), "encode": self.encode})
         entry = _chunk(calls)    # its key: a zygote that preloaded this encoding has its calls (``preloadable``)
-        return frame_with({"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode, "group": self.grouped,
-                           "chunk": entry[5]}, "calls", _text_of(entry), entry[3])
+        request = {"op": "calls", "id": rid, "fn": self.fn, "encode": self.encode, "group": self.grouped,
+                   "chunk": entry[5]}
+        if self.handle.holds(entry[5]):     # by reference: the process has these calls, only their count travels
+            self.handle.referenced.add(entry[5])
+            return pack({**request, "count": len(calls)})
+        return frame_with(request, "calls", _text_of(entry), entry[3])
 
     def _send(self, calls: Sequence[Call]) -> bool:
         box = self.handle.box

@@ -385,7 +385,7 @@ class Worker:
                 return
             self.request_id = tree.get("id") if type(tree) is dict else None
             chunked = _CHUNKED.get(tree.get("op")) if type(tree) is dict else None
-            if chunked and type(tree.get("calls")) is list:
+            if chunked and (type(tree.get("calls")) is list or _by_reference(tree)):
                 getattr(self, chunked)(tree, blobs)  # decoded call by call: one reply per call, whatever fails
                 continue
             try:
@@ -630,7 +630,7 @@ class Worker:
     def _prebuilt_chunk(self, tree: dict) -> list | None:
         """The preloaded calls of the chunk ``tree`` sends, taken out (they serve one chunk of one process)."""
         calls = self.prebuilt.pop(tree.get("chunk"), None) if type(tree.get("chunk")) is str else None
-        return calls if calls is not None and len(calls) == len(tree["calls"]) else None
+        return calls if calls is not None and len(calls) == len(_sent_calls(tree)) else None
 
     def calls(self, tree: dict, blobs: list) -> None:
         """Several calls of one function, their replies sent in groups (``{"replies": [...]}``, each reply with
@@ -646,7 +646,7 @@ class Worker:
         most = GROUP_MAX if tree.get("group") is not False else 1    # one reply per frame when asked
         prebuilt = self._prebuilt_chunk(tree)
         with Capture() as chunk:
-            self._calls(fn, encode, tree["calls"], blobs, most, chunk, prebuilt)
+            self._calls(fn, encode, _sent_calls(tree), blobs, most, chunk, prebuilt)
 
     def _calls(self, fn: str, encode: str | None, calls: list, blobs: list, most: int, chunk: Capture,
                prebuilt: list | None = None) -> None:
@@ -687,11 +687,34 @@ class Worker:
         protocol.write_all(self.fd_out, data)
 
 
+#: the most calls a chunk sent by reference may name (the grader's chunks hold at most a few hundred)
+MAX_REFERENCED_CALLS = 1 << 14
+
+
+def _by_reference(tree: dict) -> bool:
+    """Whether ``tree`` (a ``calls`` request) names a preloaded chunk instead of carrying its calls: ``"chunk"``
+    and ``"count"`` without ``"calls"`` (the grader sends a chunk so once to an exercise process forked from a
+    zygote that preloaded it: ``remote.RemoteAnswer._frame``)."""
+    count = tree.get("count")
+    return "calls" not in tree and type(tree.get("chunk")) is str and type(count) is int and \
+        0 < count <= MAX_REFERENCED_CALLS
+
+
+def _sent_calls(tree: dict) -> list:
+    """The calls' messages of a ``calls`` request; ``None`` for each call of a chunk sent by reference."""
+    return tree["calls"] if "calls" in tree else [None] * tree["count"]
+
+
 def _call_of(prebuilt: list | None, i: int, sub, blobs: list) -> dict:
     """Call ``i`` of a chunk (``{"args": ..., "kwargs": ...}``): the preloaded one if there is one
-    (:func:`_taken`), else rebuilt from its message ``sub``."""
+    (:func:`_taken`), else rebuilt from its message ``sub`` (a chunk sent by reference has none: the call fails;
+    only this process's own code can have taken its preloaded calls away)."""
     entry = prebuilt[i] if prebuilt is not None else None
-    return protocol.from_tree(sub, blobs, _resolve) if entry is None else _taken(prebuilt, i, entry)
+    if entry is not None:
+        return _taken(prebuilt, i, entry)
+    if sub is None:
+        raise LookupError("its preloaded arguments are not in this process")
+    return protocol.from_tree(sub, blobs, _resolve)
 
 
 def _taken(prebuilt: list, i: int, entry: tuple) -> dict:

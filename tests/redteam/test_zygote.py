@@ -176,6 +176,7 @@ def _graded(path: Path, forked: bool, preloaded: bool = False) -> list:
 
     zygote.enable(forked)
     sent: list = []
+    named: list = []
     if preloaded:
         remote._CHUNKS.clear()                          # only this notebook's calls (not an earlier test's)
     try:
@@ -183,10 +184,11 @@ def _graded(path: Path, forked: bool, preloaded: bool = False) -> list:
         grader.grade([path], options)                   # the first notebook starts the zygotes
         if preloaded:
             zygote.stop_all()                           # the next ones preload what the first encoded
-            with _chunks_sent(sent):
+            with _chunks_sent(sent, named):
                 result = grader.grade([path], options).notebooks[0]
             held = {key for z in zygote._ZYGOTES.values() for key in z.preloaded}
             assert held and held <= set(sent), "the zygote preloaded nothing, or chunks that were never sent"
+            assert set(named) == held, "every preloaded chunk is named (sent by reference) the first time"
         else:
             result = grader.grade([path], options).notebooks[0]
     finally:
@@ -196,21 +198,29 @@ def _graded(path: Path, forked: bool, preloaded: bool = False) -> list:
 
 
 @contextlib.contextmanager
-def _chunks_sent(sent: list):
-    """Record the key of every chunk of calls the grader sends (``"chunk"``: a preloaded one is taken as it is)."""
+def _chunks_sent(sent: list, named: list | None = None):
+    """Record the key of every chunk of calls the grader sends (``"chunk"``: a preloaded one is taken as it is), in
+    full in ``sent``, and also in ``named`` when it only names it (``"count"``: the process holds it)."""
     from autograder.isolation import remote
 
-    real = remote.frame_with
+    real_frame, real_pack = remote.frame_with, remote.pack
 
     def recording(tree, key, text, blobs):
         sent.append(tree.get("chunk"))
-        return real(tree, key, text, blobs)
+        return real_frame(tree, key, text, blobs)
 
-    remote.frame_with = recording
+    def naming(message, *args, **kwargs):
+        if message.get("op") == "calls" and "count" in message:
+            sent.append(message["chunk"])
+            if named is not None:
+                named.append(message["chunk"])
+        return real_pack(message, *args, **kwargs)
+
+    remote.frame_with, remote.pack = recording, naming
     try:
         yield
     finally:
-        remote.frame_with = real
+        remote.frame_with, remote.pack = real_frame, real_pack
 
 
 @pytest.mark.parametrize("student, assignment", [("mallory", "01-single-channel"), ("bob", "06-conv-bn-fusion")])
