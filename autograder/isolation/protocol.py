@@ -177,6 +177,65 @@ def _dict_tree(value: dict, blobs: list, default: Callable[[Any], Any] | None, d
 _PLAIN_ATOMS = frozenset((str, int, bool, type(None)))
 
 
+def _plain_setting(v: Any) -> bool:
+    """A layer setting JSON writes as it is: str, int, bool, None, a finite float or a tuple of ints."""
+    t = type(v)
+    if t in _PLAIN_ATOMS:
+        return True
+    if t is float:
+        return v - v == 0.0
+    return t is tuple and all(type(n) is int for n in v)
+
+
+def _named(pairs: Any, value_ok: Callable[[Any], bool]) -> bool:
+    """Whether ``pairs`` is a tuple of ``(str, value)`` pairs whose values pass ``value_ok``."""
+    return type(pairs) is tuple and all(type(p) is tuple and len(p) == 2 and type(p[0]) is str and value_ok(p[1])
+                                        for p in pairs)
+
+
+def _tensor_slot(v: Any) -> bool:
+    return v is None or type(v) is np.ndarray
+
+
+def _is_layer(value: Any) -> bool:
+    """Whether ``value`` looks like one layer of ``module_codec``'s encoding (``("module", ...)``, 8 long)."""
+    return type(value) is tuple and len(value) == 8 and type(value[0]) is str and value[0] == "module"
+
+
+def _layer_tree(value: tuple, blobs: list, depth: int) -> Any:
+    """The tree of one layer of ``module_codec``'s encoding, ``("module", name, hyper, params, buffers, device,
+    training, children)`` (the bulk of 06's messages), written without the generic walk: the same JSON as
+    :func:`to_tree` writes (tuples and lists are both arrays). None when ``value`` is not exactly such a layer
+    (the generic walk then writes it; nothing was added to ``blobs``)."""
+    _, name, hyper, params, buffers, device, training, children = value
+    if not (type(name) is str and (device is None or type(device) is str) and type(training) is bool
+            and _named(hyper, _plain_setting) and _named(params, _tensor_slot) and _named(buffers, _tensor_slot)
+            and type(children) is tuple and depth <= 64):
+        return None
+    mark = len(blobs)
+    kids = []
+    for pair in children:
+        tree = _layer_tree(pair[1], blobs, depth + 1) if type(pair) is tuple and len(pair) == 2 and \
+            type(pair[0]) is str and _is_layer(pair[1]) else None
+        if tree is None:
+            del blobs[mark:]
+            return None
+        kids.append((pair[0], tree))
+    return ("module", name, hyper, _slots(params, blobs), _slots(buffers, blobs), device, training, tuple(kids))
+
+
+def _slots(pairs: tuple, blobs: list) -> tuple:
+    """``((name, {"$npy": i} or None), ...)`` of a layer's parameters or buffers, their arrays added to ``blobs``."""
+    out = []
+    for k, arr in pairs:
+        if arr is None:
+            out.append((k, None))
+        else:
+            blobs.append(_npy_bytes(arr))
+            out.append((k, {"$npy": len(blobs) - 1}))
+    return tuple(out)
+
+
 def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None, depth: int = 0) -> Any:
     """Encode ``value`` as a message tree, appending array payloads to ``blobs``. ``default(value)`` may encode
     other objects (returning a tree) or raise TypeError."""
@@ -188,6 +247,10 @@ def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None
     if depth > 64:
         raise TypeError("nested too deeply")
     if t is tuple:  # plain values first, without a call each (the bulk of an encoded module's tree)
+        if _is_layer(value):
+            tree = _layer_tree(value, blobs, depth)
+            if tree is not None:
+                return tree
         for v in value:
             if type(v) not in _PLAIN_ATOMS:
                 return [v if type(v) in _PLAIN_ATOMS else to_tree(v, blobs, default, depth + 1) for v in value]
@@ -269,6 +332,60 @@ def _decode_reference(key: str, payload: Any, resolve: Callable[[str, Any], Any]
 _JSON_ATOMS = frozenset((str, int, float, bool, type(None)))
 
 
+def _json_setting(v: Any) -> Any:
+    """A layer setting as JSON gave it (an atom, or a list of ints made a tuple); None when it is neither."""
+    t = type(v)
+    if t in _JSON_ATOMS:
+        return (v,)
+    if t is list and all(type(n) is int for n in v):
+        return (tuple(v),)
+    return None
+
+
+def _json_pairs(pairs: Any, value: Callable[[Any], Any]) -> tuple | None:
+    """``((name, value(v)[0]), ...)`` of JSON ``[[name, v], ...]``; None when a pair is not one or ``value(v)`` is
+    None."""
+    if type(pairs) is not list:
+        return None
+    out = []
+    for p in pairs:
+        if type(p) is not list or len(p) != 2 or type(p[0]) is not str:
+            return None
+        got = value(p[1])
+        if got is None:
+            return None
+        out.append((p[0], got[0]))
+    return tuple(out)
+
+
+def _layer_from_tree(tree: list, blobs: list, depth: int) -> tuple | None:
+    """One layer of ``module_codec``'s encoding as JSON gave it (:func:`_layer_tree` wrote it), decoded without the
+    generic walk: what :func:`from_tree` makes of it. None when it is not exactly such a layer (the generic walk
+    then decodes it: a malformed array reference raises there, as here)."""
+    _, name, hyper, params, buffers, device, training, children = tree
+    if not (type(name) is str and (device is None or type(device) is str) and type(training) is bool
+            and type(children) is list and depth <= 64):
+        return None
+
+    def slot(v):
+        if v is None:
+            return (None,)
+        if type(v) is dict and len(v) == 1 and "$npy" in v:
+            return (_decode_npy(v["$npy"], blobs, None),)
+        return None
+
+    def child(v):
+        layer = _layer_from_tree(v, blobs, depth + 1) if type(v) is list and len(v) == 8 and v[0] == "module" \
+            else None
+        return None if layer is None else (layer,)
+
+    parts = (_json_pairs(hyper, _json_setting), _json_pairs(params, slot), _json_pairs(buffers, slot),
+             _json_pairs(children, child))
+    if any(part is None for part in parts):
+        return None
+    return ("module", name, parts[0], parts[1], parts[2], device, training, parts[3])
+
+
 def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None = None, depth: int = 0) -> Any:
     """Decode a message tree. ``resolve(kind, payload)`` handles ``$fn`` / ``$module`` / ``$tensor`` references (a
     ``$fn`` payload as it is, a ``$module`` one as a :class:`MessageTree`, a ``$tensor`` one decoded)."""
@@ -278,6 +395,10 @@ def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None 
     if depth > 64:
         raise ProtocolError("nested too deeply")
     if t is list or t is tuple:  # plain values (most of a module's tree) taken as they are, without a call each
+        if len(tree) == 8 and tree[0] == "module" and t is list:
+            layer = _layer_from_tree(tree, blobs, depth)
+            if layer is not None:
+                return layer
         return tuple([v if type(v) in _JSON_ATOMS else from_tree(v, blobs, resolve, depth + 1) for v in tree])
     if t is not dict:
         raise ProtocolError(f"unexpected JSON value {t.__name__}")
