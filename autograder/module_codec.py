@@ -176,8 +176,8 @@ def _hyper_value(module: nn.Module, name: str, h: str, where: str) -> Any:
 
 
 def _device_of(tensors) -> str | None:
-    kinds = sorted({t.device.type for t in tensors if t is not None})
-    return kinds[0] if len(kinds) == 1 else ("mixed" if kinds else None)
+    kinds = {t.device.type for t in tensors if t is not None}
+    return next(iter(kinds)) if len(kinds) == 1 else ("mixed" if kinds else None)
 
 
 def _encode_tree(module: nn.Module, path: str, depth: int, count: list) -> tuple:
@@ -192,17 +192,17 @@ def _encode_tree(module: nn.Module, path: str, depth: int, count: list) -> tuple
         raise ValueError(f"layer type {type(module).__module__}.{type(module).__qualname__}{where} cannot be graded; "
                          f"the model may only contain: {allowed_layers()}")
     hyper_names, _ = LAYERS[name]
-    hyper = tuple((h, _hyper_value(module, name, h, where)) for h in hyper_names)
-    params = tuple((k, _array(v, (name, k, where))) for k, v in module._parameters.items())
-    buffers = tuple((k, _array(v, (name, k, where))) for k, v in module._buffers.items())
+    hyper = tuple([(h, _hyper_value(module, name, h, where)) for h in hyper_names])
+    params = tuple([(k, _array(v, (name, k, where))) for k, v in module._parameters.items()])
+    buffers = tuple([(k, _array(v, (name, k, where))) for k, v in module._buffers.items()])
     if name == "Sequential":
-        children = tuple((str(k), _encode_tree(v, f"{path}.{k}" if path else str(k), depth + 1, count))
-                         for k, v in module._modules.items() if v is not None)
+        children = tuple([(str(k), _encode_tree(v, f"{path}.{k}" if path else str(k), depth + 1, count))
+                          for k, v in module._modules.items() if v is not None])
     else:
         if any(v is not None for v in module._modules.values()):
             raise ValueError(f"a {name}{where} with sub-modules cannot be graded")
         children = ()
-    device = _device_of(list(module._parameters.values()) + list(module._buffers.values()))
+    device = _device_of([*module._parameters.values(), *module._buffers.values()])
     return ("module", name, hyper, params, buffers, device, bool(module.training), children)
 
 
