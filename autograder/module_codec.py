@@ -398,15 +398,21 @@ def _in_order(given: Any, table: dict) -> bool:
     return True
 
 
+def _load_in_order(parameters: bool, table: dict, given: tuple, name: str, where: str, device: str,
+                   budget: list) -> None:
+    """:func:`_load_tensors` of ``given`` that passed :func:`_in_order`."""
+    nn = _torch().nn
+    for k, arr in given:
+        if arr is not None:
+            tensor = _tensor(arr, table[k], (name, k, where), device, budget)
+            table[k] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if parameters else tensor
+
+
 def _load_tensors(kind: str, table: dict, given: Any, name: str, where: str, device: str, budget: list) -> None:
     """Fill a freshly built layer's parameters or buffers (``table``) from the plain data ``given``."""
     nn = _torch().nn
     if _in_order(given, table):
-        for k, arr in given:
-            if arr is not None:
-                tensor = _tensor(arr, table[k], (name, k, where), device, budget)
-                table[k] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) \
-                    if kind == "parameter" else tensor
+        _load_in_order(kind == "parameter", table, given, name, where, device, budget)
         return
     got = dict(_pairs(given, f"{kind}s of {name}{where}"))
     need = {k for k, v in table.items() if v is not None}

@@ -212,16 +212,24 @@ def _layer_tree(value: tuple, blobs: list, depth: int) -> Any:
             and _named(hyper, _plain_setting) and _named(params, _tensor_slot) and _named(buffers, _tensor_slot)
             and type(children) is tuple and depth <= 64):
         return None
-    mark = len(blobs)
-    kids = []
+    kids = _children_trees(children, blobs, depth)
+    if kids is None:
+        return None
+    return ("module", name, hyper, _slots(params, blobs), _slots(buffers, blobs), device, training, kids)
+
+
+def _children_trees(children: tuple, blobs: list, depth: int) -> tuple | None:
+    """``((name, layer tree), ...)`` of a layer's children; None (and ``blobs`` as it was) when one is not a
+    layer exactly as ``module_codec`` writes it."""
+    mark, kids = len(blobs), []
     for pair in children:
-        tree = _layer_tree(pair[1], blobs, depth + 1) if type(pair) is tuple and len(pair) == 2 and \
-            type(pair[0]) is str and _is_layer(pair[1]) else None
+        ok = type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str and _is_layer(pair[1])
+        tree = _layer_tree(pair[1], blobs, depth + 1) if ok else None
         if tree is None:
             del blobs[mark:]
             return None
         kids.append((pair[0], tree))
-    return ("module", name, hyper, _slots(params, blobs), _slots(buffers, blobs), device, training, tuple(kids))
+    return tuple(kids)
 
 
 def _slots(pairs: tuple, blobs: list) -> tuple:
@@ -236,6 +244,19 @@ def _slots(pairs: tuple, blobs: list) -> tuple:
     return tuple(out)
 
 
+def _tuple_tree(value: tuple, blobs: list, default: Callable[[Any], Any] | None, depth: int) -> Any:
+    """A tuple's tree: an encoded layer by :func:`_layer_tree`; else plain values first, without a call each (the
+    bulk of an encoded module's tree): a tuple of plain values is its own tree (JSON writes it as an array)."""
+    if _is_layer(value):
+        tree = _layer_tree(value, blobs, depth)
+        if tree is not None:
+            return tree
+    for v in value:
+        if type(v) not in _PLAIN_ATOMS:
+            return [v if type(v) in _PLAIN_ATOMS else to_tree(v, blobs, default, depth + 1) for v in value]
+    return value
+
+
 def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None, depth: int = 0) -> Any:
     """Encode ``value`` as a message tree, appending array payloads to ``blobs``. ``default(value)`` may encode
     other objects (returning a tree) or raise TypeError."""
@@ -246,15 +267,8 @@ def to_tree(value: Any, blobs: list, default: Callable[[Any], Any] | None = None
         return value if value - value == 0.0 else {"$float": repr(value)}   # finite, else tagged
     if depth > 64:
         raise TypeError("nested too deeply")
-    if t is tuple:  # plain values first, without a call each (the bulk of an encoded module's tree)
-        if _is_layer(value):
-            tree = _layer_tree(value, blobs, depth)
-            if tree is not None:
-                return tree
-        for v in value:
-            if type(v) not in _PLAIN_ATOMS:
-                return [v if type(v) in _PLAIN_ATOMS else to_tree(v, blobs, default, depth + 1) for v in value]
-        return value    # a tuple of plain values is its own tree (JSON writes it as an array)
+    if t is tuple:
+        return _tuple_tree(value, blobs, default, depth)
     if t is np.ndarray:
         blobs.append(_npy_bytes(value))
         return {"$npy": len(blobs) - 1}
@@ -386,6 +400,17 @@ def _layer_from_tree(tree: list, blobs: list, depth: int) -> tuple | None:
     return ("module", name, parts[0], parts[1], parts[2], device, training, parts[3])
 
 
+def _sequence_from_tree(tree: list | tuple, blobs: list, resolve: Callable[[str, Any], Any] | None,
+                        depth: int) -> tuple:
+    """A JSON array decoded as a tuple: an encoded layer by :func:`_layer_from_tree`; else plain values (most of a
+    module's tree) taken as they are, without a call each."""
+    if type(tree) is list and len(tree) == 8 and tree[0] == "module":
+        layer = _layer_from_tree(tree, blobs, depth)
+        if layer is not None:
+            return layer
+    return tuple([v if type(v) in _JSON_ATOMS else from_tree(v, blobs, resolve, depth + 1) for v in tree])
+
+
 def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None = None, depth: int = 0) -> Any:
     """Decode a message tree. ``resolve(kind, payload)`` handles ``$fn`` / ``$module`` / ``$tensor`` references (a
     ``$fn`` payload as it is, a ``$module`` one as a :class:`MessageTree`, a ``$tensor`` one decoded)."""
@@ -394,12 +419,8 @@ def from_tree(tree: Any, blobs: list, resolve: Callable[[str, Any], Any] | None 
         return tree
     if depth > 64:
         raise ProtocolError("nested too deeply")
-    if t is list or t is tuple:  # plain values (most of a module's tree) taken as they are, without a call each
-        if len(tree) == 8 and tree[0] == "module" and t is list:
-            layer = _layer_from_tree(tree, blobs, depth)
-            if layer is not None:
-                return layer
-        return tuple([v if type(v) in _JSON_ATOMS else from_tree(v, blobs, resolve, depth + 1) for v in tree])
+    if t is list or t is tuple:
+        return _sequence_from_tree(tree, blobs, resolve, depth)
     if t is not dict:
         raise ProtocolError(f"unexpected JSON value {t.__name__}")
 
