@@ -693,8 +693,8 @@ MAX_REFERENCED_CALLS = 1 << 14
 
 def _by_reference(tree: dict) -> bool:
     """Whether ``tree`` (a ``calls`` request) names a preloaded chunk instead of carrying its calls: ``"chunk"``
-    and ``"count"`` without ``"calls"`` (the grader sends a chunk so once to an exercise process forked from a
-    zygote that preloaded it: ``remote.RemoteAnswer._frame``)."""
+    and ``"count"`` without ``"calls"`` (the grader names a chunk only once to an exercise process, and only to one
+    forked from a zygote that preloaded it: ``remote.RemoteAnswer._frame``)."""
     count = tree.get("count")
     return "calls" not in tree and type(tree.get("chunk")) is str and type(count) is int and \
         0 < count <= MAX_REFERENCED_CALLS
