@@ -50,9 +50,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import OrderedDict
 import warnings
 import weakref
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -398,9 +398,10 @@ def _in_order(given: Any, table: dict) -> bool:
     return True
 
 
-def _load_in_order(parameters: bool, table: dict, given: tuple, name: str, where: str, device: str,
-                   budget: list) -> None:
-    """:func:`_load_tensors` of ``given`` that passed :func:`_in_order`."""
+def _load_slots(parameters: bool, table: dict, given: Any, name: str, where: str, device: str,
+                budget: list) -> None:
+    """Fill ``table``'s slots from ``(name, array or None)`` pairs whose names are checked already (a ``None``
+    array leaves its slot alone)."""
     nn = _torch().nn
     for k, arr in given:
         if arr is not None:
@@ -410,9 +411,8 @@ def _load_in_order(parameters: bool, table: dict, given: tuple, name: str, where
 
 def _load_tensors(kind: str, table: dict, given: Any, name: str, where: str, device: str, budget: list) -> None:
     """Fill a freshly built layer's parameters or buffers (``table``) from the plain data ``given``."""
-    nn = _torch().nn
     if _in_order(given, table):
-        _load_in_order(kind == "parameter", table, given, name, where, device, budget)
+        _load_slots(kind == "parameter", table, given, name, where, device, budget)
         return
     got = dict(_pairs(given, f"{kind}s of {name}{where}"))
     need = {k for k, v in table.items() if v is not None}
@@ -422,9 +422,7 @@ def _load_tensors(kind: str, table: dict, given: Any, name: str, where: str, dev
                          f"has {sorted(need)}")
     if not set(got) <= set(table):
         raise ValueError(f"{name}{where} has unexpected {kind}s {sorted(set(got) - set(table))}")
-    for k in need:
-        tensor = _tensor(got[k], table[k], (name, k, where), device, budget)
-        table[k] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if kind == "parameter" else tensor
+    _load_slots(kind == "parameter", table, [(k, got[k]) for k in need], name, where, device, budget)
 
 
 #: (layer type, ``repr`` of its hyper-parameters) that :func:`_checked_hyper` has accepted: an answer's layers repeat
@@ -831,28 +829,18 @@ def hand_over(registrations: list) -> None:
     _ARGUMENTS[:] = [entry for entry in _ARGUMENTS if entry[2]() is not None] + list(registrations)
 
 
-_DTYPE_TEXT: dict = {}
-
-
-def _dtype_text(dtype: Any) -> str:
-    """``str(dtype)``, kept (it is slow, and a fingerprint writes it for every tensor)."""
-    text = _DTYPE_TEXT.get(dtype)
-    if text is None:
-        text = _DTYPE_TEXT[dtype] = str(dtype)
-    return text
-
-
 _HEADERS: dict = {}
 
 
 def _header(dtype: Any, shape: Any) -> bytes:
-    """A tensor's dtype and shape as a fingerprint writes them, kept (a fingerprint writes one for every tensor)."""
+    """A tensor's dtype and shape as a fingerprint writes them, kept (a fingerprint writes one for every tensor, and
+    a dtype's ``str`` is slow)."""
     key = (dtype, shape)
     text = _HEADERS.get(key)
     if text is None:
         if len(_HEADERS) >= 4096:
             _HEADERS.clear()
-        text = _HEADERS[key] = f"{_dtype_text(dtype)}{tuple(shape)}".encode()
+        text = _HEADERS[key] = f"{dtype}{tuple(shape)}".encode()
     return text
 
 

@@ -372,6 +372,12 @@ def _json_pairs(pairs: Any, value: Callable[[Any], Any]) -> tuple | None:
     return tuple(out)
 
 
+def _is_json_layer(tree: Any) -> bool:
+    """Whether ``tree`` (JSON) looks like one layer of ``module_codec``'s encoding (:func:`_is_layer`'s, as
+    written)."""
+    return type(tree) is list and len(tree) == 8 and tree[0] == "module"
+
+
 def _layer_from_tree(tree: list, blobs: list, depth: int) -> tuple | None:
     """One layer of ``module_codec``'s encoding as JSON gave it (:func:`_layer_tree` wrote it), decoded without the
     generic walk: what :func:`from_tree` makes of it. None when it is not exactly such a layer (the generic walk
@@ -389,8 +395,7 @@ def _layer_from_tree(tree: list, blobs: list, depth: int) -> tuple | None:
         return None
 
     def child(v):
-        layer = _layer_from_tree(v, blobs, depth + 1) if type(v) is list and len(v) == 8 and v[0] == "module" \
-            else None
+        layer = _layer_from_tree(v, blobs, depth + 1) if _is_json_layer(v) else None
         return None if layer is None else (layer,)
 
     parts = (_json_pairs(hyper, _json_setting), _json_pairs(params, slot), _json_pairs(buffers, slot),
@@ -404,7 +409,7 @@ def _sequence_from_tree(tree: list | tuple, blobs: list, resolve: Callable[[str,
                         depth: int) -> tuple:
     """A JSON array decoded as a tuple: an encoded layer by :func:`_layer_from_tree`; else plain values (most of a
     module's tree) taken as they are, without a call each."""
-    if type(tree) is list and len(tree) == 8 and tree[0] == "module":
+    if _is_json_layer(tree):
         layer = _layer_from_tree(tree, blobs, depth)
         if layer is not None:
             return layer
